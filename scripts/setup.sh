@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Create (or reuse) .venv and install vlaworks with its dependencies; install the Debian
+# GL libraries that MuJoCo's off-screen renderer needs (EGL / OSMesa, CPU llvmpipe).
+# Idempotent: a second run only checks. Sourced by scripts/demo.sh and scripts/test.sh.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+gl_pkgs=(libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6)
+missing=()
+for p in "${gl_pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "[setup] installing GL packages: ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python_bin="${PYTHON:-python3.11}"
+command -v "$python_bin" >/dev/null 2>&1 || python_bin=python3
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $python_bin"
+  "$python_bin" -m venv .venv
+fi
+stamp=.venv/.vlaworks-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "[setup] installing vlaworks into .venv (torch==2.13.0 CPU build first)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q "torch==2.13.0"
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  touch "$stamp"
+fi
+export MUJOCO_GL="${MUJOCO_GL:-egl}"

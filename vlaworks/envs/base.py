@@ -1,0 +1,37 @@
+"""The one interface evaluation and serving speak to: a gymnasium ``Env``.
+
+Every adapter (built-in tabletop world, Meta-World, LIBERO) returns observations of this
+shape, so rollouts, policies and the server never import a simulator:
+
+``observation`` (a ``dict``)::
+
+    {"images": {"base": uint8[H, W, 3], "wrist": uint8[H, W, 3], ...},
+     "state": float32[STATE_DIM],      # end-effector xyz, roll/pitch/yaw, gripper opening
+     "instruction": str}
+
+``action``: float32[7] = (dx, dy, dz, droll, dpitch, dyaw, gripper), each in [-1, 1];
+gripper -1 opens and +1 closes (LIBERO's convention). ``info`` holds at least
+``"success": bool`` and ``"task": str`` (the task id, e.g. ``"spatial/pick_leftmost"``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+ACTION_DIM = 7
+GRIPPER_INDEX = 6
+
+
+class EnvAdapter(Protocol):
+    """What the evaluator needs of an environment beyond ``gymnasium.Env``."""
+
+    camera_names: tuple[str, ...]
+    max_episode_steps: int
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]: ...
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict[str, Any]]: ...
+
+    def close(self) -> None: ...
