@@ -48,7 +48,9 @@ def generate(
         overwrite=overwrite,
     )
     if render_check is not None:
-        run_render_check(render_check, suite=suite[0], seed=seed, image_size=image_size, perturb=perturb or [])
+        run_render_check(
+            render_check, suite=suite[0], seed=seed, image_size=image_size, perturb=perturb or []
+        )
 
 
 @app.command()
