@@ -1,0 +1,190 @@
+"""Running episode groups in-process or across ``multiprocessing`` (spawn) workers.
+
+Every worker builds its own envs and policy from picklable specs: the policy from
+``"expert"``, a checkpoint folder or a picklable callable, the envs from an
+:class:`EnvConfig`. Work is split into groups of ``envs_per_worker`` episodes of one task;
+a group runs vectorised (one ``predict_chunk`` for all its envs) and its results do not
+depend on which worker ran it, so ``workers=W`` reproduces ``workers=1`` exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vlaworks.eval.expert import ExpertPolicy
+from vlaworks.eval.results import EpisodeResult
+from vlaworks.eval.rollout import EpisodeSpec, run_episodes
+
+if TYPE_CHECKING:
+    from vlaworks.policy_api import ChunkPolicy
+
+PolicyFactory = Callable[[Sequence[Any]], "ChunkPolicy"]
+PolicySpec = str | os.PathLike | PolicyFactory
+EnvFactory = Callable[..., Any]
+
+DEFAULT_ENV = "tabletop"
+
+
+def parse_perturbation(text: str) -> tuple[str, float]:
+    """Split ``"FAMILY:SEVERITY"`` into ``(family, severity)``; raise naming the expected form."""
+    family, sep, severity = str(text).partition(":")
+    try:
+        value = float(severity)
+    except ValueError:
+        value = None
+    if not sep or not family.strip() or value is None:
+        raise ValueError(f"Perturbation {text!r} is not FAMILY:SEVERITY (e.g. 'lighting:0.5', 'camera:1.0').")
+    return family.strip(), value
+
+
+def split_suite(suite: str) -> tuple[str, str]:
+    """Split a suite name into (env name, suite): ``"spatial"`` -> (``"tabletop"``, ``"spatial"``),
+    ``"libero/libero_10"`` -> (``"libero"``, ``"libero_10"``)."""
+    name, sep, rest = suite.partition("/")
+    return (name, rest) if sep else (DEFAULT_ENV, suite)
+
+
+def default_env_factory(suite: str, task: str | None, **kwargs: Any) -> Any:
+    """Build an env through :func:`vlaworks.envs.make_env` (suite ``ENV/SUITE``, default env tabletop)."""
+    from vlaworks.envs import make_env
+
+    name, suite_name = split_suite(suite)
+    return make_env(name, suite=suite_name, task=task, **kwargs)
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """How every worker builds an env for (suite, task); must be picklable."""
+
+    image_size: int = 128
+    perturbations: tuple[str, ...] = ()
+    factory: EnvFactory | None = None
+    kwargs: dict = field(default_factory=dict)
+
+    def make(self, suite: str, task: str | None) -> Any:
+        factory = self.factory or default_env_factory
+        return factory(
+            suite, task, image_size=self.image_size, perturbations=tuple(self.perturbations), **self.kwargs
+        )
+
+
+@functools.lru_cache(maxsize=2)
+def _load_checkpoint(path: str) -> ChunkPolicy:
+    from vlaworks.models.checkpoint import load_policy
+
+    return load_policy(Path(path))
+
+
+def build_policy(spec: PolicySpec, envs: Sequence[Any]) -> ChunkPolicy:
+    """Policy for a group of ``envs``: the expert bound to them, a (cached) checkpoint, or ``spec(envs)``."""
+    if callable(spec):
+        return spec(envs)
+    if str(spec) == "expert":
+        return ExpertPolicy(envs)
+    path = Path(spec)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"Policy {str(spec)!r} is neither 'expert' nor a checkpoint folder; pass --policy expert "
+            "or the output folder of `vlaworks train`."
+        )
+    return _load_checkpoint(str(path.resolve()))
+
+
+def policy_label(spec: PolicySpec) -> str:
+    """Human label of a policy spec for reports."""
+    if callable(spec):
+        return getattr(spec, "__name__", type(spec).__name__)
+    return str(spec)
+
+
+class Worker:
+    """Runs episode groups; keeps one env list per (suite, task) alive between groups."""
+
+    def __init__(self, policy: PolicySpec, env_config: EnvConfig, chunk_exec: str, out: Path | None) -> None:
+        self.policy = policy
+        self.env_config = env_config
+        self.chunk_exec = chunk_exec
+        self.out = out
+        self._envs: dict[tuple[str, str], list[Any]] = {}
+
+    def envs_for(self, suite: str, task: str, n: int) -> list[Any]:
+        pool = self._envs.setdefault((suite, task), [])
+        while len(pool) < n:
+            pool.append(self.env_config.make(suite, task))
+        return pool[:n]
+
+    def run(self, group: Sequence[EpisodeSpec]) -> list[EpisodeResult]:
+        envs = self.envs_for(group[0].suite, group[0].task, len(group))
+        policy = build_policy(self.policy, envs)
+        return run_episodes(envs, policy, group, chunk_exec=self.chunk_exec, video_root=self.out)
+
+    def close(self) -> None:
+        for envs in self._envs.values():
+            for env in envs:
+                env.close()
+        self._envs.clear()
+
+
+_WORKER: Worker | None = None
+
+
+def _init_worker(
+    policy: PolicySpec, env_config: EnvConfig, chunk_exec: str, out: Path | None, threads: int
+) -> None:
+    global _WORKER
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ.setdefault("MKL_NUM_THREADS", str(threads))
+    _WORKER = Worker(policy, env_config, chunk_exec, out)
+
+
+def _run_group(group: Sequence[EpisodeSpec]) -> list[EpisodeResult]:
+    if _WORKER is None:
+        raise RuntimeError("Evaluation worker used before initialisation.")
+    return _WORKER.run(group)
+
+
+def make_groups(specs: Sequence[EpisodeSpec], envs_per_worker: int) -> list[list[EpisodeSpec]]:
+    """Split specs into consecutive groups of at most ``envs_per_worker`` episodes of one task."""
+    if envs_per_worker < 1:
+        raise ValueError(f"envs_per_worker must be >= 1; got {envs_per_worker}.")
+    groups: list[list[EpisodeSpec]] = []
+    for spec in specs:
+        last = groups[-1] if groups else None
+        if last and len(last) < envs_per_worker and (last[0].suite, last[0].task) == (spec.suite, spec.task):
+            last.append(spec)
+        else:
+            groups.append([spec])
+    return groups
+
+
+def run_groups(
+    groups: Sequence[Sequence[EpisodeSpec]],
+    policy: PolicySpec,
+    env_config: EnvConfig,
+    chunk_exec: str,
+    out: Path | None,
+    workers: int = 1,
+) -> Iterator[list[EpisodeResult]]:
+    """Yield each group's results as it finishes (in-process when ``workers == 1``)."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1; got {workers}.")
+    if workers == 1:
+        worker = Worker(policy, env_config, chunk_exec, out)
+        try:
+            for group in groups:
+                yield worker.run(group)
+        finally:
+            worker.close()
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(
+        workers, initializer=_init_worker, initargs=(policy, env_config, chunk_exec, out, threads)
+    ) as pool:
+        yield from pool.imap_unordered(_run_group, groups)
