@@ -1,0 +1,203 @@
+"""Atomic training checkpoints: ``RUN/checkpoints/step-XXXXXX/`` plus a ``latest`` link.
+
+A checkpoint folder holds
+
+* ``model.safetensors``: the full (unwrapped) model state, shared tensors handled by
+  ``safetensors.torch.save_model``;
+* ``optimizer.pt`` / ``scheduler.pt``: their ``state_dict`` (plain tensors and numbers,
+  loaded with ``weights_only=True``);
+* ``rng-rank{r}.json`` + ``rng-rank{r}.safetensors``: python / numpy / torch (CPU and
+  CUDA) generator states of every process;
+* ``trainer_state.json``: step, sampler state and anything else the loop needs;
+* whatever the caller's ``extra_save(path)`` writes (policy config, normaliser, ...).
+
+Atomicity: everything is written into ``.tmp-step-XXXXXX`` and renamed to its final
+name only when complete; then ``latest`` (a relative symlink) is replaced atomically
+with ``os.replace``; only then are old checkpoints pruned. A crash at any point leaves
+``latest`` pointing at a complete checkpoint. Stale temp folders are removed by the
+next save or resume.
+
+Multi-process: every rank calls :func:`save_checkpoint` (each writes its own RNG
+state); rank 0 writes the rest and does the renames, with barriers in between. This
+suits DDP (each rank holds the full model); FSDP would need sharded state dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+STEP_DIR = re.compile(r"^step-(\d{6,})$")
+LATEST = "latest"
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def list_checkpoints(ckpt_root: Path) -> list[Path]:
+    """Complete checkpoint folders under ``ckpt_root``, oldest step first."""
+    if not ckpt_root.is_dir():
+        return []
+    found = [p for p in ckpt_root.iterdir() if p.is_dir() and not p.is_symlink() and STEP_DIR.match(p.name)]
+    return sorted(found, key=lambda p: int(STEP_DIR.match(p.name).group(1)))  # type: ignore[union-attr]
+
+
+def latest_checkpoint(ckpt_root: Path) -> Path | None:
+    """The folder ``latest`` points at, or None when there is no checkpoint yet."""
+    link = ckpt_root / LATEST
+    if not link.is_symlink():
+        return None
+    target = link.resolve()
+    if not (target / "trainer_state.json").is_file():
+        raise FileNotFoundError(
+            f"{link} points at {target}, which is not a complete checkpoint; "
+            f"point it at one of {[p.name for p in list_checkpoints(ckpt_root)]} or remove it."
+        )
+    return target
+
+
+def save_checkpoint(
+    accelerator: Accelerator,
+    ckpt_root: Path,
+    step: int,
+    model: nn.Module,
+    optimizer: Optimizer,
+    scheduler: LRScheduler,
+    trainer_state: dict[str, Any],
+    *,
+    keep_last: int,
+    extra_save: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write checkpoint ``step`` atomically, point ``latest`` at it, keep the last ``keep_last``."""
+    final = ckpt_root / step_dir_name(step)
+    tmp = ckpt_root / f".tmp-{final.name}"
+    main = accelerator.is_main_process
+    if main:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    accelerator.wait_for_everyone()
+    _save_rng(tmp, accelerator.process_index)
+    if main:
+        save_model(accelerator.unwrap_model(model), str(tmp / "model.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        if extra_save is not None:
+            extra_save(tmp)
+        state = dict(trainer_state, step=step, world_size=accelerator.num_processes)
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+    accelerator.wait_for_everyone()
+    if main:
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving a step (e.g. after resuming from it): swap, never delete first
+            trash = ckpt_root / f".old-{final.name}"
+            shutil.rmtree(trash, ignore_errors=True)
+            final.rename(trash)
+            tmp.rename(final)
+            shutil.rmtree(trash)
+        else:
+            tmp.rename(final)
+        _point_latest(ckpt_root, final)
+        for old in list_checkpoints(ckpt_root)[:-keep_last]:
+            if old != final:
+                shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(
+    accelerator: Accelerator,
+    path: Path,
+    model: nn.Module,
+    optimizer: Optimizer,
+    scheduler: LRScheduler,
+) -> dict[str, Any]:
+    """Restore model, optimizer, scheduler and this rank's RNG states; return trainer state."""
+    path = Path(path)
+    state_file = path / "trainer_state.json"
+    if not state_file.is_file():
+        raise FileNotFoundError(f"{path} is not a training checkpoint (no trainer_state.json).")
+    load_model(
+        accelerator.unwrap_model(model), str(path / "model.safetensors"), device=str(accelerator.device)
+    )
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
+    state = json.loads(state_file.read_text())
+    rank = accelerator.process_index
+    if (path / f"rng-rank{rank}.json").is_file():
+        _load_rng(path, rank)
+    else:
+        # Resumed on more processes than were saved: give this rank fresh, distinct
+        # streams (loss curves then match an uninterrupted run only statistically).
+        seed = int(np.random.SeedSequence([int(state["step"]), rank]).generate_state(1)[0])
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+    return state
+
+
+def _save_rng(folder: Path, rank: int) -> None:
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    meta = {
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": [np_kind, np_keys.tolist(), int(np_pos), int(np_has_gauss), float(np_gauss)],
+    }
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda{i}"] = s
+    save_file(tensors, str(folder / f"rng-rank{rank}.safetensors"))
+    (folder / f"rng-rank{rank}.json").write_text(json.dumps(meta))
+
+
+def _load_rng(folder: Path, rank: int) -> None:
+    meta = json.loads((folder / f"rng-rank{rank}.json").read_text())
+    py_version, py_state, py_gauss = meta["python"]
+    random.setstate((py_version, tuple(py_state), py_gauss))
+    kind, keys, pos, has_gauss, gauss = meta["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    tensors = load_file(str(folder / f"rng-rank{rank}.safetensors"))
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _point_latest(ckpt_root: Path, target: Path) -> None:
+    tmp_link = ckpt_root / f".{LATEST}.tmp"
+    if tmp_link.is_symlink() or tmp_link.exists():
+        tmp_link.unlink()
+    tmp_link.symlink_to(target.name)
+    os.replace(tmp_link, ckpt_root / LATEST)
+
+
+def _fsync_dir(folder: Path) -> None:
+    for f in folder.iterdir():
+        if f.is_file():
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def remove_stale_temps(ckpt_root: Path) -> None:
+    """Delete half-written ``.tmp-*`` / ``.old-*`` folders left by a crash."""
+    if ckpt_root.is_dir():
+        for p in ckpt_root.iterdir():
+            if p.is_dir() and (p.name.startswith(".tmp-") or p.name.startswith(".old-")):
+                shutil.rmtree(p)

@@ -1,0 +1,95 @@
+"""Training configuration and result records.
+
+``TrainConfig`` is plain data (JSON round-trip via :meth:`TrainConfig.to_dict` /
+:meth:`TrainConfig.from_dict`) so that a run folder records exactly how it was trained.
+Batch sizes are *per process*: one optimizer step consumes
+``batch_size * grad_accum * world_size`` samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+MixedPrecision = Literal["no", "bf16", "fp16"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything the training loop needs besides the model and the data."""
+
+    out_dir: Path
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    save_every: int = 500
+    keep_last: int = 2
+    log_every: int = 10
+    seed: int = 0
+    num_workers: int = 0
+    mixed_precision: MixedPrecision = "no"
+    find_unused_parameters: bool = False
+    progress: bool = True
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        self.adam_betas = (float(self.adam_betas[0]), float(self.adam_betas[1]))
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "grad_accum": self.grad_accum,
+                    "log_every": self.log_every, "keep_last": self.keep_last}
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1; got {value}.")
+        non_negative = {"lr": self.lr, "weight_decay": self.weight_decay, "warmup_steps": self.warmup_steps,
+                        "grad_clip": self.grad_clip, "save_every": self.save_every,
+                        "num_workers": self.num_workers}
+        for name, value in non_negative.items():
+            if value < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0; got {value}.")
+        if self.warmup_steps > self.steps:
+            raise ValueError(
+                f"TrainConfig.warmup_steps ({self.warmup_steps}) exceeds steps ({self.steps}); "
+                "lower the warm-up or train longer."
+            )
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(
+                f"TrainConfig.mixed_precision must be 'no', 'bf16' or 'fp16'; got {self.mixed_precision!r}."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (paths as strings)."""
+        out = asdict(self)
+        out["out_dir"] = str(self.out_dir)
+        out["adam_betas"] = list(self.adam_betas)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error so typos do not pass silently."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown TrainConfig keys {unknown}; valid keys are {sorted(known)}.")
+        return cls(**data)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`vlaworks.train.trainer.train` returns.
+
+    ``losses`` holds the globally averaged loss of every optimizer step run by *this*
+    call (a resumed call starts after the checkpoint's step).
+    """
+
+    final_loss: float
+    steps: int
+    samples_per_s: float
+    last_checkpoint: Path | None
+    run_dir: Path
+    losses: list[float] = field(default_factory=list)

@@ -1,0 +1,256 @@
+"""The training loop: accelerate, AdamW + warm-up/cosine, clipping, accumulation,
+atomic checkpoints and exact resume.
+
+The model is any ``nn.Module`` whose ``forward(batch) -> (loss, metrics)`` takes a
+:class:`vlaworks.batch.Batch`; parameters with ``requires_grad=False`` are not trained.
+Data is a torch ``Dataset`` plus a collate function returning a ``Batch``, or a
+:class:`~vlaworks.train.sampler.MixedBatchSource` for co-training (then ``collate`` is
+``None``).
+
+Exact resume: the data order is a function of ``(seed, epoch)`` with a saved position,
+the RNG states of every process are saved, and DataLoader creation does not touch the
+global RNG, so ``train(steps=N)`` and ``train(steps=N)`` killed at a checkpoint then
+``train(..., resume=True)`` in a fresh process produce the same per-step losses
+(same world size, same hardware; see ``tests/train/test_trainer.py``).
+
+Launching (one code path for all):
+
+* CPU / one GPU: ``python -m vlaworks.cli train ...`` or a Python call to :func:`train`.
+* Several GPUs on one node (DDP):
+  ``torchrun --standalone --nproc_per_node 8 -m vlaworks.cli train ...`` or
+  ``accelerate launch --multi_gpu --num_processes 8 -m vlaworks.cli train ...``.
+* Several nodes: ``torchrun --nnodes N --node_rank R --rdzv_endpoint HOST:PORT
+  --nproc_per_node 8 -m vlaworks.cli train ...``.
+* CPU, two processes (gloo), as the tests do:
+  ``torchrun --standalone --nproc_per_node 2 -m vlaworks.train.smoke --out RUN``
+  (``accelerate launch --cpu --num_processes 2`` starts only one process on CPU).
+
+With ``mixed_precision="bf16"`` the forward runs under bf16 autocast (GPU; CPU works
+but is slow); parameters and optimizer state stay fp32. Models that read hidden
+states without using every parameter (e.g. an LM whose ``lm_head`` is unused, or
+co-training where VL batches skip the action head) need
+``find_unused_parameters=True`` under DDP.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from torch import nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from vlaworks.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    remove_stale_temps,
+    save_checkpoint,
+)
+from vlaworks.train.config import TrainConfig, TrainResult
+from vlaworks.train.metrics import MetricsCsv
+from vlaworks.train.optim import build_optimizer, build_scheduler
+from vlaworks.train.sampler import Collate, MixedBatchSource, batch_stream
+
+
+def train(
+    model: nn.Module,
+    dataset: Dataset | MixedBatchSource,
+    collate: Collate | None,
+    cfg: TrainConfig,
+    *,
+    extra_save: Callable[[Path], None] | None = None,
+    resume: bool = False,
+) -> TrainResult:
+    """Train ``model`` for ``cfg.steps`` optimizer steps; write ``cfg.out_dir`` (metrics.csv,
+    train_config.json, checkpoints/). With ``resume=True`` continue from
+    ``checkpoints/latest`` when it exists (otherwise start fresh)."""
+    run_dir = cfg.out_dir
+    ckpt_root = run_dir / "checkpoints"
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)],
+    )
+    set_seed(cfg.seed)
+    source = _as_source(dataset, collate, cfg)
+    source.shard(accelerator.process_index, accelerator.num_processes)
+
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.adam_betas)
+    scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    start_step = 0
+    last_ckpt: Path | None = None
+    if resume:
+        if accelerator.is_main_process:
+            remove_stale_temps(ckpt_root)
+        accelerator.wait_for_everyone()
+        last_ckpt = latest_checkpoint(ckpt_root)
+        if last_ckpt is not None:
+            state = load_checkpoint(accelerator, last_ckpt, model, optimizer, scheduler)
+            source.load_state_dict(state["sampler"])
+            start_step = int(state["step"])
+    if start_step > cfg.steps:
+        raise ValueError(
+            f"Checkpoint {last_ckpt} is at step {start_step}, beyond cfg.steps={cfg.steps}; "
+            "raise steps or start a new run folder."
+        )
+
+    log = _Logger(accelerator, cfg, run_dir, start_step)
+    stream = batch_stream(source, num_workers=cfg.num_workers)
+    samples_per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
+    losses: list[float] = []
+    total_time = 0.0
+
+    for step in range(start_step + 1, cfg.steps + 1):
+        t0 = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=accelerator.device)
+        metric_sums: dict[str, float] = defaultdict(float)
+        metric_counts: dict[str, int] = defaultdict(int)
+        for micro in range(cfg.grad_accum):
+            name, batch = next(stream)
+            planned, _ = source.next_plan()  # the consumed-state copy that checkpoints save
+            if planned != name:
+                raise RuntimeError(f"Sampler desynchronised: loaded {name!r}, planned {planned!r}.")
+            batch = batch.to(accelerator.device)
+            sync = nullcontext() if micro == cfg.grad_accum - 1 else accelerator.no_sync(model)
+            with sync:
+                loss, metrics = model(batch)
+                accelerator.backward(loss / cfg.grad_accum)
+            loss_sum += loss.detach().float()
+            for k, v in metrics.items():
+                metric_sums[k] += float(v)
+                metric_counts[k] += 1
+        step_loss = float(accelerator.reduce(loss_sum / cfg.grad_accum, reduction="mean"))
+        if not math.isfinite(step_loss):
+            raise FloatingPointError(
+                f"Non-finite loss {step_loss} at step {step}; lower lr, check the data normalisation, "
+                "or enable grad_clip. The last checkpoint is untouched."
+            )
+        if cfg.grad_clip > 0:
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            metric_sums["grad_norm"] = float(grad_norm)
+            metric_counts["grad_norm"] = 1
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(step_loss)
+        elapsed = time.perf_counter() - t0
+        total_time += elapsed
+        log.step(step, step_loss, lr, samples_per_step, elapsed,
+                 {k: metric_sums[k] / metric_counts[k] for k in metric_sums})
+
+        if cfg.save_every and (step % cfg.save_every == 0 or step == cfg.steps):
+            trainer_state = {"sampler": source.state_dict(), "samples_seen": step * samples_per_step,
+                             "epochs": {n: source.epoch(n) for n in source.names}}
+            last_ckpt = save_checkpoint(
+                accelerator, ckpt_root, step, model, optimizer, scheduler, trainer_state,
+                keep_last=cfg.keep_last, extra_save=extra_save,
+            )
+    log.close()
+    ran = len(losses)
+    return TrainResult(
+        final_loss=losses[-1] if losses else math.nan,
+        steps=cfg.steps,
+        samples_per_s=ran * samples_per_step / total_time if total_time > 0 else 0.0,
+        last_checkpoint=last_ckpt,
+        run_dir=run_dir,
+        losses=losses,
+    )
+
+
+def _as_source(
+    dataset: Dataset | MixedBatchSource, collate: Collate | None, cfg: TrainConfig
+) -> MixedBatchSource:
+    if isinstance(dataset, MixedBatchSource):
+        if collate is not None:
+            raise ValueError("Pass collate=None with a MixedBatchSource; each source has its own collate.")
+        if dataset.batch_size != cfg.batch_size:
+            raise ValueError(
+                f"MixedBatchSource batch_size {dataset.batch_size} differs from cfg.batch_size "
+                f"{cfg.batch_size}; make them equal."
+            )
+        return dataset
+    if collate is None:
+        raise ValueError("A plain Dataset needs a collate function returning a vlaworks.batch.Batch.")
+    return MixedBatchSource({"data": (dataset, collate)}, {"data": 1.0}, cfg.batch_size, seed=cfg.seed)
+
+
+class _Logger:
+    """Progress bar, metrics.csv and optional TensorBoard on the main process."""
+
+    def __init__(self, accelerator: Accelerator, cfg: TrainConfig, run_dir: Path, start_step: int) -> None:
+        self.main = accelerator.is_main_process
+        self.every = cfg.log_every
+        self.window: dict[str, list[float]] = defaultdict(list)
+        self.window_samples = 0
+        self.window_time = 0.0
+        self.csv: MetricsCsv | None = None
+        self.tb = None
+        self.bar = None
+        if not self.main:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        self.csv = MetricsCsv(run_dir / "metrics.csv", keep_until_step=start_step if start_step else None)
+        if cfg.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:
+                raise ImportError(
+                    "TrainConfig.tensorboard=True needs the tensorboard package: pip install tensorboard, "
+                    "or set tensorboard=False (metrics.csv is always written)."
+                ) from err
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1)
+        self.bar = tqdm(total=cfg.steps, initial=start_step, disable=not cfg.progress, desc="train",
+                        dynamic_ncols=True)
+
+    def step(self, step: int, loss: float, lr: float, samples: int, seconds: float,
+             metrics: dict[str, float]) -> None:
+        if not self.main:
+            return
+        self.window["loss"].append(loss)
+        for k, v in metrics.items():
+            self.window[k].append(v)
+        self.window_samples += samples
+        self.window_time += seconds
+        sps = samples / seconds if seconds > 0 else 0.0
+        self.bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{sps:.1f}")  # type: ignore[union-attr]
+        self.bar.update(1)  # type: ignore[union-attr]
+        if step % self.every:
+            return
+        row: dict[str, float | int] = {
+            "step": step,
+            "loss": _mean(self.window.pop("loss")),
+            "lr": lr,
+            "samples_per_s": self.window_samples / self.window_time if self.window_time > 0 else 0.0,
+        }
+        row.update({k: _mean(v) for k, v in self.window.items()})
+        self.csv.log(row)  # type: ignore[union-attr]
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step":
+                    self.tb.add_scalar(f"train/{k}", v, step)
+        self.window.clear()
+        self.window_samples = 0
+        self.window_time = 0.0
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
