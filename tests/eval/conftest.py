@@ -22,8 +22,13 @@ class FakeReachEnv(gym.Env):
     camera_names = ("base", "wrist")
     max_episode_steps = 30
 
-    def __init__(self, suite: str = "toy", task: str | None = None, image_size: int = 16,
-                 perturbations: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        suite: str = "toy",
+        task: str | None = None,
+        image_size: int = 16,
+        perturbations: tuple[str, ...] = (),
+    ) -> None:
         self.tasks = list(TASKS[suite])
         self.task = task or self.tasks[0]
         self.image_size = image_size

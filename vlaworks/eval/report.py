@@ -17,6 +17,8 @@ import numpy as np  # noqa: E402
 
 from vlaworks.eval.results import EvalResult, RateSummary  # noqa: E402
 
+SUITE_ROW_SUFFIX = " (all tasks)"
+
 
 def _pct(x: float) -> str:
     return f"{100.0 * x:.1f}"
@@ -59,7 +61,9 @@ def _bar_chart(
     """Horizontal grouped bars (one group per label, one bar per series) with CI error bars."""
     n_rows, n_series = len(labels), len(series)
     height = 0.8 / max(n_series, 1)
-    fig, ax = plt.subplots(figsize=(8.0, 1.2 + 0.35 * n_rows * max(1.0, 0.6 * n_series)))
+    fig, ax = plt.subplots(
+        figsize=(8.0 + (1.5 if n_series > 1 else 0.0), 1.2 + 0.35 * n_rows * max(1.0, 0.6 * n_series))
+    )
     y = np.arange(n_rows)
     for k, (name, summaries) in enumerate(series):
         rates = np.array([100 * s.rate for s in summaries])
@@ -82,8 +86,11 @@ def _bar_chart(
     ax.set_xlabel("success rate (%) with Wilson 95% CI")
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
+    for tick in ax.get_yticklabels():
+        if tick.get_text().endswith(SUITE_ROW_SUFFIX):
+            tick.set_fontweight("bold")
     if n_series > 1:
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -92,7 +99,7 @@ def _bar_chart(
 
 
 def _row_label(suite: str, task: str | None) -> str:
-    return f"{suite} (all)" if task is None else task
+    return f"{suite}{SUITE_ROW_SUFFIX}" if task is None else task
 
 
 def write_report(result: EvalResult, out: Path) -> dict[str, Path]:
