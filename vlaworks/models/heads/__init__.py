@@ -1,0 +1,23 @@
+"""Action heads and their registry (``PolicyConfig.head.type`` names one of these)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vlaworks.models.config import PartRegistry, PartSpec, PolicyConfig
+
+if TYPE_CHECKING:
+    from vlaworks.models.backbones.base import Backbone
+    from vlaworks.models.heads.base import ActionHead
+
+HEADS = PartRegistry(
+    "head",
+    {
+        "query_mlp": "vlaworks.models.heads.query_mlp:QueryMLPHead.from_config",
+    },
+)
+
+
+def build_head(spec: PartSpec, backbone: Backbone, config: PolicyConfig) -> ActionHead:
+    """Build the head named by ``spec`` for ``backbone`` (its width, tokenizer) and ``config``."""
+    return HEADS.resolve(spec.type)(backbone, config, **spec.options)

@@ -1,0 +1,133 @@
+"""VLM4VLA's head (seed 003, section 3.2): one learnable ``<ActionQuery>`` token -> MLP -> chunk.
+
+The query embedding is appended after the native image + instruction prompt as a causal
+block, so its last hidden state has attended to everything before it. That state goes
+through the paper's MLP ``Linear(h, h/2) -> ReLU -> Linear(h/2, 1024) -> Linear(1024, D*T)``
+(the 1024 width is ``mlp_width``). Training uses Huber on the pose dimensions plus binary
+cross-entropy on the gripper logit (the normalised gripper target in [-1, 1] is mapped to
+{0, 1} by its sign); at inference the gripper is ``+1`` where the logit is positive, else
+``-1``. The head reads no proprio state, as in the paper.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vlaworks.batch import Batch
+from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
+from vlaworks.models.config import PolicyConfig
+from vlaworks.models.heads.base import ActionHead
+
+QUERY_BLOCK = "action_query"
+
+
+class QueryMLPHead(ActionHead):
+    """``<ActionQuery>`` + MLP decoder with Huber (pose) + BCE (gripper) loss."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        chunk: int,
+        action_dim: int = 7,
+        *,
+        mlp_width: int = 1024,
+        huber_delta: float = 1.0,
+        gripper_weight: float = 1.0,
+        query_init_std: float = 0.02,
+    ) -> None:
+        super().__init__()
+        if hidden_size < 2:
+            raise ValueError(f"QueryMLPHead needs hidden_size >= 2; got {hidden_size}.")
+        self.hidden_size = hidden_size
+        self.chunk = chunk
+        self.action_dim = action_dim
+        self.huber_delta = huber_delta
+        self.gripper_weight = gripper_weight
+        self.query = nn.Parameter(torch.randn(1, 1, hidden_size) * query_init_std)
+        self.mlp = nn.Sequential(
+            nn.Linear(hidden_size, hidden_size // 2),
+            nn.ReLU(),
+            nn.Linear(hidden_size // 2, mlp_width),
+            nn.Linear(mlp_width, action_dim * chunk),
+        )
+
+    @classmethod
+    def from_config(cls, backbone: Backbone, config: PolicyConfig, **options: float) -> QueryMLPHead:
+        """Registry builder: width from the backbone, chunk / action size from the config."""
+        return cls(backbone.hidden_size, config.chunk_size, config.action_dim, **options)
+
+    def extra_tokens(self, batch: Batch, backbone: Backbone, *, training: bool) -> list[ExtraTokens]:
+        dtype = backbone.input_embeddings().weight.dtype
+        embeds = self.query.to(dtype).expand(batch.size, 1, self.hidden_size)
+        return [ExtraTokens(QUERY_BLOCK, embeds=embeds, attention="causal")]
+
+    def decode(self, out: BackboneOutput) -> torch.Tensor:
+        """Raw head output ``[B, chunk, action_dim]``: pose values and the gripper *logit*."""
+        if QUERY_BLOCK not in out.spans:
+            raise KeyError(
+                f"Backbone output has no {QUERY_BLOCK!r} span (spans: {sorted(out.spans)}); pass this "
+                "head's extra_tokens to the backbone."
+            )
+        state = out.hidden[:, out.spans[QUERY_BLOCK]][:, -1]
+        flat = self.mlp(state.to(self.mlp[0].weight.dtype))
+        return flat.view(-1, self.chunk, self.action_dim)
+
+    def loss(self, out: BackboneOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        if batch.actions is None:
+            raise ValueError("QueryMLPHead.loss needs batch.actions (a robot batch, not a VL batch).")
+        if tuple(batch.actions.shape[1:]) != (self.chunk, self.action_dim):
+            raise ValueError(
+                f"Batch.actions is {tuple(batch.actions.shape)} but the head predicts "
+                f"[B, {self.chunk}, {self.action_dim}]; make the dataset's chunk size match the policy's."
+            )
+        pred = self.decode(out).float()
+        mask = batch.action_mask.to(pred.device).float()
+        return action_loss(pred, batch.actions.float(), mask, self.huber_delta, self.gripper_weight)
+
+    @torch.no_grad()
+    def predict(self, batch: Batch, backbone: Backbone, prefix: list[ExtraTokens]) -> torch.Tensor:
+        blocks = [*prefix, *self.extra_tokens(batch, backbone, training=False)]
+        out = backbone(batch.images, batch.instructions, blocks)
+        return gripper_to_sign(self.decode(out).float())
+
+
+def gripper_to_sign(raw: torch.Tensor) -> torch.Tensor:
+    """Replace the last dimension's logit by ``+1`` (close) where positive, else ``-1`` (open)."""
+    actions = raw.clone()
+    actions[..., -1] = torch.where(raw[..., -1] > 0, 1.0, -1.0)
+    return actions
+
+
+def action_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    huber_delta: float = 1.0,
+    gripper_weight: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Seed 003's Eq. 1 over the real (``mask``) steps of ``[B, T, D]`` chunks.
+
+    Pose: Huber per element, averaged over pose dimensions and real steps. Gripper: BCE on
+    the logit ``pred[..., -1]`` against ``target[..., -1] > 0``, averaged over real steps.
+    """
+    steps = mask.sum().clamp(min=1.0)
+    pose = F.huber_loss(pred[..., :-1], target[..., :-1], reduction="none", delta=huber_delta)
+    pose_loss = (pose.mean(-1) * mask).sum() / steps
+    closed = (target[..., -1] > 0).float()
+    bce = F.binary_cross_entropy_with_logits(pred[..., -1], closed, reduction="none")
+    gripper_loss = (bce * mask).sum() / steps
+    loss = pose_loss + gripper_weight * gripper_loss
+    with torch.no_grad():
+        err = (pred[..., :-1] - target[..., :-1]).abs()
+        metrics = {
+            "loss_pose": pose_loss.item(),
+            "loss_gripper": gripper_loss.item(),
+            "l1_pose": float((err.mean(-1) * mask).sum() / steps),
+            "gripper_acc": float((((pred[..., -1] > 0).float() == closed).float() * mask).sum() / steps),
+        }
+        if pred.shape[-1] == 7:
+            metrics["l1_translation"] = float((err[..., :3].mean(-1) * mask).sum() / steps)
+            metrics["l1_rotation"] = float((err[..., 3:6].mean(-1) * mask).sum() / steps)
+    return loss, metrics

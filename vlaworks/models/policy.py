@@ -1,0 +1,306 @@
+"""The policy core: backbone + token sources + head (+ auxiliary losses).
+
+``VLAPolicy`` is the only model class; recipes differ in the parts the
+:class:`~vlaworks.models.config.PolicyConfig` names, never in this code.
+
+* training: ``forward(batch) -> (loss, metrics)`` = token sources' blocks + the head's
+  blocks -> backbone -> ``head.loss`` (+ weighted auxiliary losses);
+* inference: ``predict(batch)`` -> normalised chunk ``[B, T, 7]``; ``predict_chunk`` takes
+  env observations (``vlaworks/envs/base.py``) and returns raw env actions, so it satisfies
+  :class:`vlaworks.policy_api.ChunkPolicy`.
+
+Trainability (freezing, LoRA, from-scratch re-initialisation) is applied here from the
+config so that a checkpoint rebuilds exactly the same module tree.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vlaworks.batch import Batch
+from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
+from vlaworks.models.config import PartRegistry, PolicyConfig
+from vlaworks.models.heads import build_head
+from vlaworks.models.heads.base import ActionHead
+from vlaworks.models.tokens import build_token_source
+from vlaworks.models.tokens.base import TokenSource
+
+if TYPE_CHECKING:
+    from vlaworks.data.normalize import Normalizer
+
+
+class AuxLoss(nn.Module, ABC):
+    """A loss beside the head's (mask decoding, geometry alignment, VL next-token).
+
+    It reads the same backbone output as the head; blocks it needs (e.g. ``<SEG>``) come
+    from a token source. ``needs_hidden_states`` asks the backbone for all layers' states.
+    """
+
+    weight: float = 1.0
+    needs_hidden_states: bool = False
+
+    @abstractmethod
+    def loss(self, out: BackboneOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Unweighted scalar loss and float metrics."""
+
+
+#: auxiliary-loss builders, called as ``builder(backbone, config, **options)``
+AUX_LOSSES = PartRegistry("aux loss", {})
+
+
+class VLAPolicy(nn.Module):
+    """A VLM turned into an action-chunk policy."""
+
+    def __init__(
+        self,
+        config: PolicyConfig,
+        backbone: Backbone,
+        head: ActionHead,
+        token_sources: list[TokenSource] | None = None,
+        aux_losses: list[AuxLoss] | None = None,
+        normalizer: Normalizer | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.head = head
+        self.token_sources = nn.ModuleList(token_sources or [])
+        self.aux_losses = nn.ModuleList(aux_losses or [])
+        self.normalizer = normalizer
+
+    @property
+    def chunk_size(self) -> int:
+        return self.config.chunk_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def reset(self) -> None:
+        """Start a new episode. The policy keeps no per-episode state, so nothing to clear."""
+
+    def prefix(self, batch: Batch) -> list[ExtraTokens]:
+        """The token sources' blocks for ``batch``, in config order."""
+        blocks: list[ExtraTokens] = []
+        for source in self.token_sources:
+            blocks.extend(source.tokens(batch, self.backbone.hidden_size))
+        return blocks
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training step on a robot batch: scalar loss and float metrics (``loss`` included)."""
+        if batch.actions is None:
+            raise ValueError(
+                "VLAPolicy.forward needs a robot batch with actions; vision-language batches go to "
+                "a VL auxiliary loss / trainer path."
+            )
+        self._check_cameras(batch)
+        blocks = [*self.prefix(batch), *self.head.extra_tokens(batch, self.backbone, training=True)]
+        out = self.backbone(
+            batch.images,
+            batch.instructions,
+            blocks,
+            output_hidden_states=any(a.needs_hidden_states for a in self.aux_losses),
+        )
+        loss, metrics = self.head.loss(out, batch)
+        metrics = dict(metrics)
+        for index, aux in enumerate(self.aux_losses):
+            aux_loss, aux_metrics = aux.loss(out, batch)
+            loss = loss + aux.weight * aux_loss
+            name = self.config.aux_losses[index].type
+            metrics[f"{name}/loss"] = aux_loss.item()
+            metrics.update({f"{name}/{k}": v for k, v in aux_metrics.items()})
+        metrics["loss"] = loss.item()
+        return loss, metrics
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> torch.Tensor:
+        """Normalised action chunk ``[B, chunk, action_dim]`` for ``batch``."""
+        self._check_cameras(batch)
+        return self.head.predict(batch, self.backbone, self.prefix(batch))
+
+    def batch_from_observations(self, observations: list[dict[str, Any]]) -> Batch:
+        """Env observations -> a uint8 :class:`Batch` on the policy's device.
+
+        Takes the config's cameras in order, resizes each view to ``image_size`` square and,
+        with ``use_state``, normalises the state with the policy's normaliser.
+        """
+        if not observations:
+            raise ValueError("predict_chunk got no observations; pass a list with one dict per env.")
+        views = []
+        for obs in observations:
+            images = obs.get("images", {})
+            missing = [c for c in self.config.cameras if c not in images]
+            if missing:
+                raise KeyError(
+                    f"Observation lacks camera(s) {missing}; it has {sorted(images)}. The policy was "
+                    f"configured with cameras {list(self.config.cameras)}."
+                )
+            views.append(np.stack([np.asarray(images[c], dtype=np.uint8) for c in self.config.cameras]))
+        images = torch.from_numpy(np.stack(views)).permute(0, 1, 4, 2, 3).contiguous()
+        images = resize_images(images, self.config.image_size)
+        state = None
+        if self.config.use_state:
+            raw = torch.as_tensor(np.stack([np.asarray(o["state"], dtype=np.float32) for o in observations]))
+            state = self._require_normalizer().normalize("observation.state", raw).float()
+        batch = Batch(
+            images=images,
+            instructions=[str(o["instruction"]) for o in observations],
+            camera_names=self.config.cameras,
+            state=state,
+        )
+        return batch.to(self.device)
+
+    def predict_chunk(self, observations: list[dict[str, Any]]) -> np.ndarray:
+        """Raw env-unit action chunks ``[B, chunk, action_dim]`` (float32) for env observations."""
+        normalizer = self._require_normalizer()
+        was_training = self.training
+        self.eval()
+        try:
+            chunk = self.predict(self.batch_from_observations(observations))
+        finally:
+            self.train(was_training)
+        raw = normalizer.unnormalize("action", chunk.float().cpu())
+        return np.asarray(raw, dtype=np.float32)
+
+    def _require_normalizer(self) -> Normalizer:
+        if self.normalizer is None:
+            raise ValueError(
+                "This policy has no normaliser: build it with the dataset's Normalizer or load a "
+                "checkpoint (which stores normalizer.json)."
+            )
+        return self.normalizer
+
+    def _check_cameras(self, batch: Batch) -> None:
+        if tuple(batch.camera_names) != self.config.cameras:
+            raise ValueError(
+                f"Batch cameras {list(batch.camera_names)} differ from the policy's "
+                f"{list(self.config.cameras)}; select the same views in the same order."
+            )
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize uint8 ``[B, V, 3, H, W]`` to ``size`` x ``size`` (antialiased bilinear), uint8 out."""
+    b, v, c, h, w = images.shape
+    if (h, w) == (size, size):
+        return images
+    flat = images.reshape(b * v, c, h, w).float()
+    out = F.interpolate(flat, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8).reshape(b, v, c, size, size)
+
+
+def build_policy(config: PolicyConfig, normalizer: Normalizer | None = None) -> VLAPolicy:
+    """Build every part named by ``config``, apply from-scratch / LoRA / freezing switches."""
+    from vlaworks.models.backbones import build_backbone
+
+    backbone = build_backbone(config.backbone, **config.backbone_options)
+    if config.from_scratch:
+        reinitialise(backbone)
+    sources = [build_token_source(spec, backbone, config) for spec in config.token_sources]
+    head = build_head(config.head, backbone, config)
+    aux = [AUX_LOSSES.resolve(spec.type)(backbone, config, **spec.options) for spec in config.aux_losses]
+    policy = VLAPolicy(config, backbone, head, sources, aux, normalizer)
+    if config.lora.enabled:
+        inject_lora(policy)
+    set_trainable(policy)
+    return policy
+
+
+def reinitialise(module: nn.Module) -> None:
+    """Re-draw every weight of ``module`` from its initialiser (training from scratch).
+
+    ``transformers`` sub-models use their own ``initialize_weights`` (after clearing the
+    "already initialised" flags it sets on load); other layers use ``reset_parameters``.
+    """
+    from transformers import PreTrainedModel
+
+    covered: set[int] = set()
+    for sub in module.modules():
+        if id(sub) in covered or not isinstance(sub, PreTrainedModel):
+            continue
+        for part in sub.modules():
+            covered.add(id(part))
+            part._is_hf_initialized = False
+        for tensor in [*sub.parameters(), *sub.buffers()]:
+            tensor._is_hf_initialized = False
+        sub.initialize_weights()
+        sub.tie_weights()
+    for sub in module.modules():
+        if id(sub) not in covered and hasattr(sub, "reset_parameters"):
+            sub.reset_parameters()
+
+
+def _vision_module_ids(backbone: Backbone) -> set[int]:
+    return {id(m) for root in backbone.vision_modules() for m in root.modules()}
+
+
+def lora_target_names(backbone: Backbone, targets: tuple[str, ...]) -> list[str]:
+    """Full names of the LM's ``nn.Linear`` layers whose last name part is in ``targets``."""
+    vision = _vision_module_ids(backbone)
+    names = [
+        name
+        for name, module in backbone.named_modules()
+        if isinstance(module, nn.Linear) and id(module) not in vision and name.rsplit(".", 1)[-1] in targets
+    ]
+    if not names:
+        found = sorted(
+            {n.rsplit(".", 1)[-1] for n, m in backbone.named_modules() if isinstance(m, nn.Linear)}
+        )
+        raise ValueError(
+            f"No LM linear layer matches LoRA targets {list(targets)}; linear layer names: {found}."
+        )
+    return names
+
+
+def inject_lora(policy: VLAPolicy) -> None:
+    """Insert ``peft`` LoRA adapters into the backbone's LM linear layers (in place)."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    opts = policy.config.lora
+    lora = LoraConfig(
+        r=opts.r,
+        lora_alpha=opts.alpha,
+        lora_dropout=opts.dropout,
+        target_modules=lora_target_names(policy.backbone, opts.target_modules),
+    )
+    inject_adapter_in_model(lora, policy.backbone)
+
+
+def set_trainable(policy: VLAPolicy) -> None:
+    """Set ``requires_grad`` from the config's switches (callable again per training stage).
+
+    Full fine-tuning trains everything; with LoRA the backbone's non-vision base weights
+    are frozen and only adapters train. Then ``freeze_vision`` freezes the vision
+    encoder(s), ``freeze_word_embeddings`` the LM input embeddings and ``freeze_backbone``
+    the whole backbone. The head (its ``<ActionQuery>`` included), token sources and
+    auxiliary modules always stay trainable.
+    """
+    config = policy.config
+    backbone = policy.backbone
+    for param in policy.parameters():
+        param.requires_grad_(True)
+    if config.lora.enabled:
+        vision = {id(p) for root in backbone.vision_modules() for p in root.parameters()}
+        for name, param in backbone.named_parameters():
+            if "lora_" not in name and id(param) not in vision:
+                param.requires_grad_(False)
+    if config.freeze_vision:
+        for root in backbone.vision_modules():
+            root.requires_grad_(False)
+    if config.freeze_word_embeddings:
+        backbone.input_embeddings().requires_grad_(False)
+    if config.freeze_backbone:
+        backbone.requires_grad_(False)
+
+
+def count_parameters(module: nn.Module) -> dict[str, int]:
+    """Total and trainable parameter counts (shared tensors counted once)."""
+    seen: dict[int, nn.Parameter] = {id(p): p for p in module.parameters()}
+    total = sum(p.numel() for p in seen.values())
+    trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
+    return {"total": total, "trainable": trainable}
