@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from token_fakes import smooth_chunks
 
 from vlaworks.models.heads.token import (
     BinTokenizer,
@@ -11,16 +12,6 @@ from vlaworks.models.heads.token import (
     StringTokenizer,
     load_action_tokenizer,
 )
-
-
-def smooth_chunks(n: int, chunk: int = 8, dim: int = 7, seed: int = 0) -> np.ndarray:
-    """Random sinusoids per dimension: the smooth kind of action chunk FAST compresses well."""
-    rng = np.random.default_rng(seed)
-    t = np.linspace(0.0, 1.0, chunk)[None, :, None]
-    freq = rng.uniform(0.2, 1.5, (n, 1, dim))
-    phase = rng.uniform(0.0, 2 * np.pi, (n, 1, dim))
-    amp = rng.uniform(0.1, 0.9, (n, 1, dim))
-    return amp * np.sin(2 * np.pi * freq * t + phase)
 
 
 def test_bins_round_trip_within_half_bin():

@@ -1,0 +1,232 @@
+"""The token action head: actions as LM tokens (bins, strings or FAST), decoded greedily.
+
+Vocabulary mapping (decided here, per tokenizer):
+
+* **string tokens** (seed 004) are ordinary text: each symbol is the id of its character
+  (digits, ``-``, ``.``, the two separators) in ``backbone.tokenizer``; every character
+  must be a single token there, otherwise construction fails with the offending one.
+* **bins and FAST** use a *reserved id range* of the LM vocabulary, by default its last
+  ``n_symbols`` ids as OpenVLA does (those rows of the embedding / LM head are
+  re-purposed by fine-tuning). Pass ``id_range=(first, stop)`` to use dedicated tokens
+  instead (e.g. added to the tokenizer and the embeddings resized by the recipe). A
+  range that covers a special token (EOS, PAD, ...) is rejected.
+
+The answer ends with the tokenizer's EOS token for variable-length answers (string,
+FAST); bins have a fixed length ``chunk * action_dim`` and no EOS.
+
+Training appends the teacher-forced answer ids as one causal block (``name``) and the
+loss is next-token cross-entropy over the whole LM vocabulary on that span only; tokens
+of padded timesteps (``batch.action_mask``) are left out where a token belongs to one
+timestep (bins, string). Inference runs the prompt once and decodes with the backbone's
+KV cache (:meth:`Backbone.step`), masking the logits with the tokenizer's grammar.
+Tokens the grammar forces (``.``, separators, END) are appended without a decision and
+fed together with the next step, so they cost no extra LM call; rows of a batch decode
+together in lockstep.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vlaworks.batch import Batch
+from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
+from vlaworks.models.heads.base import ActionHead
+from vlaworks.models.heads.token.base import ActionTokenizer, Grammar
+
+
+class TokenActionHead(ActionHead):
+    """Autoregressive action tokens through the backbone's own LM head."""
+
+    def __init__(
+        self,
+        tokenizer: ActionTokenizer,
+        chunk: int,
+        action_dim: int = 7,
+        *,
+        id_range: tuple[int, int] | None = None,
+        name: str = "action_tokens",
+    ) -> None:
+        super().__init__()
+        self.tokenizer, self.chunk, self.action_dim = tokenizer, chunk, action_dim
+        self.id_range, self.name = id_range, name
+        self.register_buffer("symbol_ids", torch.empty(0, dtype=torch.long), persistent=False)
+        # the backbone is referenced, not owned: keep it out of this module's state dict
+        object.__setattr__(self, "_backbone", None)
+
+    # --- vocabulary -------------------------------------------------------------------------
+    def bind(self, backbone: Backbone) -> None:
+        """Resolve the LM ids of the action symbols (and END) for ``backbone``."""
+        if self._backbone is backbone and self.symbol_ids.numel():
+            return
+        text_tok = backbone.tokenizer
+        eos = getattr(text_tok, "eos_token_id", None)
+        if eos is None:
+            raise ValueError("TokenActionHead needs backbone.tokenizer.eos_token_id to end action answers.")
+        chars = self.tokenizer.symbol_chars
+        ids = self._char_ids(text_tok, chars) if chars is not None else self._reserved_ids(backbone, text_tok)
+        device = backbone.input_embeddings().weight.device
+        self.symbol_ids = torch.tensor([*ids, int(eos)], dtype=torch.long, device=device)
+        object.__setattr__(self, "_backbone", backbone)
+
+    @staticmethod
+    def _char_ids(text_tok, chars: tuple[str, ...]) -> list[int]:
+        ids = []
+        for ch in chars:
+            found = text_tok.encode(ch, add_special_tokens=False)
+            if len(found) != 1:
+                raise ValueError(
+                    f"String action tokens need {ch!r} to be one token of the backbone tokenizer; it "
+                    f"encodes to {found}. Choose other separators or a tokenizer with single-char digits."
+                )
+            ids.append(int(found[0]))
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"Action characters {chars} map to repeated token ids {ids}.")
+        return ids
+
+    def _reserved_ids(self, backbone: Backbone, text_tok) -> list[int]:
+        vocab = backbone.input_embeddings().num_embeddings
+        n = self.tokenizer.n_symbols
+        first, stop = self.id_range if self.id_range is not None else (vocab - n, vocab)
+        if stop - first != n or first < 0 or stop > vocab:
+            raise ValueError(
+                f"Reserved action ids [{first}, {stop}) must hold exactly {n} ids inside the LM vocabulary "
+                f"of {vocab}; pass id_range=(first, first + {n}) or resize the embeddings first."
+            )
+        special = set(getattr(text_tok, "all_special_ids", []) or [])
+        clash = sorted(special.intersection(range(first, stop)))
+        if clash:
+            raise ValueError(
+                f"Reserved action ids [{first}, {stop}) cover special tokens {clash}; pass an id_range "
+                "that avoids them (e.g. dedicated tokens added to the tokenizer)."
+            )
+        return list(range(first, stop))
+
+    @property
+    def backbone(self) -> Backbone:
+        if self._backbone is None:
+            raise RuntimeError(
+                "TokenActionHead is not bound; call extra_tokens(...) or bind(backbone) first."
+            )
+        return self._backbone
+
+    # --- training ---------------------------------------------------------------------------
+    def answer_ids(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced LM ids ``[B, L]`` (right-padded) and the loss mask ``[B, L]``."""
+        if batch.actions is None:
+            raise ValueError("TokenActionHead training needs batch.actions (normalised [B, T, 7]).")
+        if tuple(batch.actions.shape[1:]) != (self.chunk, self.action_dim):
+            raise ValueError(
+                f"TokenActionHead expects actions [B, {self.chunk}, {self.action_dim}]; "
+                f"got {tuple(batch.actions.shape)}."
+            )
+        actions = batch.actions.detach().float().cpu().numpy()
+        step_ok = batch.action_mask.cpu().numpy()
+        end = self.tokenizer.n_symbols
+        rows, masks = [], []
+        for chunk, ok in zip(actions, step_ok, strict=True):
+            symbols = self.tokenizer.encode(chunk)
+            steps = self.tokenizer.steps_of(symbols, self.action_dim)
+            mask = [True] * len(symbols) if steps is None else [bool(ok[s]) for s in steps]
+            if self.tokenizer.uses_end:
+                symbols, mask = [*symbols, end], [*mask, True]
+            rows.append(symbols)
+            masks.append(mask)
+        width = max(map(len, rows))
+        sym = torch.full((len(rows), width), end, dtype=torch.long)
+        keep = torch.zeros((len(rows), width), dtype=torch.bool)
+        for i, (row, mask) in enumerate(zip(rows, masks, strict=True)):
+            sym[i, : len(row)] = torch.tensor(row)
+            keep[i, : len(row)] = torch.tensor(mask)
+        device = self.symbol_ids.device
+        return self.symbol_ids[sym.to(device)], keep.to(device)
+
+    def extra_tokens(self, batch: Batch, backbone: Backbone, *, training: bool) -> list[ExtraTokens]:
+        self.bind(backbone)
+        if not training:
+            return []
+        ids, _ = self.answer_ids(batch)
+        return [ExtraTokens(self.name, ids=ids, attention="causal")]
+
+    def loss(self, out: BackboneOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        span = out.spans.get(self.name)
+        if span is None:
+            raise KeyError(
+                f"Backbone output has no {self.name!r} span; run extra_tokens(training=True) first."
+            )
+        ids, keep = self.answer_ids(batch)
+        hidden = out.hidden[:, span.start - 1 : span.stop - 1]  # position i predicts answer token i
+        logits = self.backbone.lm_logits(hidden).float()
+        ce = F.cross_entropy(logits.flatten(0, 1), ids.flatten(), reduction="none").view_as(ids)
+        weight = keep.float()
+        loss = (ce * weight).sum() / weight.sum().clamp(min=1.0)
+        with torch.no_grad():
+            acc = ((logits.argmax(-1) == ids).float() * weight).sum() / weight.sum().clamp(min=1.0)
+        return loss, {"token_ce": float(loss.detach()), "token_acc": float(acc)}
+
+    # --- inference --------------------------------------------------------------------------
+    def _push(self, grammar: Grammar, symbols: list[int], pending: list[int], symbol: int) -> None:
+        """Record a chosen symbol plus every symbol the grammar then forces."""
+        while True:
+            grammar.push(symbol)
+            symbols.append(symbol)
+            pending.append(symbol)
+            if grammar.done:
+                pending.clear()  # nothing follows: the final tokens need not be fed
+                return
+            allowed = grammar.allowed()
+            if allowed.sum() != 1:
+                return
+            symbol = int(np.flatnonzero(allowed)[0])
+
+    @torch.no_grad()
+    def predict(
+        self, batch: Batch, backbone: Backbone, prefix: list[ExtraTokens], *, use_cache: bool = True
+    ) -> torch.Tensor:
+        """Greedy constrained decoding -> normalised chunk ``[B, chunk, action_dim]``.
+
+        ``use_cache=False`` re-runs the full sequence at every step (slow; the reference
+        the cached path is tested against)."""
+        symbols = self.decode_symbols(batch, backbone, prefix, use_cache=use_cache)
+        chunks = [self.tokenizer.decode(s, self.chunk, self.action_dim) for s in symbols]
+        return torch.from_numpy(np.stack(chunks)).to(batch.images.device)
+
+    @torch.no_grad()
+    def decode_symbols(
+        self, batch: Batch, backbone: Backbone, prefix: list[ExtraTokens], *, use_cache: bool = True
+    ) -> list[list[int]]:
+        """Per row, the decoded action symbols (END removed)."""
+        self.bind(backbone)
+        rows, end = batch.size, self.tokenizer.n_symbols
+        grammars = [self.tokenizer.grammar(self.chunk, self.action_dim) for _ in range(rows)]
+        symbols: list[list[int]] = [[] for _ in range(rows)]
+        pending: list[list[int]] = [[] for _ in range(rows)]
+        out = backbone(batch.images, batch.instructions, list(prefix), use_cache=use_cache)
+        cache, last, fed = out.cache, out.hidden[:, -1], []
+        pad = torch.full((rows, 1), end, dtype=torch.long)
+        while True:
+            need = [r for r in range(rows) if not grammars[r].done and not pending[r]]
+            if need:
+                logits = backbone.lm_logits(last[need])[:, self.symbol_ids].float()
+                allowed = torch.from_numpy(np.stack([grammars[r].allowed() for r in need]))
+                choice = logits.masked_fill(~allowed.to(logits.device), float("-inf")).argmax(-1).tolist()
+                for r, symbol in zip(need, choice, strict=True):
+                    self._push(grammars[r], symbols[r], pending[r], symbol)
+            active = [r for r in range(rows) if pending[r]]
+            if not active:
+                break
+            n = min(len(pending[r]) for r in active)
+            step = pad.expand(rows, n).clone()
+            for r in active:
+                step[r] = torch.tensor(pending[r][:n])
+                del pending[r][:n]
+            ids = self.symbol_ids[step.to(self.symbol_ids.device)]
+            if use_cache:
+                hidden, cache = backbone.step(ids, cache)
+            else:
+                fed.append(ids)
+                block = ExtraTokens(self.name, ids=torch.cat(fed, dim=1))
+                hidden = backbone(batch.images, batch.instructions, [*prefix, block]).hidden
+            last = hidden[:, -1]
+        return [[s for s in row if s != end] for row in symbols]
