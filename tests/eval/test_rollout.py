@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import FakeReachEnv, GreedyChunkPolicy
+from eval_fakes import FakeReachEnv, GreedyChunkPolicy
 
 from vlaworks.eval.expert import ExpertPolicy
 from vlaworks.eval.rollout import EpisodeSpec, episode_seed, run_episodes
@@ -45,12 +45,12 @@ def test_lockstep_batch_keeps_size_and_stops_finished_envs():
     assert len({r.length for r in results}) > 1  # different goals, different lengths
 
 
-def test_episode_runs_until_max_steps_without_success():
+def test_episode_runs_until_max_steps_without_success(fake_env):
     class Idle(GreedyChunkPolicy):
         def predict_chunk(self, observations):
             return np.zeros((len(observations), 5, 7), dtype=np.float32)
 
-    [r] = run_episodes([FakeReachEnv()], Idle(), _specs(1, "toy/reach"))
+    [r] = run_episodes([fake_env], Idle(), _specs(1, "toy/reach"))
     assert (r.success, r.length, r.predictions) == (False, FakeReachEnv.max_episode_steps, 6)
 
 
@@ -85,13 +85,13 @@ def test_expert_policy_needs_an_env_with_an_expert():
         ExpertPolicy([object()])
 
 
-def test_bad_chunk_shape_is_reported():
+def test_bad_chunk_shape_is_reported(fake_env):
     class Wrong(GreedyChunkPolicy):
         def predict_chunk(self, observations):
             return np.zeros((len(observations), 7), dtype=np.float32)
 
     with pytest.raises(ValueError, match=r"\[B=1, T, 7\]"):
-        run_episodes([FakeReachEnv()], Wrong(), _specs(1, "toy/reach"))
+        run_episodes([fake_env], Wrong(), _specs(1, "toy/reach"))
 
 
 def test_recorded_episode_writes_side_by_side_video(tmp_path):

@@ -2,7 +2,7 @@ import json
 from dataclasses import replace
 
 import pytest
-from conftest import greedy_policy, make_fake_env, noisy_policy
+from eval_fakes import greedy_policy, make_fake_env, noisy_policy
 
 from vlaworks.eval.results import EvalResult
 from vlaworks.eval.run import evaluate
