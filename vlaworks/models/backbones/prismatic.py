@@ -1,0 +1,219 @@
+"""Prismatic / PokeVLM backbone: DINOv2 ⊕ SigLIP -> MLP projector -> causal LM.
+
+The sequence is ``[<bos>] [view 1 patches] ... [view V patches] prompt`` (Prismatic puts
+the patches right after BOS). Prompt schemes: ``"openvla"`` (default)
+``"In: What action should the robot take to {instruction}?\\nOut:"`` as in OpenVLA /
+seed 004, and ``"simple"`` ``"{instruction}\\n"`` (seed 003's plain style).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    Dinov2Config,
+    Dinov2Model,
+    SiglipVisionConfig,
+    SiglipVisionModel,
+)
+
+from vlaworks.models.backbones.native import LMResult, NativeBackbone
+from vlaworks.models.backbones.sequence import Piece
+from vlaworks.models.text_tokenizer import build_tiny_tokenizer
+from vlaworks.models.vision.featurizer import DinoSigLIPFeaturizer
+
+META_FILE = "vlaworks_backbone.json"
+PROMPTS = {
+    "openvla": "In: What action should the robot take to {instruction}?\nOut:",
+    "simple": "{instruction}\n",
+}
+
+
+class PrismaticBackbone(NativeBackbone):
+    """DINOv2 ⊕ SigLIP patch features, 2-layer GELU MLP projector, ``AutoModelForCausalLM``."""
+
+    family = "prismatic"
+
+    def __init__(
+        self,
+        featurizer: DinoSigLIPFeaturizer,
+        llm: nn.Module,
+        tokenizer: Any,
+        prompt_scheme: str = "openvla",
+    ) -> None:
+        if prompt_scheme not in PROMPTS:
+            raise ValueError(
+                f"Unknown prismatic prompt_scheme {prompt_scheme!r}; use one of {sorted(PROMPTS)}."
+            )
+        super().__init__(tokenizer, prompt_scheme)
+        self.featurizer = featurizer
+        self.llm = llm
+        self.hidden_size = int(llm.config.hidden_size)
+        self.projector = nn.Sequential(
+            nn.Linear(featurizer.out_dim, self.hidden_size),
+            nn.GELU(),
+            nn.Linear(self.hidden_size, self.hidden_size),
+        )
+        self.projector.to(llm.dtype)
+        self._image_id = int(tokenizer.pad_token_id)
+
+    # ----- construction ------------------------------------------------------------------
+    @classmethod
+    def tiny(cls, *, image_size: int = 96, prompt_scheme: str = "openvla", **_: Any) -> PrismaticBackbone:
+        """Random-init small model: LM hidden 128 x 4 layers, towers hidden 64 x 2 layers, patch 16."""
+        tok = build_tiny_tokenizer()
+        dino = Dinov2Config(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            mlp_ratio=2,
+            image_size=image_size,
+            patch_size=16,
+        )
+        siglip = SiglipVisionConfig(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=image_size,
+            patch_size=16,
+        )
+        llm_cfg = AutoConfig.for_model(
+            "qwen2",
+            vocab_size=len(tok),
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            tie_word_embeddings=True,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+        return cls._from_configs(dino, siglip, llm_cfg, tok, prompt_scheme)
+
+    @classmethod
+    def _from_configs(
+        cls,
+        dino: Dinov2Config,
+        siglip: SiglipVisionConfig,
+        llm_cfg: Any,
+        tok: Any,
+        prompt_scheme: str,
+        attn_implementation: str = "sdpa",
+    ) -> PrismaticBackbone:
+        llm_cfg._attn_implementation = attn_implementation
+        llm = AutoModelForCausalLM.from_config(llm_cfg)
+        return cls(DinoSigLIPFeaturizer.from_configs(dino, siglip), llm, tok, prompt_scheme)
+
+    @classmethod
+    def from_components(
+        cls,
+        llm: str,
+        dinov2: str,
+        siglip: str,
+        *,
+        prompt_scheme: str = "openvla",
+        dtype: torch.dtype = torch.float32,
+        attn_implementation: str = "sdpa",
+    ) -> PrismaticBackbone:
+        """Assemble from real checkpoint folders (e.g. Qwen2.5-0.5B, dinov2-large, siglip-so400m);
+        the projector starts random (trained in VLM pretraining)."""
+        tok = AutoTokenizer.from_pretrained(llm)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        lm = AutoModelForCausalLM.from_pretrained(llm, dtype=dtype, attn_implementation=attn_implementation)
+        siglip_cfg = SiglipVisionConfig.from_pretrained(siglip)
+        siglip_cfg.vision_use_head = False
+        feat = DinoSigLIPFeaturizer(
+            Dinov2Model.from_pretrained(dinov2, dtype=dtype),
+            SiglipVisionModel.from_pretrained(siglip, config=siglip_cfg, dtype=dtype),
+        )
+        return cls(feat, lm, tok, prompt_scheme)
+
+    def save_pretrained(self, path: str) -> None:
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "family": self.family,
+            "prompt_scheme": self.prompt_scheme,
+            "dinov2": self.featurizer.dino.config.to_dict(),
+            "siglip": self.featurizer.siglip.config.to_dict(),
+            "llm": self.llm.config.to_dict(),
+        }
+        (out / META_FILE).write_text(json.dumps(meta, indent=1))
+        save_model(self, str(out / "model.safetensors"))
+        self._tokenizer.save_pretrained(str(out))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str,
+        *,
+        prompt_scheme: str | None = None,
+        dtype: torch.dtype | None = None,
+        attn_implementation: str = "sdpa",
+        **_: Any,
+    ) -> PrismaticBackbone:
+        meta = json.loads((Path(path) / META_FILE).read_text())
+        llm_meta = dict(meta["llm"])
+        llm_cfg = AutoConfig.for_model(llm_meta.pop("model_type"), **llm_meta)
+        siglip = SiglipVisionConfig(**meta["siglip"])
+        model = cls._from_configs(
+            Dinov2Config(**meta["dinov2"]),
+            siglip,
+            llm_cfg,
+            AutoTokenizer.from_pretrained(path),
+            prompt_scheme or meta["prompt_scheme"],
+            attn_implementation,
+        )
+        load_model(model, str(Path(path) / "model.safetensors"))
+        return model.to(dtype) if dtype is not None else model
+
+    # ----- hooks -------------------------------------------------------------------------
+    def prompt(self, instruction: str, n_views: int) -> list[Piece]:
+        bos = self._tokenizer.bos_token_id
+        pieces = [Piece((bos,))] if bos is not None else []
+        pieces.append(Piece((self._image_id,) * (self.featurizer.num_patches * n_views), kind="image"))
+        text = PROMPTS[self.prompt_scheme].format(instruction=instruction.strip().rstrip(".?!").lower())
+        pieces.append(Piece(self.text_ids(text)))
+        return pieces
+
+    def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        b, v = images.shape[:2]
+        feats = self.featurizer.features(images.flatten(0, 1))
+        proj = self.projector(feats.to(self.projector[0].weight.dtype))
+        return proj.reshape(b, v * proj.shape[1], proj.shape[2]), {}
+
+    def run_lm(self, embeds, mask, position_ids, past, use_cache, output_hidden_states, ctx) -> LMResult:
+        out = self.llm.model(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=position_ids,
+            past_key_values=past,
+            use_cache=use_cache,
+            output_hidden_states=output_hidden_states,
+        )
+        return LMResult(
+            out.last_hidden_state, out.hidden_states if output_hidden_states else None, out.past_key_values
+        )
+
+    # ----- contract ----------------------------------------------------------------------
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.llm.lm_head(hidden)
+
+    def input_embeddings(self) -> nn.Embedding:
+        return self.llm.get_input_embeddings()
+
+    def vision_modules(self) -> list[nn.Module]:
+        return [self.featurizer]
