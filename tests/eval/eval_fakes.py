@@ -65,6 +65,9 @@ class FakeReachEnv(gym.Env):
         success = abs(self.pos - self.goal) < 0.05
         return self._obs(), float(success), success, False, {"success": success, "task": self.task}
 
+    def close(self) -> None:
+        self.closed = True
+
     def expert(self) -> FakeExpert:
         return FakeExpert(self)
 

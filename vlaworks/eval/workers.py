@@ -104,7 +104,11 @@ def policy_label(spec: PolicySpec) -> str:
 
 
 class Worker:
-    """Runs episode groups; keeps one env list per (suite, task) alive between groups."""
+    """Runs episode groups; keeps the current task's envs alive between its groups.
+
+    Groups arrive task by task, so envs of a previous task are closed when a new task
+    starts: a worker holds at most ``envs_per_worker`` simulators at a time.
+    """
 
     def __init__(self, policy: PolicySpec, env_config: EnvConfig, chunk_exec: str, out: Path | None) -> None:
         self.policy = policy
@@ -114,6 +118,8 @@ class Worker:
         self._envs: dict[tuple[str, str], list[Any]] = {}
 
     def envs_for(self, suite: str, task: str, n: int) -> list[Any]:
+        if (suite, task) not in self._envs:
+            self.close()
         pool = self._envs.setdefault((suite, task), [])
         while len(pool) < n:
             pool.append(self.env_config.make(suite, task))

@@ -1,0 +1,42 @@
+import pytest
+from eval_fakes import greedy_policy, make_fake_env
+
+from vlaworks.eval.rollout import EpisodeSpec
+from vlaworks.eval.workers import EnvConfig, Worker, make_groups, parse_perturbation, split_suite
+
+
+def _spec(task, k):
+    return EpisodeSpec("toy", task, k, seed=k)
+
+
+def test_groups_hold_one_task_each():
+    specs = [_spec("toy/reach", k) for k in range(3)] + [_spec("toy/reach_far", k) for k in range(2)]
+    groups = make_groups(specs, envs_per_worker=2)
+    assert [[(s.task, s.episode) for s in g] for g in groups] == [
+        [("toy/reach", 0), ("toy/reach", 1)],
+        [("toy/reach", 2)],
+        [("toy/reach_far", 0), ("toy/reach_far", 1)],
+    ]
+    with pytest.raises(ValueError, match="envs_per_worker"):
+        make_groups(specs, 0)
+
+
+def test_worker_reuses_envs_within_a_task_and_closes_them_after():
+    config = EnvConfig(image_size=8, perturbations=("camera:0.5",), factory=make_fake_env)
+    worker = Worker(greedy_policy, config, "full", out=None)
+    first = worker.envs_for("toy", "toy/reach", 2)
+    assert worker.envs_for("toy", "toy/reach", 1) == first[:1]
+    assert first[0].perturbations == ("camera:0.5",) and first[0].image_size == 8
+    worker.run([_spec("toy/reach_far", 0)])
+    assert all(env.closed for env in first)
+    worker.close()
+    assert worker._envs == {}
+
+
+def test_perturbation_and_suite_parsing():
+    assert parse_perturbation("lighting:0.5") == ("lighting", 0.5)
+    for bad in ("lighting", "lighting:high", ":1.0"):
+        with pytest.raises(ValueError, match="FAMILY:SEVERITY"):
+            parse_perturbation(bad)
+    assert split_suite("spatial") == ("tabletop", "spatial")
+    assert split_suite("libero/libero_10") == ("libero", "libero_10")
