@@ -15,8 +15,7 @@ import sys
 
 GL_PACKAGES = "libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6"
 _PROBE = (
-    "import mujoco; m = mujoco.MjModel.from_xml_string('<mujoco/>'); "
-    "r = mujoco.Renderer(m, 8, 8); r.close()"
+    "import mujoco; m = mujoco.MjModel.from_xml_string('<mujoco/>'); r = mujoco.Renderer(m, 8, 8); r.close()"
 )
 
 
@@ -56,9 +55,9 @@ def make_renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Rend
         current = os.environ.get("MUJOCO_GL", "<unset>")
         if _IMPORTED_TOO_EARLY:
             raise RuntimeError(
-                "Off-screen rendering failed: `mujoco` was imported before vlaworks.sim with MUJOCO_GL unset, "
-                "so MuJoCo chose an on-screen back-end. Export MUJOCO_GL=egl (or osmesa), or import "
-                f"vlaworks.sim before mujoco. ({err})"
+                "Off-screen rendering failed: `mujoco` was imported before vlaworks.sim with "
+                "MUJOCO_GL unset, so MuJoCo chose an on-screen back-end. Export MUJOCO_GL=egl (or osmesa), "
+                f"or import vlaworks.sim before mujoco. ({err})"
             ) from err
         raise RuntimeError(
             f"Off-screen rendering failed with MUJOCO_GL={current} ({err}). Try `export MUJOCO_GL=osmesa` "

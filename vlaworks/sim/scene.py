@@ -6,10 +6,11 @@ from the front, so image-right is ``+x`` and "front" (closest to the camera) is 
 
 The gripper is a free, gravity-compensated hand welded to a mocap target (so contacts see
 real velocities and friction can hold a grasped object) carrying two position-controlled
-slide fingers; the end-effector (EE) point is the pinch point between the fingertips. A fixed *pool* of objects (cubes, cylinders, a bowl, a plate) is compiled
-once; each episode activates some of them, recolours them and places them on the table,
-and parks the rest out of sight with collisions off. Switching layouts therefore never
-recompiles the model or re-creates the GL context.
+slide fingers; the end-effector (EE) point is the pinch point between the fingertips.
+A fixed *pool* of objects (cubes, cylinders, a bowl, a plate) is compiled once; each
+episode activates some of them, recolours them and places them on the table, and parks
+the rest out of sight with collisions off. Switching layouts therefore never recompiles
+the model or re-creates the GL context.
 
 Action (7-D, each in [-1, 1]): (dx, dy, dz, droll, dpitch, dyaw, gripper), scaled by
 :data:`MAX_TRANSLATION` / :data:`MAX_ROTATION` per control step; gripper > 0 closes.
@@ -143,13 +144,10 @@ def _object_xml(kind: str, index: int) -> str:
     elif kind == "cylinder":
         geoms = f'<geom name="{name}_g" type="cylinder" size="{CYL_RADIUS} {CYL_HALF}" mass="0.05" {common}/>'
     elif kind == "plate":
-        geoms = (
-            f'<geom name="{name}_g" type="cylinder" size="{PLATE_RADIUS} {PLATE_HALF_H}" mass="0.3" {common}/>'
-        )
+        size = f"{PLATE_RADIUS} {PLATE_HALF_H}"
+        geoms = f'<geom name="{name}_g" type="cylinder" size="{size}" mass="0.3" {common}/>'
     elif kind == "bowl":
-        parts = [
-            f'<geom name="{name}_g0" type="cylinder" size="{BOWL_RADIUS} 0.004" mass="0.3" {common}/>'
-        ]
+        parts = [f'<geom name="{name}_g0" type="cylinder" size="{BOWL_RADIUS} 0.004" mass="0.3" {common}/>']
         n_walls = 12
         for k in range(n_walls):
             angle = 2 * np.pi * k / n_walls
@@ -216,11 +214,13 @@ def build_mjcf() -> str:
       <camera name="wrist" pos="{_fmt(wrist_pos)}" xyaxes="{_fmt(wrist_xy)}" fovy="{WRIST_FOVY}"/>
       <site name="pinch" pos="0 0 0" size="0.004" rgba="1 0 0 0"/>
       <body name="finger_l" pos="0 0 0" gravcomp="1">
-        <joint name="finger_l" type="slide" axis="-1 0 0" range="0 {FINGER_OPEN}" damping="3" armature="0.01"/>
+        <joint name="finger_l" type="slide" axis="-1 0 0" range="0 {FINGER_OPEN}"
+               damping="3" armature="0.01"/>
         <geom name="finger_l_g" pos="-0.006 0 0.017" mass="0.03" {finger}/>
       </body>
       <body name="finger_r" pos="0 0 0" gravcomp="1">
-        <joint name="finger_r" type="slide" axis="1 0 0" range="0 {FINGER_OPEN}" damping="3" armature="0.01"/>
+        <joint name="finger_r" type="slide" axis="1 0 0" range="0 {FINGER_OPEN}"
+               damping="3" armature="0.01"/>
         <geom name="finger_r_g" pos="0.006 0 0.017" mass="0.03" {finger}/>
       </body>
     </body>
@@ -282,7 +282,10 @@ class Scene:
         self._park = {o.name: self.data.qpos[o.qpos_adr : o.qpos_adr + 3].copy() for o in self.objects}
         self.hand_mocap = int(m.body_mocapid[m.body("ee_target").id])
         self.hand_qpos = int(m.jnt_qposadr[m.joint("hand_j").id])
-        self.finger_qpos = (int(m.jnt_qposadr[m.joint("finger_l").id]), int(m.jnt_qposadr[m.joint("finger_r").id]))
+        self.finger_qpos = (
+            int(m.jnt_qposadr[m.joint("finger_l").id]),
+            int(m.jnt_qposadr[m.joint("finger_r").id]),
+        )
         self.finger_geoms = (m.geom("finger_l_g").id, m.geom("finger_r_g").id)
         gripper_bodies = {m.body(n).id for n in ("hand", "finger_l", "finger_r")}
         self.seg_lut = np.zeros(m.ngeom + 1, dtype=np.int32)  # index geom id + 1 (background -1 -> 0)
