@@ -118,29 +118,21 @@ def fake_backbone() -> FakeBackbone:
     return build_fake_backbone("fake", hidden=32)
 
 
-class _AffineNormalizer:
-    """Minimal stand-in for ``vlaworks.data.normalize.Normalizer`` (q99 to [-1, 1])."""
 
-    def __init__(self, stats: dict[str, dict[str, list[float]]]) -> None:
-        self.stats = stats
-
-    def _bounds(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.tensor(self.stats[key]["q01"]), torch.tensor(self.stats[key]["q99"])
-
-    def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
-        lo, hi = self._bounds(key)
-        return 2 * (x - lo) / (hi - lo) - 1
-
-    def unnormalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
-        lo, hi = self._bounds(key)
-        return (x + 1) / 2 * (hi - lo) + lo
+@pytest.fixture
+def stats() -> dict[str, dict[str, list[float]]]:
+    """Dataset-style statistics for 7-D actions (gripper in [-1, 1]) and an 8-D state."""
+    return {
+        "action": {
+            "q01": [-0.5] * 6 + [-1.0], "q99": [0.5] * 6 + [1.0],
+            "min": [-0.6] * 6 + [-1.0], "max": [0.6] * 6 + [1.0],
+        },
+        "observation.state": {"q01": [-2.0] * 8, "q99": [2.0] * 8, "min": [-3.0] * 8, "max": [3.0] * 8},
+    }
 
 
 @pytest.fixture
-def fake_normalizer() -> _AffineNormalizer:
-    return _AffineNormalizer(
-        {
-            "action": {"q01": [-0.5] * 6 + [-1.0], "q99": [0.5] * 6 + [1.0]},
-            "observation.state": {"q01": [-2.0] * 8, "q99": [2.0] * 8},
-        }
-    )
+def normalizer(stats):
+    from vlaworks.data.normalize import Normalizer
+
+    return Normalizer(stats, mode="q99")

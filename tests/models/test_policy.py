@@ -72,20 +72,20 @@ def test_training_reduces_loss_on_one_batch() -> None:
     assert loss.item() < 0.5 * first
 
 
-def test_predict_chunk_from_env_observations(fake_normalizer) -> None:
-    policy = build_policy(_config(cameras=("base", "wrist")), normalizer=fake_normalizer)
+def test_predict_chunk_from_env_observations(normalizer) -> None:
+    policy = build_policy(_config(cameras=("base", "wrist")), normalizer=normalizer)
     assert isinstance(policy, ChunkPolicy)
     policy.reset()
     chunk = policy.predict_chunk([_observation(), _observation()])
     assert chunk.shape == (2, 3, 7) and chunk.dtype == np.float32
     normalised = policy.predict(policy.batch_from_observations([_observation()]))
-    expected = fake_normalizer.unnormalize("action", normalised).numpy()
+    expected = normalizer.unnormalize("action", normalised).numpy()
     np.testing.assert_allclose(chunk[:1], expected, rtol=1e-5, atol=1e-6)
     assert policy.training  # predict_chunk restores the mode it found
 
 
-def test_observation_with_missing_camera_is_a_clear_error(fake_normalizer) -> None:
-    policy = build_policy(_config(cameras=("base", "side")), normalizer=fake_normalizer)
+def test_observation_with_missing_camera_is_a_clear_error(normalizer) -> None:
+    policy = build_policy(_config(cameras=("base", "side")), normalizer=normalizer)
     with pytest.raises(KeyError, match="side"):
         policy.predict_chunk([_observation()])
 
@@ -100,9 +100,9 @@ def test_batch_camera_mismatch_is_a_clear_error() -> None:
         build_policy(_config())(_batch(views=2))
 
 
-def test_proprio_token_source_feeds_state(fake_normalizer) -> None:
+def test_proprio_token_source_feeds_state(normalizer) -> None:
     config = _config(use_state=True, state_dim=8, token_sources=[PartSpec("proprio")])
-    policy = build_policy(config, normalizer=fake_normalizer)
+    policy = build_policy(config, normalizer=normalizer)
     loss, _ = policy(_batch(state=True))
     loss.backward()
     assert policy.token_sources[0].proj.weight.grad.abs().sum() > 0

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-NormaliserMode = Literal["q99", "mean_std"]
+NormaliserMode = Literal["q99", "meanstd", "minmax"]
 
 #: Linear layer names of the LM blocks of Llama / Qwen / Gemma style decoders.
 DEFAULT_LORA_TARGETS: tuple[str, ...] = (
@@ -90,9 +90,9 @@ class PolicyConfig:
             raise ValueError("PolicyConfig.cameras is empty; name at least one camera, e.g. ('base',).")
         if self.use_state and (self.state_dim is None or self.state_dim < 1):
             raise ValueError("PolicyConfig.use_state=True needs state_dim (the proprio vector length).")
-        if self.normaliser_mode not in ("q99", "mean_std"):
+        if self.normaliser_mode not in ("q99", "meanstd", "minmax"):
             raise ValueError(
-                f"PolicyConfig.normaliser_mode must be 'q99' or 'mean_std'; got {self.normaliser_mode!r}."
+                f"PolicyConfig.normaliser_mode must be q99, meanstd or minmax; got {self.normaliser_mode!r}."
             )
         self.cameras = tuple(self.cameras)
         self.lora.target_modules = tuple(self.lora.target_modules)

@@ -198,6 +198,8 @@ def build_policy(config: PolicyConfig, normalizer: Normalizer | None = None) -> 
     """Build every part named by ``config``, apply from-scratch / LoRA / freezing switches."""
     from vlaworks.models.backbones import build_backbone
 
+    if normalizer is not None:
+        check_normalizer(config, normalizer)
     backbone = build_backbone(config.backbone, **config.backbone_options)
     if config.from_scratch:
         reinitialise(backbone)
@@ -209,6 +211,26 @@ def build_policy(config: PolicyConfig, normalizer: Normalizer | None = None) -> 
         inject_lora(policy)
     set_trainable(policy)
     return policy
+
+
+def check_normalizer(config: PolicyConfig, normalizer: Normalizer) -> None:
+    """The normaliser must use the config's mode and cover the action (and state if used)."""
+    if normalizer.mode != config.normaliser_mode:
+        raise ValueError(
+            f"Normalizer mode {normalizer.mode!r} differs from PolicyConfig.normaliser_mode "
+            f"{config.normaliser_mode!r}; build both with the same mode."
+        )
+    needed = ["action", *(["observation.state"] if config.use_state else [])]
+    absent = [k for k in needed if k not in normalizer.keys]
+    if absent:
+        raise ValueError(
+            f"Normalizer lacks {absent} (it covers {list(normalizer.keys)}); this policy needs them."
+        )
+    if normalizer.dim("action") != config.action_dim:
+        raise ValueError(
+            f"Normalizer actions have {normalizer.dim('action')} dims; "
+            f"the policy predicts {config.action_dim}."
+        )
 
 
 def reinitialise(module: nn.Module) -> None:

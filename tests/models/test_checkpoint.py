@@ -1,0 +1,97 @@
+"""Policy checkpoints: save -> load gives identical actions; mismatched stats are errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vlaworks.models.checkpoint import load_policy, save_policy
+from vlaworks.models.config import LoraOptions, PartSpec, PolicyConfig
+from vlaworks.models.policy import build_policy
+
+pytestmark = pytest.mark.usefixtures("fake_backbones")
+
+
+def _config(**overrides) -> PolicyConfig:
+    base = dict(
+        backbone="fake",
+        backbone_options={"hidden": 32},
+        head=PartSpec("query_mlp", {"mlp_width": 16}),
+        chunk_size=2,
+        image_size=16,
+        cameras=("base", "wrist"),
+    )
+    base.update(overrides)
+    return PolicyConfig(**base)
+
+
+def _observations() -> list[dict]:
+    rng = np.random.default_rng(3)
+    return [
+        {
+            "images": {c: rng.integers(0, 256, (20, 20, 3), dtype=np.uint8) for c in ("base", "wrist")},
+            "state": rng.standard_normal(8).astype(np.float32),
+            "instruction": text,
+        }
+        for text in ("pick up the cube", "open the drawer")
+    ]
+
+
+def _perturb(policy) -> None:
+    """Move every weight away from its seeded init, so a load that skips weights would show."""
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"lora": LoraOptions(enabled=True, r=2, alpha=4)},
+        {"use_state": True, "state_dim": 8, "token_sources": [PartSpec("proprio")], "from_scratch": True},
+    ],
+    ids=["full", "lora", "proprio-scratch"],
+)
+def test_save_load_gives_identical_actions(tmp_path, normalizer, overrides) -> None:
+    policy = build_policy(_config(**overrides), normalizer).eval()
+    _perturb(policy)
+    before = policy.predict_chunk(_observations())
+    folder = save_policy(policy, tmp_path / "ckpt")
+    assert {"config.json", "model.safetensors", "normalizer.json"} <= {p.name for p in folder.iterdir()}
+    loaded = load_policy(folder)
+    np.testing.assert_array_equal(loaded.predict_chunk(_observations()), before)
+    assert loaded.config == policy.config
+    assert [p.requires_grad for p in loaded.parameters()] == [p.requires_grad for p in policy.parameters()]
+
+
+def test_expected_stats_must_match(tmp_path, normalizer, stats) -> None:
+    folder = save_policy(build_policy(_config(), normalizer), tmp_path / "ckpt")
+    load_policy(folder, expected_stats=stats)  # same keys and shapes: fine
+    other = json.loads(json.dumps(stats))
+    other["action"] = {k: v[:6] for k, v in stats["action"].items()}
+    with pytest.raises(ValueError, match="'action' has 6 dimensions"):
+        load_policy(folder, expected_stats=other)
+    del other["observation.state"]
+    with pytest.raises(ValueError, match="missing key 'observation.state'"):
+        load_policy(folder, expected_stats=other)
+
+
+def test_weights_must_match_config(tmp_path, normalizer) -> None:
+    folder = save_policy(build_policy(_config(), normalizer), tmp_path / "ckpt")
+    _config(head=PartSpec("query_mlp", {"mlp_width": 8})).save(folder / "config.json")
+    with pytest.raises(RuntimeError, match="size mismatch for head.mlp"):
+        load_policy(folder)
+
+
+def test_save_without_normaliser_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(ValueError, match="normaliser"):
+        save_policy(build_policy(_config()), tmp_path / "ckpt")
+
+
+def test_not_a_checkpoint_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_policy(tmp_path)

@@ -1,0 +1,97 @@
+"""Policy checkpoints: one self-describing folder per policy.
+
+Layout of ``path/``:
+
+* ``config.json``: the :class:`~vlaworks.models.config.PolicyConfig`;
+* ``model.safetensors``: the whole policy state (backbone, token sources, head, auxiliary
+  modules), written with ``safetensors.torch.save_model`` so tied tensors are stored once.
+  LoRA adapters are stored *unmerged* (``...base_layer.weight`` + ``...lora_A/B``): loading
+  re-injects them from the config, so a checkpoint resumes training exactly as it was;
+* ``normalizer.json``: the action / state statistics (``Normalizer.state_dict()``);
+* ``tokenizer/``: the backbone tokenizer's own files, for tools that read text without
+  building the model.
+
+Loading rebuilds the module tree from ``config.json`` (the backbone from its registry
+name or the model folder named in the config, then from-scratch / LoRA / freezing
+switches) and loads ``model.safetensors`` strictly. The trainer's checkpoints share this
+layout: its ``model.safetensors`` is the same state, and :func:`write_policy_files`
+writes the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from vlaworks.data.normalize import Normalizer
+from vlaworks.models.config import PolicyConfig
+from vlaworks.models.policy import VLAPolicy, build_policy
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+NORMALIZER_FILE = "normalizer.json"
+TOKENIZER_DIR = "tokenizer"
+
+
+def write_policy_files(policy: VLAPolicy, path: str | Path) -> None:
+    """Write everything but the weights: config, normaliser stats and tokenizer files."""
+    if policy.normalizer is None:
+        raise ValueError(
+            "Cannot save a policy without a normaliser: a checkpoint must carry the action statistics "
+            "it was trained with. Build the policy with the dataset's Normalizer."
+        )
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    policy.config.save(out / CONFIG_FILE)
+    (out / NORMALIZER_FILE).write_text(json.dumps(policy.normalizer.state_dict(), indent=1) + "\n")
+    tokenizer = policy.backbone.tokenizer
+    if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
+        tokenizer.save_pretrained(str(out / TOKENIZER_DIR))
+
+
+def save_policy(policy: VLAPolicy, path: str | Path) -> Path:
+    """Write the checkpoint folder described in the module docstring; returns its path."""
+    out = Path(path)
+    write_policy_files(policy, out)
+    save_model(policy, str(out / WEIGHTS_FILE))
+    return out
+
+
+def load_policy(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    expected_stats: Mapping[str, Any] | Normalizer | None = None,
+) -> VLAPolicy:
+    """Rebuild a saved policy on ``device`` (in eval mode).
+
+    ``expected_stats`` (a dataset's ``meta/stats.json`` dict or a Normalizer) is checked
+    against the checkpoint's normaliser: a missing key or a different dimension is an
+    error, so a policy never silently runs with another robot's action layout.
+    """
+    folder = Path(path)
+    missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE, NORMALIZER_FILE) if not (folder / f).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder} is not a policy checkpoint: missing {missing}. Point at a folder written by "
+            "save_policy (or a trainer checkpoint step folder)."
+        )
+    config = PolicyConfig.load(folder / CONFIG_FILE)
+    normalizer = Normalizer.from_state_dict(json.loads((folder / NORMALIZER_FILE).read_text()))
+    if expected_stats is not None:
+        normalizer.check_compatible(expected_stats)
+    # Weights come from the file, so skip the (possibly slow) from-scratch re-initialisation.
+    policy = build_policy(replace(config, from_scratch=False), normalizer)
+    policy.config = config
+    missing_keys, unexpected = load_model(policy, str(folder / WEIGHTS_FILE), strict=False)
+    if missing_keys or unexpected:
+        raise ValueError(
+            f"{folder / WEIGHTS_FILE} does not match the model built from {CONFIG_FILE}: "
+            f"missing {sorted(missing_keys)[:8]}, unexpected {sorted(unexpected)[:8]}."
+        )
+    return policy.to(device).eval()
