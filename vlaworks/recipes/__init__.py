@@ -1,0 +1,34 @@
+"""Recipes: one entry per system, baseline and ablation; ``get_recipe(name, **options)``.
+
+Each entry is a builder returning a :class:`~vlaworks.recipes.base.Recipe`; later systems
+(OpenVLA bins, OpenVLA+ D/S/C, PixelVLA, PokeVLA, OFT, pi0-flow) are more entries here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vlaworks.models.config import PartRegistry
+from vlaworks.recipes.base import Recipe
+
+RECIPES = PartRegistry(
+    "recipe",
+    {
+        "vlm4vla": "vlaworks.recipes.vlm4vla:vlm4vla",
+        "vlm4vla-scratch": "vlaworks.recipes.vlm4vla:vlm4vla_scratch",
+        "vlm4vla-freeze-vision": "vlaworks.recipes.vlm4vla:vlm4vla_freeze_vision",
+        "vlm4vla-freeze-embeddings": "vlaworks.recipes.vlm4vla:vlm4vla_freeze_embeddings",
+    },
+)
+
+
+def get_recipe(name: str, **options: Any) -> Recipe:
+    """The recipe registered as ``name``, built with ``options`` (e.g. ``backbone=...``)."""
+    return RECIPES.resolve(name)(**options)
+
+
+def recipe_names() -> list[str]:
+    return RECIPES.names()
+
+
+__all__ = ["RECIPES", "Recipe", "get_recipe", "recipe_names"]

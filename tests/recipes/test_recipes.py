@@ -1,0 +1,61 @@
+"""Recipe registry and the VLM4VLA recipes."""
+
+from __future__ import annotations
+
+import pytest
+
+from vlaworks.models.config import PolicyConfig
+from vlaworks.recipes import get_recipe, recipe_names
+
+
+def test_unknown_recipe_lists_known_names() -> None:
+    with pytest.raises(KeyError, match="Unknown recipe 'nope'.*vlm4vla, vlm4vla-freeze-embeddings"):
+        get_recipe("nope")
+
+
+def test_vlm4vla_follows_the_paper() -> None:
+    recipe = get_recipe("vlm4vla", backbone="paligemma-tiny")
+    policy = recipe.policy
+    assert policy.head.type == "query_mlp" and policy.head.options["mlp_width"] == 1024
+    assert (policy.chunk_size, policy.image_size, policy.cameras) == (4, 224, ("base",))
+    assert not policy.use_state and not policy.token_sources
+    assert not (policy.freeze_vision or policy.freeze_word_embeddings or policy.from_scratch)
+    assert not policy.lora.enabled
+    assert recipe.train == {"lr": 5e-5, "batch_size": 64}
+    calvin = get_recipe("vlm4vla", setting="calvin")
+    assert (calvin.policy.chunk_size, calvin.train["lr"], calvin.train["batch_size"]) == (10, 2e-5, 16)
+
+
+@pytest.mark.parametrize(
+    ("name", "switch"),
+    [
+        ("vlm4vla-scratch", "from_scratch"),
+        ("vlm4vla-freeze-vision", "freeze_vision"),
+        ("vlm4vla-freeze-embeddings", "freeze_word_embeddings"),
+    ],
+)
+def test_ablation_variants(name: str, switch: str) -> None:
+    recipe = get_recipe(name, backbone="prismatic-tiny")
+    assert recipe.name == name and name in recipe_names()
+    assert getattr(recipe.policy, switch)
+    assert recipe.policy.backbone == "prismatic-tiny"
+
+
+def test_override_dotted_keys_and_roundtrip() -> None:
+    recipe = get_recipe("vlm4vla").override(
+        {"policy.chunk_size": 8, "policy.head.options.mlp_width": 64, "policy.lora.r": 4, "train.lr": 1e-4}
+    )
+    assert recipe.policy.chunk_size == 8 and recipe.policy.head.options["mlp_width"] == 64
+    assert recipe.policy.lora.r == 4 and recipe.train["lr"] == 1e-4
+    assert PolicyConfig.from_dict(recipe.to_dict()["policy"]) == recipe.policy
+    with pytest.raises(ValueError, match="Unknown PolicyConfig key"):
+        recipe.override({"policy.chunk": 8})
+    with pytest.raises(KeyError, match="must start with"):
+        recipe.override({"lr": 1.0})
+
+
+def test_train_config_from_recipe(tmp_path) -> None:
+    config = get_recipe("vlm4vla").train_config(tmp_path, steps=10)
+    assert (config.lr, config.batch_size, config.steps) == (5e-5, 64, 10)
+    with pytest.raises(KeyError, match="unknown training key"):
+        get_recipe("vlm4vla").train_config(tmp_path, learning_rate=1.0)

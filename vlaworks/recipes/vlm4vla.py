@@ -1,0 +1,99 @@
+"""VLM4VLA (seed 003): any VLM + one ``<ActionQuery>`` + MLP head, Huber + BCE, no proprio.
+
+Defaults follow the paper (section 3.2, appendix A.2): a single current-frame view at
+224 x 224, no state input, all VLM parameters trained (vision encoder and word embeddings
+included). Training values per benchmark setting (appendix A.2.1): LIBERO / Simpler use
+chunk 4, lr 5e-5, global batch 512; CALVIN uses chunk 10, lr 2e-5, global batch 128. The
+global batch is split over 8 processes as in the paper (``batch_size`` is per process).
+Ablations (section 4.3, appendix A.2.5): frozen vision encoder, frozen word embeddings,
+training from scratch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from vlaworks.models.config import PartSpec, PolicyConfig
+from vlaworks.recipes.base import Recipe
+
+Setting = Literal["libero", "simpler", "calvin"]
+
+#: (chunk size, learning rate, global batch) per benchmark setting, appendix A.2.1
+SETTINGS: dict[str, tuple[int, float, int]] = {
+    "libero": (4, 5e-5, 512),
+    "simpler": (4, 5e-5, 512),
+    "calvin": (10, 2e-5, 128),
+}
+PAPER_PROCESSES = 8
+DEFAULT_BACKBONE = "qwen2.5-vl-tiny"
+
+
+def vlm4vla(
+    backbone: str = DEFAULT_BACKBONE,
+    setting: Setting = "libero",
+    *,
+    camera: str = "base",
+    image_size: int = 224,
+    freeze_vision: bool = False,
+    freeze_word_embeddings: bool = False,
+    from_scratch: bool = False,
+) -> Recipe:
+    """The VLM4VLA policy on ``backbone`` with the paper's hyper-parameters for ``setting``."""
+    if setting not in SETTINGS:
+        raise ValueError(f"Unknown VLM4VLA setting {setting!r}; choose one of {sorted(SETTINGS)}.")
+    chunk, lr, global_batch = SETTINGS[setting]
+    policy = PolicyConfig(
+        backbone=backbone,
+        head=PartSpec("query_mlp", {"mlp_width": 1024}),
+        chunk_size=chunk,
+        cameras=(camera,),
+        image_size=image_size,
+        use_state=False,
+        freeze_vision=freeze_vision,
+        freeze_word_embeddings=freeze_word_embeddings,
+        from_scratch=from_scratch,
+    )
+    variant = [
+        name
+        for name, on in (
+            ("frozen vision encoder", freeze_vision),
+            ("frozen word embeddings", freeze_word_embeddings),
+            ("trained from scratch", from_scratch),
+        )
+        if on
+    ]
+    description = f"VLM4VLA on {backbone} ({setting} setting)"
+    return Recipe(
+        name="vlm4vla",
+        description=", ".join([description, *variant]),
+        policy=policy,
+        train={"lr": lr, "batch_size": global_batch // PAPER_PROCESSES},
+    )
+
+
+def _variant(name: str, doc: str, **switches: bool) -> Callable[..., Recipe]:
+    def build(backbone: str = DEFAULT_BACKBONE, setting: Setting = "libero", **options: Any) -> Recipe:
+        recipe = vlm4vla(backbone, setting, **switches, **options)
+        recipe.name = name
+        return recipe
+
+    build.__doc__ = doc
+    return build
+
+
+vlm4vla_scratch = _variant(
+    "vlm4vla-scratch",
+    "Lower-bound baseline (appendix A.2.5): the same network, every VLM weight re-initialised.",
+    from_scratch=True,
+)
+vlm4vla_freeze_vision = _variant(
+    "vlm4vla-freeze-vision",
+    "Section 4.3 ablation: the vision encoder stays frozen during VLA training.",
+    freeze_vision=True,
+)
+vlm4vla_freeze_embeddings = _variant(
+    "vlm4vla-freeze-embeddings",
+    "Section 4.3 ablation: the LM word embeddings stay frozen (the action query still trains).",
+    freeze_word_embeddings=True,
+)
