@@ -110,3 +110,34 @@ def test_training_makes_teacher_forced_answer_likely(backbone):
         opt.step()
     pred = head.predict(batch, model, [])
     assert (pred - batch.actions).abs().max() <= head.tokenizer.bin_width / 2 + 1e-6
+
+
+def test_fast_tokenizer_travels_in_the_state_dict(backbone, tmp_path):
+    from safetensors.torch import load_model, save_model
+
+    from vlaworks.models.config import PartSpec, PolicyConfig
+
+    config = PolicyConfig(backbone="fake", head=PartSpec("token", {"tokenizer": "fast"}), chunk_size=CHUNK)
+    head = TokenActionHead.from_config(backbone, config, tokenizer="fast", vocab_size=96)
+    head.fit_tokenizer(smooth_chunks(200, CHUNK, DIM))
+    batch = make_batch(2, CHUNK, DIM, seed=5)
+    expected = head.decode_symbols(batch, backbone, [])
+    save_model(head, str(tmp_path / "head.safetensors"))
+
+    fresh = TokenActionHead.from_config(backbone, config, tokenizer="fast", vocab_size=96)  # unfitted
+    load_model(fresh, str(tmp_path / "head.safetensors"))
+    assert fresh.tokenizer.n_symbols == head.tokenizer.n_symbols
+    chunk = smooth_chunks(1, CHUNK, DIM, seed=7)[0]
+    assert fresh.tokenizer.encode(chunk) == head.tokenizer.encode(chunk)
+    assert fresh.decode_symbols(batch, backbone, []) == expected
+
+
+def test_from_config_string_head_and_unfitted_fast_error(backbone):
+    from vlaworks.models.config import PartSpec, PolicyConfig
+
+    config = PolicyConfig(backbone="fake", head=PartSpec("token"), chunk_size=2, action_dim=3)
+    head = TokenActionHead.from_config(backbone, config, tokenizer="string", decimals=3)
+    assert head.tokenizer.decimals == 3 and head.chunk == 2 and head.action_dim == 3
+    fast = TokenActionHead.from_config(backbone, config, tokenizer="fast")
+    with pytest.raises(RuntimeError, match="not fitted"):
+        fast.predict(make_batch(1, 2, 3), backbone, [])

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from vlaworks.models.heads.token.base import CONFIG_FILE, ActionTokenizer, Grammar
 from vlaworks.models.heads.token.bins import BinTokenizer
 from vlaworks.models.heads.token.fast import FastTokenizer
+from vlaworks.models.heads.token.head import TokenActionHead
 from vlaworks.models.heads.token.strings import NumberGrammar, StringTokenizer
 
 __all__ = [
@@ -23,8 +25,36 @@ __all__ = [
     "Grammar",
     "NumberGrammar",
     "StringTokenizer",
+    "TokenActionHead",
+    "build_action_tokenizer",
     "load_action_tokenizer",
+    "tokenizer_from_json",
 ]
+
+
+KINDS = ("bins", "string", "fast")
+
+
+def build_action_tokenizer(kind: str, chunk: int, action_dim: int = 7, **options: Any) -> ActionTokenizer:
+    """A new tokenizer by name; FAST also needs the chunk shape and must be fitted before use."""
+    if kind == "bins":
+        return BinTokenizer(**options)
+    if kind == "string":
+        return StringTokenizer(**options)
+    if kind == "fast":
+        return FastTokenizer(chunk, action_dim, **options)
+    raise ValueError(f"Unknown action tokenizer {kind!r}; expected one of {KINDS}.")
+
+
+def tokenizer_from_json(text: str) -> ActionTokenizer:
+    """Rebuild any action tokenizer from its ``to_json()`` document."""
+    data = json.loads(text)
+    kind = data.pop("kind", None)
+    if kind == "fast":
+        return FastTokenizer.from_dict(data)
+    if kind in ("bins", "string"):
+        return build_action_tokenizer(kind, 0, 0, **data)
+    raise ValueError(f"Unknown action tokenizer kind {kind!r}; expected one of {KINDS}.")
 
 
 def load_action_tokenizer(directory: str | Path) -> ActionTokenizer:
@@ -32,12 +62,4 @@ def load_action_tokenizer(directory: str | Path) -> ActionTokenizer:
     path = Path(directory) / CONFIG_FILE
     if not path.exists():
         raise FileNotFoundError(f"No {CONFIG_FILE} in {directory}; save the tokenizer there first.")
-    cfg = json.loads(path.read_text())
-    kind = cfg.pop("kind")
-    if kind == "bins":
-        return BinTokenizer(**cfg)
-    if kind == "string":
-        return StringTokenizer(**cfg)
-    if kind == "fast":
-        return FastTokenizer.load(directory)
-    raise ValueError(f"Unknown action tokenizer kind {kind!r} in {path}; expected bins, string or fast.")
+    return tokenizer_from_json(path.read_text())

@@ -90,11 +90,15 @@ class ActionTokenizer(ABC):
     def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments."""
 
+    def to_json(self) -> str:
+        """Everything needed to rebuild the tokenizer (read by ``tokenizer_from_json``)."""
+        return json.dumps({"kind": self.kind, **self.config()})
+
     def save(self, directory: str | Path) -> None:
-        """Write the tokenizer to ``directory`` (re-created by :func:`load_action_tokenizer`)."""
+        """Write the tokenizer to ``directory`` (re-created by ``load_action_tokenizer``)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps({"kind": self.kind, **self.config()}, indent=2))
+        (directory / CONFIG_FILE).write_text(self.to_json())
 
 
 def check_chunk(chunk: np.ndarray) -> np.ndarray:

@@ -26,7 +26,6 @@ from tokenizers import Tokenizer, models, trainers
 
 from vlaworks.models.heads.token.base import CONFIG_FILE, ActionTokenizer, Grammar, check_chunk
 
-BPE_FILE = "fast_bpe.json"
 _BASE = 0xE000  # first private-use code point: one character per quantised coefficient
 _MAX_RANGE = 0xF8FF - _BASE + 1
 
@@ -163,16 +162,23 @@ class FastTokenizer(ActionTokenizer):
         }
 
     # --- persistence ----------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> None:
-        super().save(directory)
-        self.bpe.save(str(Path(directory) / BPE_FILE))
+    def to_json(self) -> str:
+        """Config plus the BPE model (when fitted) as one JSON document."""
+        data = {"kind": self.kind, **self.config()}
+        if self._bpe is not None:
+            data["bpe"] = self._bpe.to_str()
+        return json.dumps(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FastTokenizer:
+        """Rebuild from the fields of :meth:`to_json` (fitted if ``bpe`` is present)."""
+        tok = cls(data["chunk"], data["action_dim"], data["scale"], data["vocab_size"])
+        tok.min_coeff, tok.max_coeff = data["min_coeff"], data["max_coeff"]
+        if "bpe" in data:
+            tok._bpe = Tokenizer.from_str(data["bpe"])
+        return tok
 
     @classmethod
     def load(cls, directory: str | Path) -> FastTokenizer:
-        """Re-create a fitted tokenizer written by :meth:`save`."""
-        directory = Path(directory)
-        cfg = json.loads((directory / CONFIG_FILE).read_text())
-        tok = cls(cfg["chunk"], cfg["action_dim"], cfg["scale"], cfg["vocab_size"])
-        tok.min_coeff, tok.max_coeff = cfg["min_coeff"], cfg["max_coeff"]
-        tok._bpe = Tokenizer.from_file(str(directory / BPE_FILE))
-        return tok
+        """Re-create a tokenizer written by :meth:`save`."""
+        return cls.from_dict(json.loads((Path(directory) / CONFIG_FILE).read_text()))

@@ -22,9 +22,15 @@ KV cache (:meth:`Backbone.step`), masking the logits with the tokenizer's gramma
 Tokens the grammar forces (``.``, separators, END) are appended without a decision and
 fed together with the next step, so they cost no extra LM call; rows of a batch decode
 together in lockstep.
+
+The tokenizer travels inside the model weights: its JSON (for FAST including the BPE
+merges learnt by :meth:`TokenActionHead.fit_tokenizer`) is the persistent ``uint8``
+buffer ``tokenizer_state``, so ``model.safetensors`` alone rebuilds the head.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,6 +40,15 @@ from vlaworks.batch import Batch
 from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
 from vlaworks.models.heads.base import ActionHead
 from vlaworks.models.heads.token.base import ActionTokenizer, Grammar
+
+if TYPE_CHECKING:
+    from vlaworks.models.config import PolicyConfig
+
+STATE_KEY = "tokenizer_state"
+
+
+def _blob(tokenizer: ActionTokenizer) -> torch.Tensor:
+    return torch.tensor(list(tokenizer.to_json().encode()), dtype=torch.uint8)
 
 
 class TokenActionHead(ActionHead):
@@ -49,17 +64,79 @@ class TokenActionHead(ActionHead):
         name: str = "action_tokens",
     ) -> None:
         super().__init__()
+        if chunk < 1 or action_dim < 1:
+            raise ValueError(
+                f"TokenActionHead needs chunk >= 1 and action_dim >= 1; got {chunk}, {action_dim}."
+            )
         self.tokenizer, self.chunk, self.action_dim = tokenizer, chunk, action_dim
         self.id_range, self.name = id_range, name
         self.register_buffer("symbol_ids", torch.empty(0, dtype=torch.long), persistent=False)
+        self.register_buffer(STATE_KEY, _blob(tokenizer))
         # the backbone is referenced, not owned: keep it out of this module's state dict
         object.__setattr__(self, "_backbone", None)
+
+    @classmethod
+    def from_config(
+        cls,
+        backbone: Backbone,
+        config: PolicyConfig,
+        *,
+        tokenizer: str = "bins",
+        id_range: tuple[int, int] | None = None,
+        tokenizer_dir: str | None = None,
+        **options: Any,
+    ) -> TokenActionHead:
+        """Registry builder. ``tokenizer``: ``bins`` | ``string`` | ``fast``; ``options`` go to
+        the tokenizer (``n_bins``; ``decimals``, ``dim_sep``, ``step_sep``; ``scale``,
+        ``vocab_size``). ``tokenizer_dir`` loads a saved (e.g. fitted FAST) tokenizer instead.
+        A FAST head built without one must be fitted (:meth:`fit_tokenizer`) before use."""
+        from vlaworks.models.heads.token import build_action_tokenizer, load_action_tokenizer
+
+        if tokenizer_dir is not None:
+            tok = load_action_tokenizer(tokenizer_dir)
+        else:
+            tok = build_action_tokenizer(tokenizer, config.chunk_size, config.action_dim, **options)
+        head = cls(tok, config.chunk_size, config.action_dim, id_range=tuple(id_range) if id_range else None)
+        if tok.kind != "fast" or tokenizer_dir is not None:
+            head.bind(backbone)  # fail early on a vocabulary that cannot hold the symbols
+        return head
+
+    def fit_tokenizer(self, chunks: np.ndarray) -> None:
+        """Fit a data-dependent tokenizer (FAST) on normalised chunks ``[N, T, D]``."""
+        fit = getattr(self.tokenizer, "fit", None)
+        if fit is None:
+            raise TypeError(f"The {self.tokenizer.kind!r} action tokenizer has nothing to fit.")
+        fit(np.asarray(chunks))
+        self._set_tokenizer(self.tokenizer)
+
+    def _set_tokenizer(self, tokenizer: ActionTokenizer) -> None:
+        self.tokenizer = tokenizer
+        setattr(self, STATE_KEY, _blob(tokenizer).to(getattr(self, STATE_KEY).device))
+        self.symbol_ids = self.symbol_ids[:0]
+        object.__setattr__(self, "_backbone", None)
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
+        """Rebuild the tokenizer from the saved ``tokenizer_state`` before the buffers load."""
+        from vlaworks.models.heads.token import tokenizer_from_json
+
+        saved = state_dict.get(prefix + STATE_KEY)
+        if saved is not None:
+            self._set_tokenizer(tokenizer_from_json(bytes(saved.cpu().tolist()).decode()))
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     # --- vocabulary -------------------------------------------------------------------------
     def bind(self, backbone: Backbone) -> None:
         """Resolve the LM ids of the action symbols (and END) for ``backbone``."""
         if self._backbone is backbone and self.symbol_ids.numel():
             return
+        if self.chunk < 1 or self.action_dim < 1:
+            raise ValueError(
+                f"TokenActionHead needs chunk, action_dim >= 1; got {self.chunk}, {self.action_dim}."
+            )
         text_tok = backbone.tokenizer
         eos = getattr(text_tok, "eos_token_id", None)
         if eos is None:
