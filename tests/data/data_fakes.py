@@ -24,9 +24,10 @@ def tabletop_features(size: int = SIZE) -> dict[str, dict]:
 def smooth_image(t: int, seed: int, size: int = SIZE) -> np.ndarray:
     """A smooth gradient with a moving square, blue level changing per frame: easy to tell frames apart."""
     yy, xx = np.mgrid[0:size, 0:size]
-    image = np.stack([xx * 255 // size, yy * 255 // size, np.full_like(xx, (30 + 40 * t + 20 * seed) % 220)], -1)
+    blue = np.full_like(xx, (30 + 40 * t + 20 * seed) % 220)
+    image = np.stack([xx * 255 // size, yy * 255 // size, blue], -1)
     cx, cy = (4 + t + seed) % (size - 8), (6 + 2 * seed) % (size - 8)
-    image[cy : cy + 8, cx : cx + 8] = (220, 40 + (23 * t) % 200, 40)  # colour changes every frame
+    image[cy : cy + 8, cx : cx + 8] = (220, 40 + (23 * t) % 200, 40)
     return image.astype(np.uint8)
 
 

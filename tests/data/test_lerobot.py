@@ -156,8 +156,12 @@ def _handmade_v3(root: Path) -> dict:
         "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
         "video_path": "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4",
         "features": {
-            key: {"dtype": "video", "shape": [16, 16, 3], "names": ["height", "width", "channel"],
-                  "info": {"video.fps": fps, "video.codec": "h264", "video.pix_fmt": "yuv420p"}},
+            key: {
+                "dtype": "video",
+                "shape": [16, 16, 3],
+                "names": ["height", "width", "channel"],
+                "info": {"video.fps": fps, "video.codec": "h264", "video.pix_fmt": "yuv420p"},
+            },
             "observation.state": {"dtype": "float32", "shape": [8], "names": None},
             "action": {"dtype": "float32", "shape": [7], "names": None},
             "next.done": {"dtype": "bool", "shape": [1], "names": None},
@@ -183,36 +187,40 @@ def _handmade_v3(root: Path) -> dict:
     for e, length in enumerate(lengths):
         state = rng.normal(size=(length, 8)).astype(np.float32)
         action = rng.normal(size=(length, 7)).astype(np.float32)
-        table = pa.table({
-            "observation.state": pa.array(state.tolist(), pa.list_(pa.float32())),
-            "action": pa.array(action.tolist(), pa.list_(pa.float32())),
-            "next.done": pa.array([t == length - 1 for t in range(length)]),
-            "timestamp": pa.array(np.arange(length, dtype=np.float32) / fps),
-            "frame_index": pa.array(np.arange(length)),
-            "episode_index": pa.array(np.full(length, e)),
-            "index": pa.array(np.arange(start, start + length)),
-            "task_index": pa.array(np.full(length, 1 - e)),
-        })
+        table = pa.table(
+            {
+                "observation.state": pa.array(state.tolist(), pa.list_(pa.float32())),
+                "action": pa.array(action.tolist(), pa.list_(pa.float32())),
+                "next.done": pa.array([t == length - 1 for t in range(length)]),
+                "timestamp": pa.array(np.arange(length, dtype=np.float32) / fps),
+                "frame_index": pa.array(np.arange(length)),
+                "episode_index": pa.array(np.full(length, e)),
+                "index": pa.array(np.arange(start, start + length)),
+                "task_index": pa.array(np.full(length, 1 - e)),
+            }
+        )
         path = root / f"data/chunk-000/file-{e:03d}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, path)
         data[e] = {"observation.state": state, "action": action}
-        episodes.append({
-            "episode_index": e,
-            "tasks": [["close the drawer", "open the drawer"][e]],
-            "length": length,
-            "data/chunk_index": 0,
-            "data/file_index": e,
-            "dataset_from_index": start,
-            "dataset_to_index": start + length,
-            f"videos/{key}/chunk_index": 0,
-            f"videos/{key}/file_index": 0,
-            f"videos/{key}/from_timestamp": start / fps,
-            f"videos/{key}/to_timestamp": (start + length) / fps,
-            "meta/episodes/chunk_index": 0,
-            "meta/episodes/file_index": 0,
-            "stats/action/mean": action.mean(0).tolist(),
-        })
+        episodes.append(
+            {
+                "episode_index": e,
+                "tasks": [["close the drawer", "open the drawer"][e]],
+                "length": length,
+                "data/chunk_index": 0,
+                "data/file_index": e,
+                "dataset_from_index": start,
+                "dataset_to_index": start + length,
+                f"videos/{key}/chunk_index": 0,
+                f"videos/{key}/file_index": 0,
+                f"videos/{key}/from_timestamp": start / fps,
+                f"videos/{key}/to_timestamp": (start + length) / fps,
+                "meta/episodes/chunk_index": 0,
+                "meta/episodes/file_index": 0,
+                "stats/action/mean": action.mean(0).tolist(),
+            }
+        )
         start += length
     (root / "meta/episodes/chunk-000").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(episodes), root / "meta/episodes/chunk-000/file-000.parquet")

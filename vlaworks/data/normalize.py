@@ -9,7 +9,7 @@ Modes (per dimension):
 Dimensions listed in ``skip_dims`` pass through unchanged. By default the gripper
 (action dimension 6) is skipped when its statistics already lie in ``[-1, 1]``, so an
 open/close command stays exactly -1 / +1. Dimensions with a zero range (constant in
-the data) normalise to 0 and unnormalise back to the constant.
+the data) are only centred (scale 1), so they normalise to ~0 and back to the constant.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class Normalizer:
             }
             self._lo[key] = np.asarray(entry[lo_name], dtype=np.float64).reshape(-1)
             self._hi[key] = np.asarray(entry[hi_name], dtype=np.float64).reshape(-1)
-        self.skip_dims = {k: tuple(int(d) for d in v) for k, v in (skip_dims or self._default_skip()).items()}
+        chosen = self._default_skip() if skip_dims is None else skip_dims
+        self.skip_dims = {k: tuple(int(d) for d in v) for k, v in chosen.items()}
         unknown = [k for k in self.skip_dims if k not in self.keys]
         if unknown:
             raise KeyError(
@@ -103,9 +104,10 @@ class Normalizer:
         """(offset, scale, keep-mask) with ``normalised = (x - offset) / scale`` where the mask is False."""
         lo, hi = self._lo[key], self._hi[key]
         if self.mode == "meanstd":
-            offset, scale = lo, np.maximum(hi, EPS)
+            offset, scale = lo, hi.copy()
         else:
-            offset, scale = (lo + hi) / 2.0, np.maximum((hi - lo) / 2.0, EPS)
+            offset, scale = (lo + hi) / 2.0, (hi - lo) / 2.0
+        scale[scale < EPS] = 1.0  # constant dimension: centre it, do not blow it up
         keep = np.zeros(len(lo), dtype=bool)
         keep[list(self.skip_dims.get(key, ()))] = True
         if isinstance(like, torch.Tensor):
