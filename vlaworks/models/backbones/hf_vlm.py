@@ -499,6 +499,11 @@ def _tiny_config(family: str, tok: Any, image_size: int) -> Any:
     raise ValueError(f"No tiny config for family {family!r}; choose one of {sorted(FAMILIES)}.")
 
 
+def _supported_attn(family: str, attn_implementation: str) -> str:
+    """transformers' Gemma2 has no sdpa path (attention logit soft-capping): fall back to eager."""
+    return "eager" if family == "paligemma2" and attn_implementation == "sdpa" else attn_implementation
+
+
 def build_tiny(
     family: str,
     *,
@@ -512,8 +517,7 @@ def build_tiny(
         raise ValueError(f"Unknown backbone family {family!r}; choose one of {sorted(FAMILIES)}.")
     tok = build_tiny_tokenizer()
     cfg = _tiny_config(family, tok, image_size)
-    if family == "paligemma2" and attn_implementation == "sdpa":
-        attn_implementation = "eager"  # transformers' Gemma2 has no sdpa path (logit soft-capping)
+    attn_implementation = _supported_attn(family, attn_implementation)
     cls = FAMILIES[family]
     model = cls.model_class._from_config(cfg, attn_implementation=attn_implementation)
     mean, std = PREPROCESS[family]
@@ -537,10 +541,8 @@ def _processor_settings(path: Path, family: str, cfg: Any) -> tuple[int, tuple, 
     data = json.loads(pre.read_text()) if pre.exists() else {}
     mean = tuple(data.get("image_mean", PREPROCESS[family][0]))
     std = tuple(data.get("image_std", PREPROCESS[family][1]))
-    if family.startswith("qwen"):
-        size = 224  # seed 003 trains every VLM at 224 x 224
-    else:
-        size = int(cfg.vision_config.image_size)
+    # Qwen processors resize dynamically; seed 003 trains every VLM at 224 x 224
+    size = 224 if family.startswith("qwen") else int(cfg.vision_config.image_size)
     return size, mean, std
 
 
@@ -566,7 +568,7 @@ def load_hf_backbone(
         size, mean, std = _processor_settings(folder, family, cfg)
     cls = FAMILIES[family]
     model = cls.model_class.from_pretrained(
-        path, dtype=dtype or torch.float32, attn_implementation=attn_implementation
+        path, dtype=dtype or torch.float32, attn_implementation=_supported_attn(family, attn_implementation)
     )
     tok = AutoTokenizer.from_pretrained(path, padding_side="left")
     if tok.pad_token is None:
