@@ -1,0 +1,34 @@
+"""Gymnasium adapters behind one interface (:mod:`vlaworks.envs.base`) and a name registry.
+
+``make_env("tabletop", suite="spatial", ...)`` builds the built-in MuJoCo world. Other
+adapters (Meta-World, LIBERO) register themselves with :func:`register_env` so that
+evaluation never imports a simulator directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+
+
+def register_env(name: str, factory: Callable[..., Any]) -> None:
+    """Register ``factory(**kw) -> env`` under ``name`` (re-registering replaces it)."""
+    _REGISTRY[name] = factory
+
+
+def _tabletop(**kw: Any) -> Any:
+    from vlaworks.envs.tabletop import TabletopEnv
+
+    return TabletopEnv(**kw)
+
+
+register_env("tabletop", _tabletop)
+
+
+def make_env(name: str, **kw: Any) -> Any:
+    """Build the environment registered as ``name`` with keyword arguments ``kw``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown environment {name!r}; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name](**kw)

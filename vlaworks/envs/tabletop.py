@@ -1,0 +1,195 @@
+"""The built-in MuJoCo tabletop world as a gymnasium ``Env`` (see :mod:`vlaworks.envs.base`).
+
+Observation: ``{"images": {cam: uint8[H, W, 3]}, "state": float32[STATE_DIM],
+"instruction": str}`` plus ``"depth": {cam: float32[H, W]}`` (metres) and
+``"segmentation": {cam: int32[H, W]}`` (0 background, 1 gripper, >= 2 objects; see
+:meth:`TabletopEnv.segmentation_labels`) when requested. ``info`` carries ``"success"``,
+``"task"`` and ``"instruction"``. Episodes terminate on success and truncate at the task's
+step limit (or ``max_episode_steps``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from vlaworks.envs.base import ACTION_DIM
+from vlaworks.sim import language, perturb
+from vlaworks.sim.expert import ScriptedExpert
+from vlaworks.sim.scene import HOME_POS, STATE_DIM, Scene
+from vlaworks.sim.tasks import Episode, build_episode, get_task, suite_tasks, success
+
+CAMERAS = ("base", "wrist")
+
+
+class TabletopEnv(gym.Env):
+    """One suite of the tabletop world; ``task=None`` cycles through the suite's tasks by seed."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
+
+    def __init__(
+        self,
+        suite: str,
+        task: str | None = None,
+        image_size: int = 128,
+        cameras: tuple[str, ...] | list[str] = CAMERAS,
+        perturbations: tuple[str, ...] | list[str] = (),
+        depth: bool = False,
+        segmentation: bool = False,
+        max_episode_steps: int | None = None,
+    ) -> None:
+        self.tasks = suite_tasks(suite)
+        self.suite = suite
+        self.fixed_task = get_task(suite, task) if task is not None else None
+        bad = [c for c in cameras if c not in CAMERAS]
+        if bad or not cameras:
+            raise ValueError(f"unknown camera(s) {bad or list(cameras)}; choose from {CAMERAS}")
+        if image_size < 16:
+            raise ValueError(f"image_size must be >= 16 pixels, got {image_size}")
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be positive, got {max_episode_steps}")
+        self.camera_names = tuple(cameras)
+        self.image_size = image_size
+        self.perturbations = {p.family: p.severity for p in perturb.parse_perturbations(list(perturbations))}
+        self.depth, self.segmentation = depth, segmentation
+        self._max_steps_override = max_episode_steps
+        limits = (
+            [self.fixed_task.step_limit]
+            if self.fixed_task
+            else [get_task(suite, t).step_limit for t in self.tasks]
+        )
+        self.max_episode_steps = max_episode_steps or max(limits)
+        self.scene = Scene(image_size)
+        img = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+        spaces: dict[str, gym.Space] = {
+            "images": gym.spaces.Dict({c: img for c in self.camera_names}),
+            "state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32),
+            "instruction": gym.spaces.Text(max_length=256, charset=_CHARSET),
+        }
+        if depth:
+            dep = gym.spaces.Box(0.0, np.inf, (image_size, image_size), np.float32)
+            spaces["depth"] = gym.spaces.Dict({c: dep for c in self.camera_names})
+        if segmentation:
+            seg = gym.spaces.Box(0, 1 << 16, (image_size, image_size), np.int32)
+            spaces["segmentation"] = gym.spaces.Dict({c: seg for c in self.camera_names})
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        self.episode: Episode | None = None
+        self.episode_seed = 0
+        self.instruction = ""
+        self._steps = 0
+        self._noise_rng = np.random.default_rng(0)
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        """New episode; the same ``seed`` gives the same layout, instruction, images and state."""
+        super().reset(seed=seed)
+        self.episode_seed = int(seed) if seed is not None else int(self.np_random.integers(1 << 31))
+        s, p = self.episode_seed, self.perturbations
+        task = self.fixed_task or get_task(self.suite, self.tasks[s % len(self.tasks)])
+        self.scene.restore_defaults()
+        ee_pos, ee_rpy = HOME_POS, None
+        if "robot_init" in p:
+            ee_pos, ee_rpy = perturb.robot_init_pose(
+                HOME_POS, p["robot_init"], perturb.family_rng(s, "robot_init")
+            )
+        n_extra = perturb.n_distractors(p.get("layout", 0.0))
+        self.episode = build_episode(
+            task,
+            self.scene,
+            np.random.default_rng(s),
+            n_distractors=n_extra,
+            distractor_rng=perturb.family_rng(s, "layout"),
+            ee_pos=ee_pos,
+            ee_rpy=ee_rpy,
+        )
+        if "camera" in p:
+            perturb.apply_camera(self.scene, p["camera"], perturb.family_rng(s, "camera"))
+        if "lighting" in p:
+            perturb.apply_lighting(self.scene, p["lighting"], perturb.family_rng(s, "lighting"))
+        if "background" in p:
+            perturb.apply_background(self.scene, p["background"], perturb.family_rng(s, "background"))
+        self.instruction = language.instruction(self.episode, language.severity_tier(p.get("language", 0.0)))
+        self.episode.instruction = self.instruction
+        self._noise_rng = perturb.family_rng(s, "noise")
+        self._steps = 0
+        self.max_episode_steps = self._max_steps_override or task.step_limit
+        return self._observation(), self._info(False)
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict[str, Any]]:
+        if self.episode is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.asarray(action, dtype=np.float32).reshape(-1)
+        if action.shape != (ACTION_DIM,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be {ACTION_DIM} finite numbers in [-1, 1]; got {action}")
+        self.scene.apply_action(action)
+        self._steps += 1
+        done = success(self.episode, self.scene)
+        truncated = not done and self._steps >= self.max_episode_steps
+        return self._observation(), float(done), done, truncated, self._info(done)
+
+    def render(self) -> np.ndarray:
+        """The base camera's RGB frame (``render_mode="rgb_array"``)."""
+        return self.scene.render("base")[0]
+
+    def close(self) -> None:
+        self.scene.close()
+
+    # ------------------------------------------------------------------ extras
+    @property
+    def task_id(self) -> str:
+        return self.episode.task.id if self.episode is not None else ""
+
+    def expert(self, noise: float = 0.0, seed: int | None = None) -> ScriptedExpert:
+        """A privileged scripted expert for this env (``reset()`` it after each ``env.reset``)."""
+        return ScriptedExpert(self, noise=noise, seed=seed)
+
+    def camera_matrices(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per camera: ``intrinsics`` (3x3, pixels) and ``extrinsics`` (4x4 world-from-camera, OpenCV)."""
+        out = {}
+        for cam in self.camera_names:
+            k, t = self.scene.camera_matrices(cam)
+            out[cam] = {"intrinsics": k, "extrinsics": t}
+        return out
+
+    def segmentation_labels(self) -> dict[int, str]:
+        """Segmentation id -> name (``"gripper"``, ``"red cube"``, ...) for the current episode."""
+        labels = {1: "gripper"}
+        for o in self.scene.active_objects():
+            labels[o.seg_id] = o.label
+        return labels
+
+    def success(self) -> bool:
+        return self.episode is not None and success(self.episode, self.scene)
+
+    def _info(self, done: bool) -> dict[str, Any]:
+        return {"success": bool(done), "task": self.task_id, "instruction": self.instruction}
+
+    def _observation(self) -> dict[str, Any]:
+        p = self.perturbations
+        mask = p.get("mask_background", 0.0)
+        images, depths, segs = {}, {}, {}
+        for cam in self.camera_names:
+            rgb, dep, seg = self.scene.render(
+                cam, depth=self.depth, segmentation=self.segmentation or mask > 0
+            )
+            if mask > 0:
+                rgb = perturb.apply_mask(rgb, seg, mask)
+            if p.get("noise", 0.0) > 0:
+                rgb = perturb.apply_noise(rgb, p["noise"], self._noise_rng)
+            images[cam] = rgb
+            if self.depth:
+                depths[cam] = dep
+            if self.segmentation:
+                segs[cam] = seg
+        obs: dict[str, Any] = {"images": images, "state": self.scene.state(), "instruction": self.instruction}
+        if self.depth:
+            obs["depth"] = depths
+        if self.segmentation:
+            obs["segmentation"] = segs
+        return obs
+
+
+_CHARSET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ,.;:?!'-_")
