@@ -9,7 +9,7 @@ sampler's per-sample seeding makes reproducible.
 
 Command line (also the 2-process CPU check)::
 
-    torchrun --standalone --nproc_per_node 2 -m vlaworks.train.smoke --out RUN --steps 3
+    torchrun --standalone --nproc_per_node 2 -m vlaworks.train.smoke --out RUN --steps 3 --cotrain
 """
 
 from __future__ import annotations
@@ -131,6 +131,7 @@ def main() -> None:
     """Train TinyPolicy on synthetic windows; with ``--dump-params`` every rank writes its
     final parameters to ``OUT/params-rank{r}.safetensors`` (to check DDP sync)."""
     from vlaworks.train.config import TrainConfig
+    from vlaworks.train.sampler import MixedBatchSource
     from vlaworks.train.trainer import train
 
     parser = argparse.ArgumentParser(
@@ -141,13 +142,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--grad-accum", type=int, default=1)
     parser.add_argument("--save-every", type=int, default=0)
+    parser.add_argument("--cotrain", action="store_true", help="50/50 robot and VL batches.")
     parser.add_argument("--dump-params", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     cfg = TrainConfig(out_dir=args.out, steps=args.steps, batch_size=args.batch_size, lr=1e-2,
-                      grad_accum=args.grad_accum, save_every=args.save_every, log_every=1, progress=False)
+                      grad_accum=args.grad_accum, save_every=args.save_every, log_every=1, progress=False,
+                      find_unused_parameters=True)  # each batch kind leaves the other head unused
     model = TinyPolicy()
-    result = train(model, SyntheticWindows(64), collate_windows, cfg)
+    if args.cotrain:
+        source = MixedBatchSource(
+            {"robot": (SyntheticWindows(64), collate_windows), "vl": (SyntheticVL(32), collate_vl)},
+            batch_size=args.batch_size, seed=cfg.seed,
+        )
+        result = train(model, source, None, cfg)
+    else:
+        result = train(model, SyntheticWindows(64), collate_windows, cfg)
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     print(f"rank {rank}/{world} done: steps={result.steps} final_loss={result.final_loss:.6f}", flush=True)

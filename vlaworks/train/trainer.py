@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import Dataset
@@ -75,7 +77,13 @@ def train(
     ``checkpoints/latest`` when it exists (otherwise start fresh)."""
     run_dir = cfg.out_dir
     ckpt_root = run_dir / "checkpoints"
+    # The accelerator state is a process-wide singleton; every train() call is its own stage
+    # and may pick another precision, so drop the previous stage's settings (the process
+    # group, kept in PartialState, is reused).
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
+        # accelerate only picks its gloo CPU backend under torchrun when told cpu=True.
+        cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
         mixed_precision=cfg.mixed_precision,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)],
     )
