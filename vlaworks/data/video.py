@@ -6,7 +6,7 @@ appends episodes to one file (forcing a key frame at every episode start so a re
 can seek straight to it) and :func:`decode_span` reads one span back as ``uint8``
 ``[T, H, W, 3]`` frames.
 
-Codec presets (measured on 128x128 frames, see ``bench/data_size.py``):
+Codec presets (size and fidelity on 128x128 frames: ``python -m vlaworks.data.size_report``):
 
 * ``"h264"``: libx264, yuv420p, crf 20, preset ``veryfast``: small files, lossy
   (chroma subsampling plus quantisation), the common choice for training data.
