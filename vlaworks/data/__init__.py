@@ -1,6 +1,6 @@
 """Data layer: LeRobotDataset v3 storage, statistics, normalisation and training windows.
 
-* :mod:`vlaworks.data.lerobot`: ``DatasetWriter`` (atomic v3 writer), ``LeRobotDataset`` (reader), ``DatasetError``.
+* :mod:`vlaworks.data.lerobot`: ``DatasetWriter`` (atomic), ``LeRobotDataset`` (reader), ``DatasetError``.
 * :mod:`vlaworks.data.normalize`: ``Normalizer`` (q99 / meanstd / minmax, checkpointable).
 * :mod:`vlaworks.data.dataset`: ``WindowDataset`` and ``collate_windows`` -> ``vlaworks.batch.Batch``.
 * :mod:`vlaworks.data.stats`, :mod:`vlaworks.data.video`, :mod:`vlaworks.data.layout`: the pieces underneath.
