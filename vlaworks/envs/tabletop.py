@@ -19,7 +19,7 @@ from vlaworks.envs.base import ACTION_DIM
 from vlaworks.sim import language, perturb
 from vlaworks.sim.expert import ScriptedExpert
 from vlaworks.sim.scene import HOME_POS, STATE_DIM, Scene
-from vlaworks.sim.tasks import Episode, build_episode, get_task, suite_tasks, success
+from vlaworks.sim.tasks import Episode, build_episode, get_task, success, suite_tasks
 
 CAMERAS = ("base", "wrist")
 

@@ -91,9 +91,9 @@ FLOOR_TEXTURES = (
     ("flat", "random", (0.3, 0.3, 0.5), (0.9, 0.9, 0.9)),
     ("checker", "edge", (0.5, 0.6, 0.5), (0.2, 0.3, 0.2)),
 )
-BASE_CAMERA_POS = np.array([0.0, -0.6, 0.48])
+BASE_CAMERA_POS = np.array([0.0, -0.52, 0.45])
 BASE_CAMERA_TARGET = np.array([0.0, 0.04, 0.0])
-BASE_FOVY = 45.0
+BASE_FOVY = 48.0
 WRIST_FOVY = 75.0
 
 
@@ -180,8 +180,8 @@ def build_mjcf() -> str:
             )
     objects = "".join(_object_xml(kind, i) for kind, n in POOL.items() for i in range(n))
     base_xy = look_at_xyaxes(BASE_CAMERA_POS, BASE_CAMERA_TARGET)
-    wrist_pos = np.array([0.0, -0.075, 0.11])
-    wrist_xy = look_at_xyaxes(wrist_pos, np.array([0.0, 0.0, -0.03]))
+    wrist_pos = np.array([0.0, -0.055, 0.04])
+    wrist_xy = look_at_xyaxes(wrist_pos, np.array([0.0, 0.02, -0.06]))
     finger = 'type="box" size="0.006 0.011 0.026" friction="2 0.05 0.001" condim="4" rgba="0.2 0.2 0.22 1"'
     return f"""
 <mujoco model="vlaworks_tabletop">

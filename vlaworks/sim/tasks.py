@@ -28,7 +28,7 @@ from vlaworks.sim.scene import (
 )
 
 SUITES = ("spatial", "object", "goal", "long")
-PLACE_REGION = ((-0.26, 0.26), (-0.17, 0.2))  # x, y ranges for object centres
+PLACE_REGION = ((-0.27, 0.27), (-0.14, 0.2))  # x, y ranges for object centres (see in_view)
 SPATIAL_WORDS = ("leftmost", "rightmost", "front", "back", "nearest_bowl", "left_of")
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "front": (0.0, -1.0), "back": (0.0, 1.0)}
 PUSH_DISTANCE = 0.07  # metres an object must travel for a push to count
@@ -220,6 +220,11 @@ def _object_suite_distractors(task: TaskSpec, rng: np.random.Generator) -> list[
     return picks
 
 
+def in_view(x: float, y: float) -> bool:
+    """Whether an object centred at (x, y) stays inside the clean base view (a trapezoid)."""
+    return abs(x) <= 0.19 + 0.25 * (y - PLACE_REGION[1][0])
+
+
 def sample_positions(
     kinds: list[str],
     rng: np.random.Generator,
@@ -234,6 +239,8 @@ def sample_positions(
     for kind in kinds:
         for _ in range(tries):
             x, y = rng.uniform(*region[0]), rng.uniform(*region[1])
+            if not in_view(x, y):
+                continue
             if all(
                 np.hypot(x - px, y - py) >= FOOTPRINT[kind] + FOOTPRINT[pk] + margin for pk, px, py in placed
             ):
