@@ -106,10 +106,17 @@ def build_fake_backbone(name_or_path: str, **options: Any) -> FakeBackbone:
 
 @pytest.fixture
 def fake_backbones(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Route ``build_backbone`` to the fake for the duration of a test."""
+    """Route ``build_backbone("fake", ...)`` to the fake; other names reach the real registry."""
     import vlaworks.models.backbones as backbones
 
-    monkeypatch.setattr(backbones, "build_backbone", build_fake_backbone, raising=False)
+    real = backbones.build_backbone
+
+    def build(name_or_path: str, **options: Any) -> Backbone:
+        if name_or_path == "fake":
+            return build_fake_backbone(name_or_path, **options)
+        return real(name_or_path, **options)
+
+    monkeypatch.setattr(backbones, "build_backbone", build)
 
 
 @pytest.fixture

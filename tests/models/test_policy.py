@@ -163,3 +163,45 @@ def test_from_scratch_reinitialises_backbone() -> None:
     scratch = build_policy(_config(from_scratch=True))
     assert not torch.equal(pretrained.backbone.block.q_proj.weight, scratch.backbone.block.q_proj.weight)
     assert not torch.equal(pretrained.backbone.vision.weight, scratch.backbone.vision.weight)
+
+
+TINY_BACKBONES = ["prismatic-tiny", "qwen2.5-vl-tiny", "paligemma-tiny", "kosmos2-tiny"]
+
+
+@pytest.mark.parametrize("backbone", TINY_BACKBONES)
+def test_tiny_backbones_train_predict_and_reload(backbone, normalizer, tmp_path) -> None:
+    from vlaworks.models.checkpoint import load_policy, save_policy
+
+    torch.manual_seed(0)
+    config = _config(backbone=backbone, backbone_options={}, image_size=32)
+    policy = build_policy(config, normalizer)
+    loss, metrics = policy(_batch())
+    loss.backward()
+    assert torch.isfinite(loss) and 0.0 <= metrics["gripper_acc"] <= 1.0
+    assert policy.head.query.grad.abs().sum() > 0
+    vision_grads = [p.grad for m in policy.backbone.vision_modules() for p in m.parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in vision_grads)
+    policy.eval()
+    before = policy.predict_chunk([_observation()])
+    assert before.shape == (1, 3, 7)
+    loaded = load_policy(save_policy(policy, tmp_path / backbone))
+    np.testing.assert_array_equal(loaded.predict_chunk([_observation()]), before)
+
+
+@pytest.mark.parametrize("backbone", TINY_BACKBONES)
+def test_tiny_backbones_freezing_lora_and_scratch(backbone) -> None:
+    lora = LoraOptions(enabled=True, r=2, alpha=4)
+    policy = build_policy(_config(backbone=backbone, backbone_options={}, lora=lora, freeze_vision=True))
+    for module in policy.backbone.vision_modules():
+        assert _trainable(policy, module) == {False}
+    assert not policy.backbone.input_embeddings().weight.requires_grad
+    trainable = [n for n, p in policy.backbone.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert _trainable(policy, policy.head) == {True}
+    torch.manual_seed(0)
+    pretrained = build_policy(_config(backbone=backbone, backbone_options={}))
+    torch.manual_seed(0)
+    scratch = build_policy(_config(backbone=backbone, backbone_options={}, from_scratch=True))
+    before, after = pretrained.backbone.state_dict(), scratch.backbone.state_dict()
+    changed = [k for k, v in before.items() if v.is_floating_point() and not torch.equal(v, after[k])]
+    assert len(changed) > len(before) // 3
