@@ -20,7 +20,6 @@ class FakeReachEnv(gym.Env):
     """1-D reach: ``state = [pos, goal, 0, 0, 0, 0, 0]``; success when ``|pos - goal| < 0.05``."""
 
     camera_names = ("base", "wrist")
-    max_episode_steps = 30
 
     def __init__(
         self,
@@ -28,7 +27,9 @@ class FakeReachEnv(gym.Env):
         task: str | None = None,
         image_size: int = 16,
         perturbations: tuple[str, ...] = (),
+        max_episode_steps: int = 30,
     ) -> None:
+        self.max_episode_steps = max_episode_steps
         self.tasks = list(TASKS[suite])
         self.task = task or self.tasks[0]
         self.image_size = image_size

@@ -51,7 +51,7 @@ def test_episode_runs_until_max_steps_without_success(fake_env):
             return np.zeros((len(observations), 5, 7), dtype=np.float32)
 
     [r] = run_episodes([fake_env], Idle(), _specs(1, "toy/reach"))
-    assert (r.success, r.length, r.predictions) == (False, FakeReachEnv.max_episode_steps, 6)
+    assert (r.success, r.length, r.predictions) == (False, fake_env.max_episode_steps, 6)
 
 
 def test_episode_seeds_are_stable_and_distinct():

@@ -92,6 +92,7 @@ def evaluate(
     envs_per_worker: int = 1,
     env_factory: EnvFactory | None = None,
     env_kwargs: dict | None = None,
+    device: str | None = None,
     quiet: bool = False,
 ) -> EvalResult:
     """Evaluate ``policy_spec`` (``"expert"``, a checkpoint folder, or a picklable
@@ -99,8 +100,9 @@ def evaluate(
 
     ``perturb`` holds ``"FAMILY:SEVERITY"`` strings passed to every env. ``env_factory``
     (``factory(suite, task, image_size=, perturbations=, **env_kwargs)``) replaces
-    :func:`vlaworks.envs.make_env`, e.g. for tests. Results do not depend on ``workers``;
-    they depend on ``envs_per_worker`` only through batched inference numerics.
+    :func:`vlaworks.envs.make_env`, e.g. for tests. A checkpoint is loaded once per worker
+    on ``device`` (default: cuda if available, else cpu). Results do not depend on
+    ``workers``; they depend on ``envs_per_worker`` only through batched inference numerics.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1; got {episodes}.")
@@ -123,7 +125,7 @@ def evaluate(
     console = Console(quiet=quiet)
     collected: list[EpisodeResult] = []
     with console.status(f"evaluating {len(specs)} episodes") as status:
-        for group_results in run_groups(groups, policy_spec, env_config, chunk_exec, out, workers):
+        for group_results in run_groups(groups, policy_spec, env_config, chunk_exec, out, workers, device):
             collected.extend(group_results)
             done = sum(e.success for e in collected)
             status.update(f"{len(collected)}/{len(specs)} episodes, {done} successes")

@@ -74,15 +74,23 @@ class EnvConfig:
         )
 
 
+def default_device() -> str:
+    """``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @functools.lru_cache(maxsize=2)
-def _load_checkpoint(path: str) -> ChunkPolicy:
+def _load_checkpoint(path: str, device: str | None) -> ChunkPolicy:
     from vlaworks.models.checkpoint import load_policy
 
-    return load_policy(Path(path))
+    return load_policy(Path(path), device=device or default_device())
 
 
-def build_policy(spec: PolicySpec, envs: Sequence[Any]) -> ChunkPolicy:
-    """Policy for a group of ``envs``: the expert bound to them, a (cached) checkpoint, or ``spec(envs)``."""
+def build_policy(spec: PolicySpec, envs: Sequence[Any], device: str | None = None) -> ChunkPolicy:
+    """Policy for a group of ``envs``: the expert bound to them, a checkpoint loaded once per
+    process on ``device`` (default: cuda if available), or ``spec(envs)``."""
     if callable(spec):
         return spec(envs)
     if str(spec) == "expert":
@@ -93,7 +101,7 @@ def build_policy(spec: PolicySpec, envs: Sequence[Any]) -> ChunkPolicy:
             f"Policy {str(spec)!r} is neither 'expert' nor a checkpoint folder; pass --policy expert "
             "or the output folder of `vlaworks train`."
         )
-    return _load_checkpoint(str(path.resolve()))
+    return _load_checkpoint(str(path.resolve()), device)
 
 
 def policy_label(spec: PolicySpec) -> str:
@@ -110,8 +118,16 @@ class Worker:
     starts: a worker holds at most ``envs_per_worker`` simulators at a time.
     """
 
-    def __init__(self, policy: PolicySpec, env_config: EnvConfig, chunk_exec: str, out: Path | None) -> None:
+    def __init__(
+        self,
+        policy: PolicySpec,
+        env_config: EnvConfig,
+        chunk_exec: str,
+        out: Path | None,
+        device: str | None = None,
+    ) -> None:
         self.policy = policy
+        self.device = device
         self.env_config = env_config
         self.chunk_exec = chunk_exec
         self.out = out
@@ -127,7 +143,7 @@ class Worker:
 
     def run(self, group: Sequence[EpisodeSpec]) -> list[EpisodeResult]:
         envs = self.envs_for(group[0].suite, group[0].task, len(group))
-        policy = build_policy(self.policy, envs)
+        policy = build_policy(self.policy, envs, self.device)
         return run_episodes(envs, policy, group, chunk_exec=self.chunk_exec, video_root=self.out)
 
     def close(self) -> None:
@@ -141,12 +157,17 @@ _WORKER: Worker | None = None
 
 
 def _init_worker(
-    policy: PolicySpec, env_config: EnvConfig, chunk_exec: str, out: Path | None, threads: int
+    policy: PolicySpec,
+    env_config: EnvConfig,
+    chunk_exec: str,
+    out: Path | None,
+    device: str | None,
+    threads: int,
 ) -> None:
     global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ.setdefault("MKL_NUM_THREADS", str(threads))
-    _WORKER = Worker(policy, env_config, chunk_exec, out)
+    _WORKER = Worker(policy, env_config, chunk_exec, out, device)
 
 
 def _run_group(group: Sequence[EpisodeSpec]) -> list[EpisodeResult]:
@@ -176,12 +197,13 @@ def run_groups(
     chunk_exec: str,
     out: Path | None,
     workers: int = 1,
+    device: str | None = None,
 ) -> Iterator[list[EpisodeResult]]:
     """Yield each group's results as it finishes (in-process when ``workers == 1``)."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1; got {workers}.")
     if workers == 1:
-        worker = Worker(policy, env_config, chunk_exec, out)
+        worker = Worker(policy, env_config, chunk_exec, out, device)
         try:
             for group in groups:
                 yield worker.run(group)
@@ -191,6 +213,6 @@ def run_groups(
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")
     with ctx.Pool(
-        workers, initializer=_init_worker, initargs=(policy, env_config, chunk_exec, out, threads)
+        workers, initializer=_init_worker, initargs=(policy, env_config, chunk_exec, out, device, threads)
     ) as pool:
         yield from pool.imap_unordered(_run_group, groups)

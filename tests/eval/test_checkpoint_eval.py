@@ -1,0 +1,59 @@
+"""A saved tiny VLA checkpoint evaluated through ``evaluate(path)`` on the fake env."""
+
+from pathlib import Path
+
+import pytest
+from eval_fakes import make_fake_env
+
+from vlaworks.eval.run import evaluate
+
+pytestmark = pytest.mark.slow
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch = pytest.importorskip("torch")
+    from vlaworks.data.normalize import Normalizer
+    from vlaworks.models.checkpoint import save_policy
+    from vlaworks.models.config import PartSpec, PolicyConfig
+    from vlaworks.models.policy import build_policy
+
+    bounds = {"q01": [-1.0] * 7, "q99": [1.0] * 7, "min": [-1.0] * 7, "max": [1.0] * 7}
+    stats = {"action": bounds, "observation.state": bounds}
+    config = PolicyConfig(
+        backbone="prismatic-tiny",
+        head=PartSpec("query_mlp", {"mlp_width": 16}),
+        chunk_size=4,
+        image_size=32,
+        cameras=("base", "wrist"),
+    )
+    torch.manual_seed(0)
+    return save_policy(build_policy(config, normalizer=Normalizer(stats)), tmp_path_factory.mktemp("ckpt"))
+
+
+def test_checkpoint_policy_runs_in_closed_loop(checkpoint, tmp_path):
+    def run(name, chunk_exec):
+        return evaluate(
+            str(checkpoint),
+            ["toy"],
+            2,
+            chunk_exec=chunk_exec,
+            out=tmp_path / name,
+            env_factory=make_fake_env,
+            image_size=16,
+            videos=0,
+            envs_per_worker=2,
+            device="cpu",
+            quiet=True,
+            env_kwargs={"max_episode_steps": STEPS},
+        )
+
+    full, again, half = run("full", "full"), run("again", "full"), run("half", "half")
+    assert full.episodes == again.episodes
+    assert full.policy == str(checkpoint)
+    for r, stride in ((full, 4), (half, 2)):
+        for e in r.episodes:
+            assert 1 <= e.length <= STEPS
+            assert e.predictions == -(-e.length // stride)
+    assert (tmp_path / "full" / "report.md").exists()
