@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -127,9 +128,7 @@ def test_metrics_csv_columns_and_log_every(windows, make_model, make_cfg):
     assert list(rows[0]) == ["step", "loss", "lr", "samples_per_s", "l1", "grad_norm"]
     assert [r["step"] for r in rows] == ["2", "4"]
     assert all(float(r["samples_per_s"]) > 0 and math.isfinite(float(r["loss"])) for r in rows)
-    assert TrainConfig.from_dict(
-        __import__("json").loads((cfg.out_dir / "train_config.json").read_text())
-    ) == cfg
+    assert TrainConfig.from_dict(json.loads((cfg.out_dir / "train_config.json").read_text())) == cfg
 
 
 def test_lr_follows_warmup_then_cosine(windows, make_model, make_cfg):
@@ -149,7 +148,7 @@ def test_cotraining_logs_both_sources(windows, vl_data, make_model, make_cfg):
     train(make_model(), source, None, cfg)
     columns = list(_read_csv(cfg.out_dir / "metrics.csv")[0])
     assert {"l1", "vl_loss"} <= set(columns)
-    state = __import__("json").loads((cfg.out_dir / "checkpoints/latest/trainer_state.json").read_text())
+    state = json.loads((cfg.out_dir / "checkpoints/latest/trainer_state.json").read_text())
     assert state["sampler"]["draws"] == 8
     assert sum(state["sampler"]["positions"].values()) == 8 * 4
 
@@ -168,3 +167,19 @@ def test_bad_inputs_name_the_problem(windows, make_model, make_cfg):
     frozen = make_model().requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         train(frozen, windows, collate_windows, make_cfg())
+
+
+def test_config_round_trip_rejects_unknown_keys(make_cfg):
+    cfg = make_cfg()
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="Unknown TrainConfig keys"):
+        TrainConfig.from_dict(dict(cfg.to_dict(), learning_rate=1.0))
+
+
+def test_latest_pointing_at_incomplete_folder_is_reported(tmp_path):
+    root = tmp_path / "checkpoints"
+    (root / "step-000002").mkdir(parents=True)
+    (root / "latest").symlink_to("step-000002")
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+        latest_checkpoint(root)
+    assert latest_checkpoint(tmp_path / "missing") is None

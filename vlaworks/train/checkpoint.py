@@ -4,8 +4,8 @@ A checkpoint folder holds
 
 * ``model.safetensors``: the full (unwrapped) model state, shared tensors handled by
   ``safetensors.torch.save_model``;
-* ``optimizer.pt`` / ``scheduler.pt``: their ``state_dict`` (plain tensors and numbers,
-  loaded with ``weights_only=True``);
+* ``optimizer.pt`` / ``scheduler.pt`` (and ``scaler.pt`` under fp16): their
+  ``state_dict`` (plain tensors and numbers, loaded with ``weights_only=True``);
 * ``rng-rank{r}.json`` + ``rng-rank{r}.safetensors``: python / numpy / torch (CPU and
   CUDA) generator states of every process;
 * ``trainer_state.json``: step, sampler state and anything else the loop needs;
@@ -98,6 +98,8 @@ def save_checkpoint(
         save_model(accelerator.unwrap_model(model), str(tmp / "model.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        if accelerator.scaler is not None:  # fp16 loss scale, needed to resume fp16 runs exactly
+            torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
         if extra_save is not None:
             extra_save(tmp)
         state = dict(trainer_state, step=step, world_size=accelerator.num_processes)
@@ -138,6 +140,8 @@ def load_checkpoint(
     )
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
+    if accelerator.scaler is not None and (path / "scaler.pt").is_file():
+        accelerator.scaler.load_state_dict(torch.load(path / "scaler.pt", weights_only=True))
     state = json.loads(state_file.read_text())
     rank = accelerator.process_index
     if (path / f"rng-rank{rank}.json").is_file():
