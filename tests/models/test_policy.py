@@ -151,6 +151,11 @@ def test_lora_adapts_lm_linears_only() -> None:
     set_trainable(policy)
     assert _trainable(policy, policy.backbone.vision) == {False}
 
+    plain = build_policy(_config())
+    plain.config.lora.enabled = True
+    with pytest.raises(ValueError, match="inject_lora"):
+        set_trainable(plain)
+
 
 def test_lora_without_matching_layers_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="LoRA targets"):

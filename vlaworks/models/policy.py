@@ -307,6 +307,8 @@ def set_trainable(policy: VLAPolicy) -> None:
     for param in policy.parameters():
         param.requires_grad_(True)
     if config.lora.enabled:
+        if not any("lora_" in name for name, _ in backbone.named_parameters()):
+            raise ValueError("LoRA is enabled but the backbone has no LoRA adapters; call inject_lora first.")
         vision = {id(p) for root in backbone.vision_modules() for p in root.parameters()}
         for name, param in backbone.named_parameters():
             if "lora_" not in name and id(param) not in vision:
