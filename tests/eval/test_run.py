@@ -75,3 +75,11 @@ def test_bad_arguments_name_the_fix(tmp_path):
         _eval(tmp_path, "x", chunk_exec="all")
     with pytest.raises(FileNotFoundError, match="checkpoint folder"):
         _eval(tmp_path, "x", policy=str(tmp_path / "missing"))
+
+
+def test_task_filter_accepts_full_ids_and_short_names(tmp_path):
+    result = _eval(tmp_path, "f", episodes=2, tasks=["reach_far"])
+    assert {e.task for e in result.episodes} == {"toy/reach_far"}
+    assert _eval(tmp_path, "g", episodes=1, tasks=["toy/reach"]).tasks("toy") == ["toy/reach"]
+    with pytest.raises(ValueError, match=r"Unknown task\(s\) \['nope'\]"):
+        _eval(tmp_path, "h", tasks=["reach", "nope"])

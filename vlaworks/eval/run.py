@@ -30,8 +30,13 @@ from vlaworks.eval.workers import (
 )
 
 
-def suite_tasks(suite: str, env_config: EnvConfig) -> list[str]:
-    """Task ids of ``suite``, read from the ``tasks`` attribute of a suite env."""
+def suite_tasks(suite: str, env_config: EnvConfig, only: Sequence[str] | None = None) -> list[str]:
+    """Task ids of ``suite``, read from the ``tasks`` attribute of a suite env.
+
+    ``only`` keeps the named tasks, given as full ids (``spatial/pick_leftmost_place_bowl``)
+    or names within the suite (``pick_leftmost_place_bowl``); names of no task of any
+    evaluated suite are rejected by :func:`evaluate`.
+    """
     env = env_config.make(suite, None)
     try:
         tasks = list(getattr(env, "tasks", []) or [])
@@ -39,7 +44,9 @@ def suite_tasks(suite: str, env_config: EnvConfig) -> list[str]:
         env.close()
     if not tasks:
         raise ValueError(f"Suite {suite!r} lists no tasks; its env must expose a non-empty `tasks` list.")
-    return tasks
+    if only is None:
+        return tasks
+    return [t for t in tasks if t in only or t.removeprefix(f"{suite}/") in only]
 
 
 def plan_episodes(
@@ -90,6 +97,7 @@ def evaluate(
     videos: int = 2,
     image_size: int = 128,
     envs_per_worker: int = 1,
+    tasks: Sequence[str] | None = None,
     env_factory: EnvFactory | None = None,
     env_kwargs: dict | None = None,
     device: str | None = None,
@@ -98,7 +106,8 @@ def evaluate(
     """Evaluate ``policy_spec`` (``"expert"``, a checkpoint folder, or a picklable
     ``factory(envs) -> ChunkPolicy``) on ``suites`` and write the report into ``out``.
 
-    ``perturb`` holds ``"FAMILY:SEVERITY"`` strings passed to every env. ``env_factory``
+    ``perturb`` holds ``"FAMILY:SEVERITY"`` strings passed to every env; ``tasks``
+    restricts the run to some tasks of the suites (full ids or names within a suite). ``env_factory``
     (``factory(suite, task, image_size=, perturbations=, **env_kwargs)``) replaces
     :func:`vlaworks.envs.make_env`, e.g. for tests. A checkpoint is loaded once per worker
     on ``device`` (default: cuda if available, else cpu). Results do not depend on
@@ -118,8 +127,17 @@ def evaluate(
         kwargs=dict(env_kwargs or {}),
     )
     out = Path(out)
-    tasks = {suite: suite_tasks(suite, env_config) for suite in suites}
-    specs = plan_episodes(suites, tasks, episodes, seed, videos)
+    task_lists = {suite: suite_tasks(suite, env_config, tasks) for suite in suites}
+    if tasks is not None:
+        found = {t for ts in task_lists.values() for t in ts}
+        unknown = [t for t in tasks if not any(f == t or f.endswith(f"/{t}") for f in found)]
+        if unknown or not found:
+            every = [t for s in suites for t in suite_tasks(s, env_config)]
+            raise ValueError(
+                f"Unknown task(s) {unknown or list(tasks)} for suites {list(suites)}; choose from {every}."
+            )
+    suites = [s for s in suites if task_lists[s]]
+    specs = plan_episodes(suites, task_lists, episodes, seed, videos)
     order = {(s.suite, s.task, s.episode): i for i, s in enumerate(specs)}
     groups = make_groups(specs, envs_per_worker)
     console = Console(quiet=quiet)
