@@ -41,7 +41,8 @@ class DinoSigLIPFeaturizer(VisionFeaturizer):
         dc, sc = dino.config, siglip.config
         if dc.image_size // dc.patch_size != sc.image_size // sc.patch_size:
             raise ValueError(
-                f"DINOv2 grid {dc.image_size}/{dc.patch_size} != SigLIP grid {sc.image_size}/{sc.patch_size}; "
+                f"DINOv2 grid {dc.image_size}/{dc.patch_size} != "
+                f"SigLIP grid {sc.image_size}/{sc.patch_size}; "
                 "pick image sizes giving the same number of patches."
             )
         self.out_dim = dc.hidden_size + sc.hidden_size
