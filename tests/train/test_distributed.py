@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,9 @@ def test_torchrun_two_processes_stay_in_sync(tmp_path: Path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env,
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    done = [line for line in proc.stdout.splitlines() if " done: " in line]
-    assert sorted(line.split()[1] for line in done) == ["0/2", "1/2"]
-    assert len({line.split("final_loss=")[1] for line in done}) == 1  # the logged loss is all-reduced
+    done = re.findall(r"rank (\d)/2 done: steps=3 final_loss=([0-9.]+)", proc.stdout)
+    assert sorted(rank for rank, _ in done) == ["0", "1"], proc.stdout
+    assert len({loss for _, loss in done}) == 1  # the logged loss is all-reduced
     p0 = load_file(str(out / "params-rank0.safetensors"))
     p1 = load_file(str(out / "params-rank1.safetensors"))
     assert p0.keys() == p1.keys()

@@ -15,6 +15,7 @@ Command line (also the 2-process CPU check)::
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -160,7 +161,9 @@ def main() -> None:
         result = train(model, SyntheticWindows(64), collate_windows, cfg)
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-    print(f"rank {rank}/{world} done: steps={result.steps} final_loss={result.final_loss:.6f}", flush=True)
+    # one write per line so the ranks' reports do not interleave on a shared pipe
+    sys.stdout.write(f"rank {rank}/{world} done: steps={result.steps} final_loss={result.final_loss:.6f}\n")
+    sys.stdout.flush()
     if args.dump_params:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(args.out / f"params-rank{rank}.safetensors"))
