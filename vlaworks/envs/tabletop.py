@@ -52,7 +52,8 @@ class TabletopEnv(gym.Env):
             raise ValueError(f"max_episode_steps must be positive, got {max_episode_steps}")
         self.camera_names = tuple(cameras)
         self.image_size = image_size
-        self.perturbations = {p.family: p.severity for p in perturb.parse_perturbations(list(perturbations))}
+        parsed = perturb.parse_perturbations(list(perturbations))
+        self.perturbations = {p.family: p.severity for p in parsed if p.severity > 0}  # 0 means clean
         self.depth, self.segmentation = depth, segmentation
         self._max_steps_override = max_episode_steps
         limits = (
@@ -111,6 +112,7 @@ class TabletopEnv(gym.Env):
             perturb.apply_lighting(self.scene, p["lighting"], perturb.family_rng(s, "lighting"))
         if "background" in p:
             perturb.apply_background(self.scene, p["background"], perturb.family_rng(s, "background"))
+        self.scene.refresh()
         self.instruction = language.instruction(self.episode, language.severity_tier(p.get("language", 0.0)))
         self.episode.instruction = self.instruction
         self._noise_rng = perturb.family_rng(s, "noise")

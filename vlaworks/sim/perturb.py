@@ -122,7 +122,7 @@ def apply_lighting(scene: Scene, severity: float, rng: np.random.Generator) -> N
     tint = 1.0 + rng.uniform(-0.4, 0.4, size=(n, 3)) * severity
     m.light_diffuse[:] = np.clip(d["light_diffuse"] * scale * tint, 0.0, 1.0)
     direction = d["light_dir"] + rng.normal(size=(n, 3)) * 0.6 * severity
-    direction[:, 2] = -np.abs(direction[:, 2]) - 0.2
+    direction[:, 2] = np.minimum(direction[:, 2], -0.3)  # keep the lights pointing down
     m.light_dir[:] = direction / np.linalg.norm(direction, axis=1, keepdims=True)
     ambient = np.exp(rng.uniform(-1.0, 0.6) * severity)
     m.vis.headlight.ambient[:] = np.clip(d["headlight_ambient"] * ambient, 0.0, 1.0)

@@ -91,8 +91,8 @@ FLOOR_TEXTURES = (
     ("flat", "random", (0.3, 0.3, 0.5), (0.9, 0.9, 0.9)),
     ("checker", "edge", (0.5, 0.6, 0.5), (0.2, 0.3, 0.2)),
 )
-BASE_CAMERA_POS = np.array([0.0, -0.52, 0.45])
-BASE_CAMERA_TARGET = np.array([0.0, 0.04, 0.0])
+BASE_CAMERA_POS = np.array([0.0, -0.42, 0.52])
+BASE_CAMERA_TARGET = np.array([0.0, 0.05, 0.0])
 BASE_FOVY = 48.0
 WRIST_FOVY = 75.0
 
@@ -199,7 +199,7 @@ def build_mjcf() -> str:
     <light name="key" pos="0.3 -0.4 1.2" dir="-0.25 0.35 -1" diffuse="0.6 0.6 0.6" castshadow="false"
            directional="false"/>
     <light name="fill" pos="-0.5 0.3 1.0" dir="0.4 -0.2 -1" diffuse="0.25 0.25 0.25" castshadow="false"/>
-    <geom name="floor" type="plane" pos="0 0 -0.75" size="3 3 1" material="floor_mat0"/>
+    <geom name="floor" type="plane" pos="0 0 -0.75" size="8 8 2" material="floor_mat0"/>
     <geom name="table" type="box" pos="0 0 -0.025" size="{TABLE_HALF[0]} {TABLE_HALF[1]} 0.025"
           material="table_mat0" friction="1 0.01 0.0001"/>
     <camera name="base" pos="{_fmt(BASE_CAMERA_POS)}" xyaxes="{_fmt(base_xy)}" fovy="{BASE_FOVY}"/>
@@ -381,6 +381,10 @@ class Scene:
         for _ in range(5):  # let objects settle onto the table
             mujoco.mj_step(m, d, nstep=10)
         return active
+
+    def refresh(self) -> None:
+        """Recompute derived quantities (camera poses, ...) after editing the model at reset."""
+        mujoco.mj_forward(self.model, self.data)
 
     # ----------------------------------------------------------------- control
     def apply_action(self, action: np.ndarray) -> None:

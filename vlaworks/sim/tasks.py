@@ -28,7 +28,7 @@ from vlaworks.sim.scene import (
 )
 
 SUITES = ("spatial", "object", "goal", "long")
-PLACE_REGION = ((-0.27, 0.27), (-0.14, 0.2))  # x, y ranges for object centres (see in_view)
+PLACE_REGION = ((-0.28, 0.28), (-0.19, 0.2))  # x, y ranges for object centres (see in_view)
 SPATIAL_WORDS = ("leftmost", "rightmost", "front", "back", "nearest_bowl", "left_of")
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "front": (0.0, -1.0), "back": (0.0, 1.0)}
 PUSH_DISTANCE = 0.07  # metres an object must travel for a push to count
@@ -222,7 +222,7 @@ def _object_suite_distractors(task: TaskSpec, rng: np.random.Generator) -> list[
 
 def in_view(x: float, y: float) -> bool:
     """Whether an object centred at (x, y) stays inside the clean base view (a trapezoid)."""
-    return abs(x) <= 0.19 + 0.25 * (y - PLACE_REGION[1][0])
+    return abs(x) <= 0.17 + 0.28 * (y - PLACE_REGION[1][0])
 
 
 def sample_positions(

@@ -1,0 +1,109 @@
+"""Task suites: ids, referent resolution, success predicates (true after the expert, false otherwise)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vlaworks.envs.tabletop import TabletopEnv
+from vlaworks.sim.tasks import (
+    SUITES,
+    TASKS,
+    Episode,
+    ObjRef,
+    ResolvedGoal,
+    get_task,
+    resolve,
+    success,
+    suite_tasks,
+)
+
+
+def _run_expert(env: TabletopEnv, seed: int, noise: float = 0.0) -> dict:
+    obs, info = env.reset(seed=seed)
+    assert not info["success"], "a task must not be solved at reset"
+    expert = env.expert(noise=noise)
+    expert.reset()
+    for _ in range(env.max_episode_steps):
+        obs, reward, terminated, truncated, info = env.step(expert.act(obs))
+        if terminated or truncated:
+            break
+    return info
+
+
+def test_every_suite_has_several_tasks_with_stable_ids():
+    for suite in SUITES:
+        ids = suite_tasks(suite)
+        assert 4 <= len(ids) <= 10
+        assert all(t.startswith(f"{suite}/") and TASKS[t].suite == suite for t in ids)
+    assert get_task("spatial", "pick_leftmost_place_bowl").id == "spatial/pick_leftmost_place_bowl"
+
+
+def test_unknown_suite_and_task_name_the_choices():
+    with pytest.raises(ValueError, match="choose one of"):
+        suite_tasks("kitchen")
+    with pytest.raises(ValueError, match="spatial/pick_leftmost_place_bowl"):
+        get_task("spatial", "fly_away")
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_expert_solves_every_task(task):
+    env = TabletopEnv(task.split("/")[0], task=task, image_size=32, cameras=("base",))
+    try:
+        info = _run_expert(env, seed=3, noise=0.1)
+    finally:
+        env.close()
+    assert info["success"] and info["task"] == task
+
+
+def test_spatial_referents_follow_positions():
+    env = TabletopEnv("spatial", task="pick_leftmost_place_bowl", image_size=32, cameras=("base",))
+    try:
+        for seed in range(3):
+            env.reset(seed=seed)
+            scene, ep = env.scene, env.episode
+            cubes = [o for o in ep.objects if o.kind == "cube" and o.color == "red"]
+            assert ep.goals[0].obj is min(cubes, key=lambda o: scene.pos(o)[0])
+            rightmost, margin = resolve(ObjRef("cube", "red", "rightmost"), scene, ep.objects)
+            assert rightmost is max(cubes, key=lambda o: scene.pos(o)[0]) and margin >= 0
+    finally:
+        env.close()
+
+
+def test_wrong_behaviour_does_not_count_as_success():
+    # Putting the blue cube on the plate leaves the red-cube-in-bowl goal unsolved (same layout).
+    env = TabletopEnv("goal", task="put_blue_cube_on_plate", image_size=32, cameras=("base",))
+    try:
+        assert _run_expert(env, seed=5)["success"]
+        red_in_bowl = get_task("goal", "put_red_cube_in_bowl")
+        goal, own = red_in_bowl.goals[0], env.episode.objects
+        obj, dest = resolve(goal.obj, env.scene, own)[0], resolve(goal.dest, env.scene, own)[0]
+        rg = ResolvedGoal(goal, obj, dest, np.zeros(2))
+        assert not success(Episode(red_in_bowl, [rg], own, 0), env.scene)
+        # Random flailing does not solve a task either.
+        env.reset(seed=6)
+        rng = np.random.default_rng(0)
+        for _ in range(40):
+            _, _, terminated, _, info = env.step(rng.uniform(-1, 1, 7).astype(np.float32))
+            assert not terminated and not info["success"]
+    finally:
+        env.close()
+
+
+def test_goal_held_in_the_air_is_not_placed():
+    env = TabletopEnv("goal", task="put_red_cube_in_bowl", image_size=32, cameras=("base",))
+    try:
+        obs, _ = env.reset(seed=2)
+        expert = env.expert()
+        expert.reset()
+        # run until the cube is carried above the bowl, then stop before release
+        scene, rg = env.scene, env.episode.goals[0]
+        for _ in range(env.max_episode_steps):
+            obs, _, terminated, _, info = env.step(expert.act(obs))
+            over_bowl = np.hypot(*(scene.pos(rg.obj)[:2] - scene.pos(rg.dest)[:2])) < 0.01
+            if over_bowl and scene.touching_gripper(rg.obj):
+                break
+            assert not terminated
+        assert scene.touching_gripper(rg.obj) and not info["success"]
+    finally:
+        env.close()
