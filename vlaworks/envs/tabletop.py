@@ -18,10 +18,15 @@ import numpy as np
 from vlaworks.envs.base import ACTION_DIM
 from vlaworks.sim import language, perturb
 from vlaworks.sim.expert import ScriptedExpert
-from vlaworks.sim.scene import HOME_POS, STATE_DIM, Scene
+from vlaworks.sim.scene import FINGER_OPEN, HOME_POS, STATE_DIM, WORKSPACE_HIGH, WORKSPACE_LOW, Scene
 from vlaworks.sim.tasks import Episode, build_episode, get_task, success, suite_tasks
 
 CAMERAS = ("base", "wrist")
+#: Bounds of the proprio state: the EE workspace (plus slack for the hand's lag), angles, opening.
+STATE_LOW = np.array([*(WORKSPACE_LOW - 0.1), -np.pi, -np.pi, -np.pi, 0.0], dtype=np.float32)
+STATE_HIGH = np.array(
+    [*(WORKSPACE_HIGH + 0.1), np.pi, np.pi, np.pi, 2 * FINGER_OPEN + 0.01], dtype=np.float32
+)
 
 
 class TabletopEnv(gym.Env):
@@ -66,7 +71,7 @@ class TabletopEnv(gym.Env):
         img = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
         spaces: dict[str, gym.Space] = {
             "images": gym.spaces.Dict({c: img for c in self.camera_names}),
-            "state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32),
+            "state": gym.spaces.Box(STATE_LOW, STATE_HIGH, (STATE_DIM,), np.float32),
             "instruction": gym.spaces.Text(max_length=256, charset=_CHARSET),
         }
         if depth:

@@ -215,12 +215,12 @@ def build_mjcf() -> str:
       <site name="pinch" pos="0 0 0" size="0.004" rgba="1 0 0 0"/>
       <body name="finger_l" pos="0 0 0" gravcomp="1">
         <joint name="finger_l" type="slide" axis="-1 0 0" range="0 {FINGER_OPEN}"
-               damping="3" armature="0.01"/>
+               damping="10" armature="0.01" solreflimit="0.004 1"/>
         <geom name="finger_l_g" pos="-0.006 0 0.017" mass="0.03" {finger}/>
       </body>
       <body name="finger_r" pos="0 0 0" gravcomp="1">
         <joint name="finger_r" type="slide" axis="1 0 0" range="0 {FINGER_OPEN}"
-               damping="3" armature="0.01"/>
+               damping="10" armature="0.01" solreflimit="0.004 1"/>
         <geom name="finger_r_g" pos="0.006 0 0.017" mass="0.03" {finger}/>
       </body>
     </body>
@@ -422,7 +422,8 @@ class Scene:
 
     @property
     def gripper_opening(self) -> float:
-        return float(sum(self.data.qpos[q] for q in self.finger_qpos))
+        opening = sum(self.data.qpos[q] for q in self.finger_qpos)
+        return float(np.clip(opening, 0.0, 2 * FINGER_OPEN))  # joint limits are soft by a hair
 
     def state(self) -> np.ndarray:
         """Proprio state, float32[STATE_DIM]: EE xyz, roll/pitch/yaw, finger opening (m)."""
