@@ -86,7 +86,6 @@ class ScriptedExpert:
                     yield from self._push(rg)
                 else:
                     yield from self._pick_and_place(rg)
-            yield from self._move(self.scene.ee_target + [0, 0, 0.0], None, OPEN, steps=2)
         while True:
             yield self._track(self.scene.ee_target, 0.0, OPEN)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +47,11 @@ def render_check(out: Path, suite: str, seed: int, image_size: int, perturb: lis
         for cam in env.camera_names
     ]
     grid = np.concatenate(rows, axis=0)
-    caption_h = 18
+    lines = textwrap.wrap(f"{info['task']}: {obs['instruction']}", width=max(grid.shape[1] // 6, 10))
+    caption_h = 4 + 12 * len(lines)
     canvas = Image.new("RGB", (grid.shape[1], grid.shape[0] + caption_h), "white")
     canvas.paste(Image.fromarray(grid), (0, caption_h))
-    ImageDraw.Draw(canvas).text((4, 3), f"{info['task']}: {obs['instruction']}", fill="black")
+    ImageDraw.Draw(canvas).multiline_text((4, 2), "\n".join(lines), fill="black", spacing=2)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out)

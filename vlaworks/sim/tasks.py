@@ -11,7 +11,7 @@ the camera) is ``-y``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -92,7 +92,6 @@ class Episode:
     objects: list[SceneObject]
     template_index: int
     instruction: str = ""
-    extras: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- task tables
@@ -277,7 +276,7 @@ def resolve(ref: ObjRef, scene: Scene, objects: list[SceneObject]) -> tuple[Scen
         raise ValueError(f"no {ref.label} in the layout")
     if not ref.spatial:
         return cands[0], np.inf if len(cands) == 1 else 0.0
-    anchors = {o.label: scene.pos(o) for o in objects if o.kind not in ("cube",) or o.color != ref.color}
+    anchors = {o.label: scene.pos(o) for o in objects if o.label != ref.label}
     scores = _criterion(ref, np.stack([scene.pos(o) for o in cands]), anchors)
     order = np.argsort(scores)
     if not np.isfinite(scores[order[0]]):
@@ -302,7 +301,7 @@ def _push_corridor_clear(xy: np.ndarray, direction: str, others: list[np.ndarray
     return True
 
 
-def layout_ok(task: TaskSpec, episode: Episode, scene: Scene) -> bool:
+def layout_ok(episode: Episode, scene: Scene) -> bool:
     """Unambiguous referents (margin >= 4 cm) and free push corridors."""
     for rg in episode.goals:
         if rg.goal.obj.spatial:
@@ -344,7 +343,7 @@ def build_episode(
             continue
         placements = [(k, c, x, y, float(w)) for (k, c), (x, y), w in zip(objects, xy, yaws, strict=True)]
         episode = _bind(task, scene, scene.reset(placements, ee_rpy=ee_rpy, **kwargs), template_index)
-        if not layout_ok(task, episode, scene):
+        if not layout_ok(episode, scene):
             continue
         if n_distractors:
             drng = distractor_rng if distractor_rng is not None else rng
