@@ -30,7 +30,12 @@ STATE_HIGH = np.array(
 
 
 class TabletopEnv(gym.Env):
-    """One suite of the tabletop world; ``task=None`` cycles through the suite's tasks by seed."""
+    """One suite of the tabletop world; ``task=None`` cycles through the suite's tasks by seed.
+
+    ``max_episode_steps`` is the longest step limit among the env's tasks until the first
+    reset, then the current task's limit (or the constructor's ``max_episode_steps``).
+    Episode seed ``s`` picks task ``tasks[s % len(tasks)]`` when no task is fixed.
+    """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
 
