@@ -1,14 +1,15 @@
 """Off-screen CPU rendering: GL back-end selection and camera matrices.
 
 MuJoCo fixes its OpenGL back-end from ``MUJOCO_GL`` when it is first imported. If the
-variable is unset and MuJoCo is not imported yet, this module probes EGL in a short
-subprocess and falls back to OSMesa when EGL cannot open a context; the choice is written
-to ``MUJOCO_GL`` so child processes inherit it. When no back-end works,
+variable is unset, this module probes EGL in a short subprocess and falls back to OSMesa
+when EGL cannot open a context; the choice is written to ``MUJOCO_GL`` so child processes
+inherit it (and MuJoCo's GL-context module is reloaded if it was imported already). When no back-end works,
 :func:`make_renderer` raises an error naming the Debian packages to install.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -29,19 +30,28 @@ def _backend_works(backend: str) -> bool:
     return result.returncode == 0
 
 
-def _choose_backend() -> None:
-    """Set ``MUJOCO_GL`` to a working back-end (EGL first, then OSMesa) if the user did not."""
-    if "MUJOCO_GL" in os.environ or "mujoco" in sys.modules:
-        return
-    for backend in ("egl", "osmesa"):
-        if _backend_works(backend):
-            os.environ["MUJOCO_GL"] = backend
-            return
-    os.environ["MUJOCO_GL"] = "egl"  # make_renderer reports the missing packages
+def _choose_backend() -> bool:
+    """Set ``MUJOCO_GL`` to a working back-end (EGL first, then OSMesa) if the user did not.
+
+    If ``mujoco`` was already imported without ``MUJOCO_GL`` (it then picked GLFW, which
+    needs a display), its GL-context module is reloaded with the new choice; this works as
+    long as PyOpenGL itself is not loaded yet. Returns False when the choice cannot apply.
+    """
+    if "MUJOCO_GL" in os.environ:
+        return True
+    chosen = next((b for b in ("egl", "osmesa") if _backend_works(b)), "egl")
+    os.environ["MUJOCO_GL"] = chosen  # make_renderer reports the missing packages if neither works
+    if "mujoco" not in sys.modules:
+        return True
+    if "OpenGL" in sys.modules:
+        return False
+    from mujoco.rendering.classic import gl_context
+
+    importlib.reload(gl_context)
+    return True
 
 
-_IMPORTED_TOO_EARLY = "MUJOCO_GL" not in os.environ and "mujoco" in sys.modules
-_choose_backend()
+_GL_CHOICE_APPLIED = _choose_backend()
 
 import mujoco  # noqa: E402  (must follow the back-end choice above)
 import numpy as np  # noqa: E402
@@ -53,11 +63,11 @@ def make_renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Rend
         return mujoco.Renderer(model, height=height, width=width)
     except Exception as err:  # GL failures surface as several exception types
         current = os.environ.get("MUJOCO_GL", "<unset>")
-        if _IMPORTED_TOO_EARLY:
+        if not _GL_CHOICE_APPLIED:
             raise RuntimeError(
-                "Off-screen rendering failed: `mujoco` was imported before vlaworks.sim with "
-                "MUJOCO_GL unset, so MuJoCo chose an on-screen back-end. Export MUJOCO_GL=egl (or osmesa), "
-                f"or import vlaworks.sim before mujoco. ({err})"
+                "Off-screen rendering failed: `mujoco` and PyOpenGL were imported before vlaworks.sim "
+                "with MUJOCO_GL unset, so MuJoCo chose an on-screen back-end. Export MUJOCO_GL=egl "
+                f"(or osmesa), or import vlaworks.sim before mujoco. ({err})"
             ) from err
         raise RuntimeError(
             f"Off-screen rendering failed with MUJOCO_GL={current} ({err}). Try `export MUJOCO_GL=osmesa` "

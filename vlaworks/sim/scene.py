@@ -30,8 +30,8 @@ STATE_DIM = 7
 STATE_NAMES = ("ee_x", "ee_y", "ee_z", "ee_roll", "ee_pitch", "ee_yaw", "gripper_opening")
 ACTION_NAMES = ("dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper")
 
-TIMESTEP = 0.002
-SUBSTEPS = 20  # control period 0.04 s (25 Hz)
+TIMESTEP = 0.004
+SUBSTEPS = 10  # control period 0.04 s (25 Hz)
 MAX_TRANSLATION = 0.015  # metres per control step at |action| = 1
 MAX_ROTATION = 0.1  # radians per control step at |action| = 1
 TABLE_HALF = (0.4, 0.3)
