@@ -69,3 +69,151 @@ def render(
 
 if __name__ == "__main__":
     app()
+
+
+def _parse_sets(items: list[str] | None) -> dict[str, object]:
+    """``KEY=VALUE`` pairs (VALUE parsed as JSON when it parses, else kept as a string)."""
+    import json
+
+    parsed: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--set expects KEY=VALUE (e.g. policy.chunk_size=8); got {item!r}.")
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
+
+
+@app.command()
+def train(
+    recipe: Annotated[str, typer.Option(help="Recipe name (see `vlaworks recipes`).")],
+    data: Annotated[Path, typer.Option(help="Dataset folder (LeRobotDataset v3 layout).")],
+    out: Annotated[Path, typer.Option(help="Run folder; re-running resumes from its last checkpoint.")],
+    backbone: Annotated[
+        str | None,
+        typer.Option(help="prismatic-tiny | qwen2.5-vl-tiny | paligemma-tiny | kosmos2-tiny | PATH"),
+    ] = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    freeze: Annotated[str | None, typer.Option(help="Comma list: vision, embeddings.")] = None,
+    from_scratch: Annotated[bool, typer.Option(help="Re-initialise every VLM weight.")] = False,
+    lora: Annotated[int | None, typer.Option(help="LoRA rank on the LM (full fine-tune if unset).")] = None,
+    cameras: Annotated[str | None, typer.Option(help="Comma list of camera views, e.g. base,wrist.")] = None,
+    image_size: int | None = None,
+    save_every: int | None = None,
+    seed: int = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Dotted override, e.g. policy.chunk_size=8, train.lr=1e-4."),
+    ] = None,
+    fresh: Annotated[bool, typer.Option(help="Ignore existing checkpoints in OUT.")] = False,
+) -> None:
+    """Train a recipe on a dataset; writes RUN/policy and resumable RUN/checkpoints."""
+    from vlaworks.train.pipeline import build_recipe, train_policy
+
+    overrides = _parse_sets(set_)
+    freezes = {f.strip() for f in (freeze or "").split(",") if f.strip()}
+    unknown = freezes - {"vision", "embeddings"}
+    if unknown:
+        raise typer.BadParameter(f"--freeze takes vision and/or embeddings; got {sorted(unknown)}.")
+    overrides |= {"policy.freeze_vision": True} if "vision" in freezes else {}
+    overrides |= {"policy.freeze_word_embeddings": True} if "embeddings" in freezes else {}
+    overrides |= {"policy.from_scratch": True} if from_scratch else {}
+    if lora:
+        overrides |= {"policy.lora.enabled": True, "policy.lora.r": lora, "policy.lora.alpha": 2 * lora}
+    overrides |= {"policy.cameras": cameras.split(",")} if cameras else {}
+    overrides |= {"policy.image_size": image_size} if image_size else {}
+    policy_sets = {k: v for k, v in overrides.items() if k.startswith("policy.")}
+    train_sets = {k.removeprefix("train."): v for k, v in overrides.items() if k.startswith("train.")}
+    for key, value in (("steps", steps), ("batch_size", batch_size), ("lr", lr), ("save_every", save_every)):
+        if value is not None:
+            train_sets[key] = value
+    train_sets["seed"] = seed
+    run = train_policy(
+        build_recipe(recipe, backbone=backbone, overrides=policy_sets),
+        data,
+        out,
+        train_overrides=train_sets,
+        resume=not fresh,
+    )
+    typer.echo(
+        f"trained {run.recipe.name} for {run.result.steps} steps: final loss {run.result.final_loss:.4f}, "
+        f"{run.result.samples_per_s:.1f} samples/s; policy at {run.policy_dir}"
+    )
+
+
+@app.command("eval")
+def evaluate(
+    policy: Annotated[str, typer.Option(help="'expert', a run folder or a policy folder.")],
+    suite: Annotated[list[str], typer.Option(help="Suite(s) to evaluate.")],
+    out: Annotated[Path, typer.Option(help="Report folder.")],
+    episodes: Annotated[int, typer.Option(help="Episodes per task.")] = 10,
+    chunk_exec: Annotated[str, typer.Option(help="full | half | 1 (actions executed per chunk).")] = "full",
+    perturb: PerturbOpt = None,
+    workers: int = 1,
+    seed: int = 1000,
+    videos: Annotated[int, typer.Option(help="Episodes recorded per task.")] = 1,
+    image_size: int = 128,
+    task: Annotated[list[str] | None, typer.Option(help="Only these task(s) of the suite.")] = None,
+) -> None:
+    """Closed-loop evaluation: success per task with 95% CIs, report.md, plot and videos."""
+    from vlaworks.eval.run import evaluate as run_evaluate
+    from vlaworks.train.pipeline import resolve_policy_dir
+
+    spec = policy if policy == "expert" else str(resolve_policy_dir(Path(policy)))
+    result = run_evaluate(
+        spec,
+        suite,
+        episodes,
+        chunk_exec,
+        perturb or [],
+        out=out,
+        workers=workers,
+        seed=seed,
+        videos=videos,
+        image_size=image_size,
+        tasks=task,
+    )
+    overall = result.overall()
+    typer.echo(f"success {100 * overall.rate:.1f}% ({overall.successes}/{overall.n})")
+
+
+@app.command()
+def recipes() -> None:
+    """List the registered recipes."""
+    from vlaworks.recipes import get_recipe, recipe_names
+
+    for name in recipe_names():
+        typer.echo(f"{name:28s} {get_recipe(name).description}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for data, run and report.")] = Path("runs/demo"),
+    suite: str = "spatial",
+    episodes: Annotated[int, typer.Option(help="Expert demonstrations to train on.")] = 120,
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 2500,
+    eval_episodes: Annotated[int, typer.Option(help="Evaluation episodes per task.")] = 10,
+    workers: int = 2,
+    backbone: str = "prismatic-tiny",
+    seed: int = 0,
+) -> None:
+    """Generate -> train (VLM4VLA on a tiny Prismatic VLM) -> evaluate -> report, on the CPU."""
+    from vlaworks.demo import DemoConfig, run_demo
+
+    run_demo(
+        DemoConfig(
+            out=out,
+            suite=suite,
+            episodes=episodes,
+            steps=steps,
+            eval_episodes=eval_episodes,
+            workers=workers,
+            backbone=backbone,
+            seed=seed,
+        )
+    )

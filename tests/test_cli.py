@@ -1,0 +1,63 @@
+"""The command line end to end on a tiny world: generate -> train -> resume -> eval."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from vlaworks.cli import app
+from vlaworks.models.checkpoint import load_policy
+from vlaworks.train.pipeline import resolve_policy_dir
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def _ok(args: list[str]) -> str:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, f"{args}: {result.output}\n{result.exception!r}"
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "data"
+    _ok(["generate", "--suite", "spatial", "--episodes", "2", "--out", str(out), "--image-size", "32"])
+    return out
+
+
+def test_train_writes_a_loadable_policy_and_resumes(dataset, tmp_path):
+    run = tmp_path / "run"
+    common = ["train", "--recipe", "vlm4vla", "--data", str(dataset), "--out", str(run),
+              "--backbone", "prismatic-tiny", "--image-size", "32", "--cameras", "base,wrist",
+              "--batch-size", "2", "--save-every", "2", "--set", "policy.chunk_size=4",
+              "--set", "train.log_every=1"]
+    out = _ok([*common, "--steps", "2"])
+    assert "trained vlm4vla for 2 steps" in out
+    policy = load_policy(resolve_policy_dir(run))
+    assert policy.config.cameras == ("base", "wrist") and policy.config.chunk_size == 4
+    recipe = json.loads((run / "recipe.json").read_text())
+    assert recipe["policy"]["image_size"] == 32
+    # same command, more steps: resumes from step 2 rather than starting again
+    _ok([*common, "--steps", "4"])
+    steps = [int(line.split(",")[0]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_train_rejects_unknown_recipe_and_freeze(dataset, tmp_path):
+    result = runner.invoke(app, ["train", "--recipe", "nope", "--data", str(dataset), "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "vlm4vla" in str(result.exception)
+    result = runner.invoke(
+        app, ["train", "--recipe", "vlm4vla", "--data", str(dataset), "--out", str(tmp_path), "--freeze", "x"]
+    )
+    assert result.exit_code != 0 and "--freeze" in result.output
+
+
+def test_eval_expert_prints_success_and_writes_report(tmp_path):
+    out = _ok(["eval", "--policy", "expert", "--suite", "spatial", "--episodes", "1", "--out",
+               str(tmp_path), "--image-size", "32", "--task", "pick_leftmost_place_bowl", "--videos", "0"])
+    assert re.search(r"success 100\.0% \(1/1\)", out)
+    assert (tmp_path / "report.md").exists() and (tmp_path / "results.json").exists()

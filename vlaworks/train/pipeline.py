@@ -1,0 +1,104 @@
+"""``train_policy``: recipe + dataset folder -> trained policy checkpoint (``vlaworks train``).
+
+It joins the parts: the recipe's :class:`~vlaworks.models.config.PolicyConfig` (with
+overrides), the dataset's normalisation statistics (which travel inside the checkpoint),
+the window dataset the policy's cameras / chunk / image size ask for, and the resumable
+trainer. A run folder holds::
+
+    RUN/recipe.json              the recipe actually trained (after overrides)
+    RUN/metrics.csv              per-step loss, lr, throughput
+    RUN/checkpoints/step-N/      resumable trainer checkpoints (each also a loadable policy)
+    RUN/policy/                  the final policy (config, safetensors, normaliser, tokenizer)
+
+Running the same command again resumes from ``RUN/checkpoints/latest``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vlaworks.data.dataset import WindowDataset, collate_windows
+from vlaworks.data.lerobot import LeRobotDataset
+from vlaworks.data.normalize import Normalizer
+from vlaworks.models.checkpoint import save_policy, write_policy_files
+from vlaworks.models.policy import VLAPolicy, build_policy
+from vlaworks.recipes import Recipe, get_recipe
+from vlaworks.train.config import TrainResult
+from vlaworks.train.trainer import train
+
+POLICY_DIR = "policy"
+
+
+@dataclass
+class TrainRun:
+    """What a finished ``train_policy`` call produced."""
+
+    recipe: Recipe
+    policy: VLAPolicy
+    result: TrainResult
+    policy_dir: Path
+
+
+def build_recipe(
+    name: str,
+    *,
+    backbone: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Recipe:
+    """The named recipe on ``backbone`` (when given) with dotted-key ``overrides`` applied."""
+    options = {"backbone": backbone} if backbone else {}
+    recipe = get_recipe(name, **options)
+    return recipe.override(overrides) if overrides else recipe
+
+
+def train_policy(
+    recipe: Recipe,
+    data: Path,
+    out: Path,
+    *,
+    train_overrides: dict[str, Any] | None = None,
+    resume: bool = True,
+) -> TrainRun:
+    """Train ``recipe`` on the dataset at ``data`` into run folder ``out`` (see module doc)."""
+    dataset = LeRobotDataset(Path(data))
+    config = recipe.policy
+    if config.use_state and config.state_dim is None:
+        state_dim = int(dataset.features["observation.state"]["shape"][0])
+        recipe = recipe.override({"policy.state_dim": state_dim})
+        config = recipe.policy
+    keys = ("action", "observation.state") if config.use_state else ("action",)
+    normalizer = Normalizer(dataset.stats, mode=config.normaliser_mode, keys=keys)
+    policy = build_policy(config, normalizer)
+    windows = WindowDataset(
+        dataset,
+        cameras=list(config.cameras),
+        chunk=config.chunk_size,
+        normalizer=normalizer,
+        with_state=config.use_state,
+        image_size=config.image_size,
+    )
+    train_cfg = recipe.train_config(out, **(train_overrides or {}))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")
+    result = train(
+        policy,
+        windows,
+        collate_windows,
+        train_cfg,
+        extra_save=lambda folder: write_policy_files(policy, folder),
+        resume=resume,
+    )
+    policy_dir = save_policy(policy, out / POLICY_DIR)
+    return TrainRun(recipe=recipe, policy=policy, result=result, policy_dir=policy_dir)
+
+
+def resolve_policy_dir(path: Path) -> Path:
+    """A run folder's final policy, else its latest checkpoint; a policy folder as is."""
+    path = Path(path)
+    for candidate in (path / POLICY_DIR, path / "checkpoints" / "latest"):
+        if (candidate / "config.json").exists():
+            return candidate.resolve()
+    return path
