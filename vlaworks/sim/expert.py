@@ -65,9 +65,7 @@ class ScriptedExpert:
         """Next action; ``obs`` is accepted for the policy interface, the expert reads the sim."""
         if self._plan is None:
             self.reset()
-        action = next(self._plan, None)
-        if action is None:
-            action = np.array([0, 0, 0, 0, 0, 0, OPEN], dtype=np.float64)
+        action = next(self._plan)
         if self.noise > 0:
             action[:6] += self.rng.normal(0.0, self.noise, size=6)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
@@ -86,8 +84,9 @@ class ScriptedExpert:
                     yield from self._push(rg)
                 else:
                     yield from self._pick_and_place(rg)
-        while True:
-            yield self._track(self.scene.ee_target, 0.0, OPEN)
+        grip = CLOSE if self.env.episode.goals[-1].goal.verb == "lift" else OPEN
+        while True:  # hold still (keeping a lifted object) until the episode ends
+            yield self._track(self.scene.ee_target, None, grip)
 
     def _track(self, target: np.ndarray, yaw: float | None, grip: float) -> np.ndarray:
         """Proportional action toward ``target`` (EE xyz) and ``yaw``; roll / pitch held at 0."""
