@@ -117,3 +117,19 @@ def test_make_env_builds_tabletop():
         assert isinstance(e, TabletopEnv) and e.tasks[0].startswith("long/")
     finally:
         e.close()
+
+
+def test_same_seed_same_episode_across_instances():
+    obs = []
+    for _ in range(2):
+        e = TabletopEnv("long", image_size=24, perturbations=["lighting:0.5", "noise:0.3", "layout:0.7"])
+        try:
+            o, _ = e.reset(seed=11)
+            o, *_ = e.step(np.full(7, 0.5, np.float32))
+            obs.append(o)
+        finally:
+            e.close()
+    for cam in ("base", "wrist"):
+        np.testing.assert_array_equal(obs[0]["images"][cam], obs[1]["images"][cam])
+    np.testing.assert_array_equal(obs[0]["state"], obs[1]["state"])
+    assert obs[0]["instruction"] == obs[1]["instruction"]
