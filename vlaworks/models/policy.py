@@ -5,12 +5,23 @@
 
 * training: ``forward(batch) -> (loss, metrics)`` = token sources' blocks + the head's
   blocks -> backbone -> ``head.loss`` (+ weighted auxiliary losses);
+* vision-language batches (``Batch.is_vl``, seed 004 III-C co-training): ``forward`` runs
+  the backbone on the images with ``vl_prompt`` as the instruction and the teacher-forced
+  answer ids as one causal block, and returns next-token cross-entropy on the answer span
+  through the backbone's own LM head (:meth:`VLAPolicy.text_loss`). With a string-token
+  head robot and VL batches thus share one objective on one vocabulary; with any other
+  head VL batches still train the LM (and vision) through this text loss, so co-training
+  works with every head. :meth:`VLAPolicy.answer` is the matching greedy text decoder
+  (KV-cached) for VQA accuracy;
+* before training, :meth:`VLAPolicy.prepare` fits data-dependent action tokenizers (FAST)
+  on normalised training chunks; ``vlaworks.recipes.training.prepare_policy`` calls it;
 * inference: ``predict(batch)`` -> normalised chunk ``[B, T, 7]``; ``predict_chunk`` takes
   env observations (``vlaworks/envs/base.py``) and returns raw env actions, so it satisfies
   :class:`vlaworks.policy_api.ChunkPolicy`.
 
-Trainability (freezing, LoRA, from-scratch re-initialisation) is applied here from the
-config so that a checkpoint rebuilds exactly the same module tree.
+Trainability (freezing, LoRA, from-scratch re-initialisation) and the seed 004 dual vision
+encoder (``backbone_options["dual_encoder"] = True``, see ``vlaworks.models.vision.dual``)
+are applied here from the config so that a checkpoint rebuilds exactly the same module tree.
 """
 
 from __future__ import annotations
@@ -53,6 +64,11 @@ class AuxLoss(nn.Module, ABC):
 #: auxiliary-loss builders, called as ``builder(backbone, config, **options)``
 AUX_LOSSES = PartRegistry("aux loss", {})
 
+#: name of the teacher-forced answer block of vision-language batches
+VL_ANSWER_BLOCK = "vl_answer"
+#: ``PolicyConfig.backbone_options`` key switching on the dual (frozen ⊕ trained) vision encoder
+DUAL_ENCODER_OPTION = "dual_encoder"
+
 
 class VLAPolicy(nn.Module):
     """A VLM turned into an action-chunk policy."""
@@ -93,11 +109,17 @@ class VLAPolicy(nn.Module):
         return blocks
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """Training step on a robot batch: scalar loss and float metrics (``loss`` included)."""
+        """Training step: scalar loss and float metrics (``loss`` included).
+
+        Robot batches (with actions) go through the head; vision-language batches
+        (``vl_prompt`` / ``vl_answer``, no actions) through :meth:`text_loss`.
+        """
+        if batch.is_vl:
+            return self.text_loss(batch)
         if batch.actions is None:
             raise ValueError(
-                "VLAPolicy.forward needs a robot batch with actions; vision-language batches go to "
-                "a VL auxiliary loss / trainer path."
+                "VLAPolicy.forward needs a robot batch with actions or a vision-language batch with "
+                "vl_prompt and vl_answer (and no actions)."
             )
         self._check_cameras(batch)
         blocks = [*self.prefix(batch), *self.head.extra_tokens(batch, self.backbone, training=True)]
@@ -117,6 +139,97 @@ class VLAPolicy(nn.Module):
             metrics.update({f"{name}/{k}": v for k, v in aux_metrics.items()})
         metrics["loss"] = loss.item()
         return loss, metrics
+
+    # --- vision-language co-training and answering -------------------------------------------
+    def answer_ids(self, answers: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced answer ids ``[B, L]`` (each answer + EOS, right-padded with EOS) and
+        the mask ``[B, L]`` of real answer tokens (padding excluded from the loss)."""
+        tok = self.backbone.tokenizer
+        eos = getattr(tok, "eos_token_id", None)
+        if eos is None:
+            raise ValueError("VL co-training needs backbone.tokenizer.eos_token_id to end answers.")
+        rows = [[*tok(text, add_special_tokens=False).input_ids, int(eos)] for text in answers]
+        width = max(map(len, rows))
+        ids = torch.full((len(rows), width), int(eos), dtype=torch.long)
+        keep = torch.zeros((len(rows), width), dtype=torch.bool)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+            keep[i, : len(row)] = True
+        device = self.backbone.input_embeddings().weight.device
+        return ids.to(device), keep.to(device)
+
+    def text_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Next-token cross-entropy on the answer tokens of a vision-language batch.
+
+        The prompt is ``batch.vl_prompt`` placed where the backbone's native template puts
+        the instruction; token sources are not used (they read robot fields such as the
+        proprio state, absent from VL samples). Metrics: ``vl_ce``, ``vl_token_acc``.
+        """
+        if batch.vl_prompt is None or batch.vl_answer is None:
+            raise ValueError("text_loss needs a Batch with vl_prompt and vl_answer (one per row).")
+        if len(batch.vl_prompt) != batch.size or len(batch.vl_answer) != batch.size:
+            raise ValueError(
+                f"Batch has {batch.size} rows but {len(batch.vl_prompt)} vl_prompt and "
+                f"{len(batch.vl_answer)} vl_answer entries."
+            )
+        self._check_cameras(batch)
+        ids, keep = self.answer_ids(batch.vl_answer)
+        out = self.backbone(batch.images, batch.vl_prompt, [ExtraTokens(VL_ANSWER_BLOCK, ids=ids)])
+        span = out.spans[VL_ANSWER_BLOCK]
+        hidden = out.hidden[:, span.start - 1 : span.stop - 1]  # position i predicts answer token i
+        logits = self.backbone.lm_logits(hidden).float()
+        ce = F.cross_entropy(logits.flatten(0, 1), ids.flatten(), reduction="none").view_as(ids)
+        weight = keep.float()
+        loss = (ce * weight).sum() / weight.sum()
+        with torch.no_grad():
+            acc = ((logits.argmax(-1) == ids).float() * weight).sum() / weight.sum()
+        return loss, {"vl_ce": float(loss.detach()), "vl_token_acc": float(acc), "loss": float(loss.detach())}
+
+    @torch.no_grad()
+    def answer(self, batch: Batch, max_new_tokens: int = 32) -> list[str]:
+        """Greedy text answers (KV-cached) to ``batch.vl_prompt`` (or the instructions when
+        absent), stopping at EOS or after ``max_new_tokens``; special tokens are stripped."""
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}.")
+        self._check_cameras(batch)
+        prompts = batch.vl_prompt if batch.vl_prompt is not None else batch.instructions
+        eos = int(self.backbone.tokenizer.eos_token_id)
+        out = self.backbone(batch.images, list(prompts), [], use_cache=True)
+        cache, last = out.cache, out.hidden[:, -1]
+        done = torch.zeros(batch.size, dtype=torch.bool, device=last.device)
+        generated: list[torch.Tensor] = []
+        for _ in range(max_new_tokens):
+            token = self.backbone.lm_logits(last).argmax(-1)
+            token = torch.where(done, torch.full_like(token, eos), token)
+            generated.append(token)
+            done |= token == eos
+            if bool(done.all()):
+                break
+            hidden, cache = self.backbone.step(token[:, None], cache)
+            last = hidden[:, -1]
+        rows = torch.stack(generated, dim=1).tolist()
+        texts = []
+        for row in rows:
+            row = row[: row.index(eos)] if eos in row else row
+            texts.append(self.backbone.tokenizer.decode(row, skip_special_tokens=True))
+        return texts
+
+    def prepare(self, action_chunks: np.ndarray) -> bool:
+        """Fit data-dependent parts on normalised training chunks ``[N, chunk, action_dim]``
+        before training: a FAST token head learns its BPE merges here. Returns whether
+        anything was fitted (bins, string and continuous heads need nothing)."""
+        tokenizer = getattr(self.head, "tokenizer", None)
+        if tokenizer is None or not hasattr(tokenizer, "fit"):
+            return False
+        chunks = np.asarray(action_chunks, dtype=np.float32)
+        if chunks.ndim != 3 or chunks.shape[1:] != (self.config.chunk_size, self.config.action_dim):
+            raise ValueError(
+                f"prepare needs normalised chunks [N, {self.config.chunk_size}, {self.config.action_dim}]; "
+                f"got {chunks.shape}."
+            )
+        self.head.fit_tokenizer(chunks)
+        self.head.bind(self.backbone)
+        return True
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> torch.Tensor:
@@ -200,9 +313,15 @@ def build_policy(config: PolicyConfig, normalizer: Normalizer | None = None) -> 
 
     if normalizer is not None:
         check_normalizer(config, normalizer)
-    backbone = build_backbone(config.backbone, **config.backbone_options)
+    options = dict(config.backbone_options)
+    dual = bool(options.pop(DUAL_ENCODER_OPTION, False))
+    backbone = build_backbone(config.backbone, **options)
     if config.from_scratch:
         reinitialise(backbone)
+    if dual:
+        from vlaworks.models.vision.dual import make_dual_encoder
+
+        make_dual_encoder(backbone)
     sources = [build_token_source(spec, backbone, config) for spec in config.token_sources]
     head = build_head(config.head, backbone, config)
     aux = [AUX_LOSSES.resolve(spec.type)(backbone, config, **spec.options) for spec in config.aux_losses]
@@ -300,7 +419,8 @@ def set_trainable(policy: VLAPolicy) -> None:
     are frozen and only adapters train. Then ``freeze_vision`` freezes the vision
     encoder(s), ``freeze_word_embeddings`` the LM input embeddings and ``freeze_backbone``
     the whole backbone. The head (its ``<ActionQuery>`` included), token sources and
-    auxiliary modules always stay trainable.
+    auxiliary modules always stay trainable; the frozen copy of a dual vision encoder
+    never trains.
     """
     config = policy.config
     backbone = policy.backbone
@@ -320,6 +440,9 @@ def set_trainable(policy: VLAPolicy) -> None:
         backbone.input_embeddings().requires_grad_(False)
     if config.freeze_backbone:
         backbone.requires_grad_(False)
+    from vlaworks.models.vision.dual import freeze_frozen_copies
+
+    freeze_frozen_copies(backbone)
 
 
 def count_parameters(module: nn.Module) -> dict[str, int]:

@@ -1,4 +1,9 @@
-"""Action heads and their registry (``PolicyConfig.head.type`` names one of these)."""
+"""Action heads and their registry (``PolicyConfig.head.type`` names one of these).
+
+``token`` is the autoregressive token head (``tokenizer="bins" | "string" | "fast"``); a
+FAST head must be fitted on the training actions before training, which
+:meth:`vlaworks.models.policy.VLAPolicy.prepare` does.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ HEADS = PartRegistry(
     "head",
     {
         "query_mlp": "vlaworks.models.heads.query_mlp:QueryMLPHead.from_config",
+        "token": "vlaworks.models.heads.token.head:TokenActionHead.from_config",
     },
 )
 
