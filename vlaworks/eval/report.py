@@ -62,7 +62,7 @@ def _bar_chart(
     n_rows, n_series = len(labels), len(series)
     height = 0.8 / max(n_series, 1)
     fig, ax = plt.subplots(
-        figsize=(8.0 + (1.5 if n_series > 1 else 0.0), 1.2 + 0.35 * n_rows * max(1.0, 0.6 * n_series))
+        figsize=(8.0 + (1.5 if n_series > 1 else 0.0), 1.2 + 0.3 * n_rows * max(1.0, 0.6 * n_series))
     )
     y = np.arange(n_rows)
     for k, (name, summaries) in enumerate(series):
@@ -81,7 +81,7 @@ def _bar_chart(
             error_kw={"elinewidth": 1},
         )
     ax.set_yticks(y, labels)
-    ax.invert_yaxis()
+    ax.set_ylim(n_rows - 0.5, -0.5)  # first row on top, no empty margins
     ax.set_xlim(0, 100)
     ax.set_xlabel("success rate (%) with Wilson 95% CI")
     ax.set_title(title)

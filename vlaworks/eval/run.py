@@ -65,7 +65,8 @@ def results_table(result: EvalResult) -> Table:
     """A rich table of success per task and per suite with Wilson 95% CIs."""
     table = Table(title=f"{result.policy} ({result.setting})")
     for col in ("suite", "task", "success %", "95% CI", "n", "mean len"):
-        table.add_column(col, justify="right" if col in ("success %", "n", "mean len") else "left")
+        justify = "right" if col in ("success %", "n", "mean len") else "left"
+        table.add_column(col, justify=justify, overflow="fold")
     for suite in result.suites:
         for task in result.tasks(suite):
             s = result.task_summary(suite, task)

@@ -1,4 +1,4 @@
-"""Running episode groups in-process or across ``multiprocessing`` (spawn) workers.
+"""Running episode groups in-process or across spawn worker processes.
 
 Every worker builds its own envs and policy from picklable specs: the policy from
 ``"expert"``, a checkpoint folder or a picklable callable, the envs from an
@@ -13,6 +13,8 @@ import functools
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -211,8 +213,21 @@ def run_groups(
             worker.close()
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(
-        workers, initializer=_init_worker, initargs=(policy, env_config, chunk_exec, out, device, threads)
-    ) as pool:
-        yield from pool.imap_unordered(_run_group, groups)
+    executor = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(policy, env_config, chunk_exec, out, device, threads),
+    )
+    try:
+        futures = [executor.submit(_run_group, group) for group in groups]
+        for future in as_completed(futures):
+            yield future.result()
+    except BrokenProcessPool as err:
+        raise RuntimeError(
+            "An evaluation worker process died. Spawned workers re-import the calling script, so "
+            'a script that calls evaluate(workers > 1) must do so under `if __name__ == "__main__":`; '
+            "otherwise check the worker's error above (e.g. out of memory, a simulator crash)."
+        ) from err
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
