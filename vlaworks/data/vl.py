@@ -1,0 +1,167 @@
+"""Vision-language samples as a torch dataset, for co-training (seed 004, III-C) and VQA.
+
+:class:`VLDataset` materialises samples ``{"image": uint8 [H, W, 3], "prompt", "answer",
+"kind"}`` (from :func:`vlaworks.sim.vl_data.generate_vl_samples` or any iterable of such
+dicts) once into memory, optionally cached to an ``.npz`` file, so training never
+re-renders scenes. :func:`collate_vl` turns its items into a :class:`~vlaworks.batch.Batch`
+with ``vl_prompt`` / ``vl_answer`` and no actions (``Batch.is_vl``), which
+:meth:`vlaworks.models.policy.VLAPolicy.forward` trains with next-token prediction.
+
+Camera views: a VL sample has one image, a policy may read several cameras. The image
+goes to view 0 (the first of ``cameras``, the policy's base view) and every other view is
+**black (zeros)**. Zeros rather than copies of the image because the other views (a
+wrist camera) show something else in robot data: a black view is an unambiguous "no
+view", while a copied third-person image would teach the model wrong correspondences for
+that camera. ``cameras`` must equal the policy's ``PolicyConfig.cameras`` (the policy
+checks the batch's camera names).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vlaworks.batch import Batch
+from vlaworks.data.dataset import resize_images
+
+
+class VLDataset(Dataset):
+    """In-memory vision-language samples; items are read by :func:`collate_vl`.
+
+    ``images`` is uint8 ``[N, H, W, 3]``; ``prompts``, ``answers`` and ``kinds`` have ``N``
+    entries. ``image_size`` resizes to a square on read (the policy's ``image_size``).
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        prompts: Sequence[str],
+        answers: Sequence[str],
+        kinds: Sequence[str] | None = None,
+        *,
+        cameras: Sequence[str] = ("base",),
+        image_size: int | None = None,
+    ) -> None:
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(
+                f"VLDataset images must be uint8 [N, H, W, 3]; got {images.dtype} {images.shape}."
+            )
+        kinds = list(kinds) if kinds is not None else ["vl"] * len(images)
+        if not len(images) == len(prompts) == len(answers) == len(kinds):
+            raise ValueError(
+                f"VLDataset got {len(images)} images, {len(prompts)} prompts, {len(answers)} answers "
+                f"and {len(kinds)} kinds; give one of each per sample."
+            )
+        if not cameras:
+            raise ValueError("VLDataset cameras is empty; pass the policy's cameras, e.g. ('base',).")
+        self.images = images
+        self.prompts = [str(p) for p in prompts]
+        self.answers = [str(a) for a in answers]
+        self.kinds = [str(k) for k in kinds]
+        self.cameras = tuple(cameras)
+        self.image_size = image_size
+        #: how the samples were made (``generate`` keys its cache on it)
+        self.meta: dict[str, Any] = {}
+
+    @classmethod
+    def from_samples(cls, samples: Iterable[dict[str, Any]], **options: Any) -> VLDataset:
+        """Materialise an iterable of ``{"image", "prompt", "answer"[, "kind"]}`` dicts."""
+        rows = list(samples)
+        if not rows:
+            raise ValueError("VLDataset.from_samples got no samples.")
+        missing = sorted({"image", "prompt", "answer"} - set(rows[0]))
+        if missing:
+            raise KeyError(f"VL samples need keys image, prompt, answer; the first lacks {missing}.")
+        images = np.stack([np.asarray(r["image"], dtype=np.uint8) for r in rows])
+        return cls(
+            images,
+            [r["prompt"] for r in rows],
+            [r["answer"] for r in rows],
+            [r.get("kind", "vl") for r in rows],
+            **options,
+        )
+
+    @classmethod
+    def generate(
+        cls,
+        n: int,
+        seed: int = 0,
+        *,
+        render_size: int = 128,
+        cache: str | Path | None = None,
+        **options: Any,
+    ) -> VLDataset:
+        """``n`` tabletop VL samples rendered at ``render_size``; with ``cache``, read the
+        ``.npz`` there when it holds the same ``(n, seed, render_size)``, else render and write it."""
+        key = {"n": int(n), "seed": int(seed), "render_size": int(render_size)}
+        if cache is not None and Path(cache).exists():
+            cached = cls.load(cache, **options)
+            if cached.meta == key:
+                return cached
+        from vlaworks.sim.vl_data import generate_vl_samples
+
+        data = cls.from_samples(generate_vl_samples(n, seed, render_size), **options)
+        data.meta = key
+        if cache is not None:
+            data.save(cache)
+        return data
+
+    def save(self, path: str | Path) -> None:
+        """Write images and texts to one ``.npz`` (texts as JSON, no pickling)."""
+        texts = {"prompts": self.prompts, "answers": self.answers, "kinds": self.kinds, "meta": self.meta}
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as f:
+            np.savez(f, images=self.images, texts=np.frombuffer(json.dumps(texts).encode(), dtype=np.uint8))
+
+    @classmethod
+    def load(cls, path: str | Path, **options: Any) -> VLDataset:
+        """Read a file written by :meth:`save`."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            images = data["images"]
+            texts = json.loads(data["texts"].tobytes().decode())
+        dataset = cls(images, texts["prompts"], texts["answers"], texts["kinds"], **options)
+        dataset.meta = dict(texts.get("meta", {}))
+        return dataset
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image = torch.from_numpy(np.ascontiguousarray(self.images[index])).permute(2, 0, 1)
+        if self.image_size is not None:
+            image = resize_images(image, self.image_size)
+        views = torch.zeros((len(self.cameras), *image.shape), dtype=torch.uint8)
+        views[0] = image
+        return {
+            "images": views,
+            "prompt": self.prompts[index],
+            "answer": self.answers[index],
+            "kind": self.kinds[index],
+            "camera_names": self.cameras,
+        }
+
+
+def collate_vl(items: Sequence[dict[str, Any]]) -> Batch:
+    """Stack :class:`VLDataset` items into a VL :class:`Batch` (``instructions = vl_prompt``)."""
+    if not items:
+        raise ValueError("collate_vl got an empty list of items.")
+    names = items[0]["camera_names"]
+    if any(it["camera_names"] != names for it in items):
+        raise ValueError("collate_vl: items come from different camera selections; use one VLDataset.")
+    prompts = [it["prompt"] for it in items]
+    return Batch(
+        images=torch.stack([it["images"] for it in items]),
+        instructions=list(prompts),
+        camera_names=tuple(names),
+        vl_prompt=prompts,
+        vl_answer=[it["answer"] for it in items],
+        meta={"kind": [it["kind"] for it in items]},
+    )
