@@ -73,7 +73,7 @@ def test_bad_arguments_name_the_fix(tmp_path):
         _eval(tmp_path, "x", perturb=["lighting"])
     with pytest.raises(ValueError, match="'full', 'half'"):
         _eval(tmp_path, "x", chunk_exec="all")
-    with pytest.raises(FileNotFoundError, match="checkpoint folder"):
+    with pytest.raises(FileNotFoundError, match="neither .expert."):
         _eval(tmp_path, "x", policy=str(tmp_path / "missing"))
 
 

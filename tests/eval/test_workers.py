@@ -2,7 +2,14 @@ import pytest
 from eval_fakes import greedy_policy, make_fake_env
 
 from vlaworks.eval.rollout import EpisodeSpec
-from vlaworks.eval.workers import EnvConfig, Worker, make_groups, parse_perturbation, split_suite
+from vlaworks.eval.workers import (
+    EnvConfig,
+    Worker,
+    make_groups,
+    parse_perturbation,
+    resolve_checkpoint,
+    split_suite,
+)
 
 
 def _spec(task, k):
@@ -40,3 +47,14 @@ def test_perturbation_and_suite_parsing():
             parse_perturbation(bad)
     assert split_suite("spatial") == ("tabletop", "spatial")
     assert split_suite("libero/libero_10") == ("libero", "libero_10")
+
+
+def test_resolve_checkpoint_accepts_a_checkpoint_or_a_training_run(tmp_path):
+    step = tmp_path / "run" / "checkpoints" / "step-000010"
+    step.mkdir(parents=True)
+    (step / "config.json").write_text("{}")
+    (tmp_path / "run" / "checkpoints" / "latest").symlink_to("step-000010")
+    assert resolve_checkpoint(step) == step.resolve()
+    assert resolve_checkpoint(tmp_path / "run") == step.resolve()
+    with pytest.raises(FileNotFoundError, match="neither 'expert'"):
+        resolve_checkpoint(tmp_path)

@@ -97,13 +97,20 @@ def build_policy(spec: PolicySpec, envs: Sequence[Any], device: str | None = Non
         return spec(envs)
     if str(spec) == "expert":
         return ExpertPolicy(envs)
+    return _load_checkpoint(str(resolve_checkpoint(spec)), device)
+
+
+def resolve_checkpoint(spec: str | os.PathLike) -> Path:
+    """The policy checkpoint folder named by ``spec``: the folder itself when it holds a
+    ``config.json``, else a training run's ``checkpoints/latest``."""
     path = Path(spec)
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"Policy {str(spec)!r} is neither 'expert' nor a checkpoint folder; pass --policy expert "
-            "or the output folder of `vlaworks train`."
-        )
-    return _load_checkpoint(str(path.resolve()), device)
+    for candidate in (path, path / "checkpoints" / "latest"):
+        if (candidate / "config.json").is_file():
+            return candidate.resolve()
+    raise FileNotFoundError(
+        f"Policy {str(spec)!r} is neither 'expert' nor a checkpoint folder (with config.json) nor a "
+        "training run with checkpoints/latest; pass --policy expert or the output folder of `vlaworks train`."
+    )
 
 
 def policy_label(spec: PolicySpec) -> str:
