@@ -40,3 +40,12 @@ def test_wilson_rejects_bad_counts():
         wilson_interval(11, 10)
     with pytest.raises(ValueError, match="confidence"):
         wilson_interval(1, 10, confidence=95)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 10, 33, 100, 1000])
+def test_wilson_bounds_bracket_the_observed_rate_exactly_at_the_ends(n):
+    assert wilson_interval(0, n)[0] == 0.0
+    assert wilson_interval(n, n)[1] == 1.0
+    for k in range(0, n + 1, max(1, n // 7)):
+        lo, hi = wilson_interval(k, n)
+        assert lo <= k / n <= hi

@@ -28,4 +28,5 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     denom = 1.0 + z * z / n
     centre = (p + z * z / (2.0 * n)) / denom
     half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # Clamp so rounding never puts a bound on the wrong side of the observed rate (exact 0 / 1 at the ends).
+    return min(max(0.0, centre - half), p), max(min(1.0, centre + half), p)
