@@ -1,7 +1,10 @@
 """Recipes: one entry per system, baseline and ablation; ``get_recipe(name, **options)``.
 
-Each entry is a builder returning a :class:`~vlaworks.recipes.base.Recipe`; later systems
-(OpenVLA bins, OpenVLA+ D/S/C, PixelVLA, PokeVLA, OFT, pi0-flow) are more entries here.
+Each entry is a builder returning a :class:`~vlaworks.recipes.base.Recipe`: VLM4VLA (seed
+003) and its ablations, OpenVLA and seed 004's D / S / C variants (``openvla``,
+``openvla+D`` ... ``openvla+``); later systems (PixelVLA, PokeVLA, OFT, pi0-flow) are more
+entries here. ``vlaworks.recipes.training`` joins a recipe's co-training mix and FAST
+fitting to the training data.
 """
 
 from __future__ import annotations
@@ -18,6 +21,13 @@ RECIPES = PartRegistry(
         "vlm4vla-scratch": "vlaworks.recipes.vlm4vla:vlm4vla_scratch",
         "vlm4vla-freeze-vision": "vlaworks.recipes.vlm4vla:vlm4vla_freeze_vision",
         "vlm4vla-freeze-embeddings": "vlaworks.recipes.vlm4vla:vlm4vla_freeze_embeddings",
+        "openvla": "vlaworks.recipes.openvla:openvla_base",
+        "openvla+D": "vlaworks.recipes.openvla:openvla_d",
+        "openvla+S": "vlaworks.recipes.openvla:openvla_s",
+        "openvla+C": "vlaworks.recipes.openvla:openvla_c",
+        "openvla+DS": "vlaworks.recipes.openvla:openvla_ds",
+        "openvla+SC": "vlaworks.recipes.openvla:openvla_sc",
+        "openvla+": "vlaworks.recipes.openvla:openvla_plus",
     },
 )
 

@@ -5,6 +5,12 @@ A recipe never forks the core: it only picks parts in a
 overrides of :class:`vlaworks.train.config.TrainConfig` fields (``lr``, ``batch_size`` per
 process, ``steps``, ...). :meth:`Recipe.override` applies dotted-key changes such as
 ``{"policy.chunk_size": 8, "train.lr": 1e-4}`` (what a CLI ``--set`` flag maps to).
+
+``cotrain`` configures vision-language co-training (seed 004, III-C): empty for robot-only
+training, else ``{"vl_fraction": f}`` (the probability that a training batch is a VL batch;
+seed 004 uses 0.5) plus optional ``vl_samples`` (how many VL samples to render) and
+``vl_seed``. ``vlaworks.recipes.training.training_source`` reads it; override it with
+``cotrain.<key>`` dotted keys.
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ class Recipe:
     description: str
     policy: PolicyConfig
     train: dict[str, Any] = field(default_factory=dict)
+    cotrain: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_cotrain(self.cotrain)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,10 +44,12 @@ class Recipe:
             "description": self.description,
             "policy": self.policy.to_dict(),
             "train": dict(self.train),
+            "cotrain": dict(self.cotrain),
         }
 
     def override(self, changes: dict[str, Any]) -> Recipe:
-        """A copy with dotted keys replaced: ``policy.<field>[.<sub>...]`` or ``train.<field>``.
+        """A copy with dotted keys replaced: ``policy.<field>[.<sub>...]``, ``train.<field>`` or
+        ``cotrain.<key>``.
 
         Policy keys are validated by ``PolicyConfig.from_dict`` (unknown ones are errors);
         train keys by :meth:`train_config`.
@@ -45,10 +57,10 @@ class Recipe:
         data = self.to_dict()
         for key, value in changes.items():
             section, _, rest = key.partition(".")
-            if section not in ("policy", "train") or not rest:
-                raise KeyError(f"Override key {key!r} must start with 'policy.' or 'train.'.")
-            if section == "train":
-                data["train"][rest] = value
+            if section not in ("policy", "train", "cotrain") or not rest:
+                raise KeyError(f"Override key {key!r} must start with 'policy.', 'train.' or 'cotrain.'.")
+            if section in ("train", "cotrain"):
+                data[section][rest] = value
                 continue
             node = data["policy"]
             *parents, leaf = rest.split(".")
@@ -62,6 +74,7 @@ class Recipe:
             description=self.description,
             policy=PolicyConfig.from_dict(data["policy"]),
             train=data["train"],
+            cotrain=data["cotrain"],
         )
 
     def train_config(self, out_dir: str | Path, **overrides: Any) -> TrainConfig:
@@ -76,3 +89,25 @@ class Recipe:
                 f"Recipe {self.name!r}: unknown training key(s) {unknown}; known: {sorted(known)}."
             )
         return TrainConfig(out_dir=Path(out_dir), **values)
+
+
+#: keys a recipe's ``cotrain`` dict may hold
+COTRAIN_KEYS = ("vl_fraction", "vl_samples", "vl_seed")
+
+
+def check_cotrain(cotrain: dict[str, Any]) -> None:
+    """Validate a ``cotrain`` dict: known keys, ``0 < vl_fraction < 1``, ``vl_samples >= 1``."""
+    unknown = sorted(set(cotrain) - set(COTRAIN_KEYS))
+    if unknown:
+        raise KeyError(f"Unknown cotrain key(s) {unknown}; known: {list(COTRAIN_KEYS)}.")
+    if not cotrain:
+        return
+    if "vl_fraction" not in cotrain:
+        raise KeyError("A cotrain dict needs vl_fraction (the share of VL batches, e.g. 0.5).")
+    fraction = float(cotrain["vl_fraction"])
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(
+            f"cotrain vl_fraction must be in (0, 1); got {fraction}. Use {{}} for no co-training."
+        )
+    if int(cotrain.get("vl_samples", 1)) < 1:
+        raise ValueError(f"cotrain vl_samples must be >= 1; got {cotrain['vl_samples']}.")
