@@ -1,0 +1,223 @@
+"""VQA accuracy on held-out tabletop questions (seed 004, Fig. 5): does the VLA still answer?
+
+Questions come from :func:`vlaworks.sim.vl_data.generate_vl_samples` with a seed of its
+own (:data:`HELD_OUT_SEED`, far from the small seeds training runs use; the generator's
+stream is keyed on the seed, so the scenes differ from any training seed's), and are
+answered by greedy decoding: :meth:`VLAPolicy.answer` for a policy, :func:`greedy_decode`
+through the backbone contract for a bare backbone (the VLM before VLA training).
+
+Scoring per kind (:func:`score_answer`):
+
+* ``point`` / ``affordance``: the first two numbers of the answer form the point; correct
+  if its L-inf distance to the true point is at most ``tol`` (0.1 of the image);
+* ``box``: the first four numbers form ``[x0, y0, x1, y1]``; correct if its IoU with the
+  true box is at least 0.5 (the usual grounding criterion); an inverted box scores 0;
+* ``plan``: the words (numbers masked out) must match exactly and every point must lie
+  within ``tol`` of the true one, in order;
+* ``caption`` / ``spatial`` / ``count`` and any other kind: normalised exact match
+  (case, surrounding spaces and a final full stop ignored).
+
+A malformed answer (too few numbers, unparsable) scores 0.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vlaworks.batch import Batch
+from vlaworks.models.backbones.base import Backbone, ExtraTokens
+
+#: default seed of the held-out VQA questions (training uses small seeds)
+HELD_OUT_SEED = 900_001
+POINT_TOLERANCE = 0.1
+BOX_IOU = 0.5
+_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)")
+POINT_KINDS = ("point", "affordance")
+
+
+def parse_numbers(text: str) -> list[float]:
+    """All decimal numbers in ``text``, in order."""
+    return [float(m) for m in _NUMBER.findall(text)]
+
+
+def normalise_text(text: str) -> str:
+    """Lower case, single spaces, no surrounding spaces or final full stop."""
+    return " ".join(text.lower().split()).rstrip(".").strip()
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two ``[x0, y0, x1, y1]`` boxes; 0 when either is empty or inverted."""
+    if a[2] <= a[0] or a[3] <= a[1] or b[2] <= b[0] or b[3] <= b[1]:
+        return 0.0
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0.0) * max(h, 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
+
+
+def _points_close(pred: list[float], truth: list[float], tol: float) -> bool:
+    if len(pred) < len(truth):
+        return False
+    return bool(np.max(np.abs(np.asarray(pred[: len(truth)]) - np.asarray(truth))) <= tol + 1e-9)
+
+
+def score_answer(kind: str, prediction: str, truth: str, tol: float = POINT_TOLERANCE) -> bool:
+    """Whether ``prediction`` answers a question of ``kind`` whose answer is ``truth``
+    (criteria in the module docstring)."""
+    if kind in POINT_KINDS:
+        return _points_close(parse_numbers(prediction), parse_numbers(truth)[:2], tol)
+    if kind == "box":
+        pred, true = parse_numbers(prediction), parse_numbers(truth)
+        return len(pred) >= 4 and box_iou(pred[:4], true[:4]) >= BOX_IOU
+    if kind == "plan":
+        words = normalise_text(_NUMBER.sub("#", prediction)) == normalise_text(_NUMBER.sub("#", truth))
+        return words and _points_close(parse_numbers(prediction), parse_numbers(truth), tol)
+    return normalise_text(prediction) == normalise_text(truth)
+
+
+# ----------------------------------------------------------------------------- decoding
+@torch.no_grad()
+def greedy_decode(
+    backbone: Backbone,
+    images: torch.Tensor,
+    prompts: list[str],
+    max_new_tokens: int = 32,
+    *,
+    use_cache: bool = True,
+) -> list[str]:
+    """Greedy answers of a bare backbone to ``prompts`` about ``images`` (``[B, V, 3, H, W]``).
+
+    With ``use_cache`` the prompt is encoded once and tokens are fed by ``step``; without,
+    the whole sequence (generated tokens as an id block) is re-run for every token, which is
+    slower and serves as the reference the cached path must match. Stops at EOS.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}.")
+    eos = getattr(backbone.tokenizer, "eos_token_id", None)
+    if eos is None:
+        raise ValueError("Greedy decoding needs backbone.tokenizer.eos_token_id to stop answers.")
+    eos = int(eos)
+    out = backbone(images, prompts, [], use_cache=use_cache)
+    last, cache = out.hidden[:, -1], out.cache
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=last.device)
+    generated: list[torch.Tensor] = []
+    for _ in range(max_new_tokens):
+        token = backbone.lm_logits(last).argmax(-1)
+        token = torch.where(done, torch.full_like(token, eos), token)
+        generated.append(token)
+        done |= token == eos
+        if bool(done.all()):
+            break
+        if use_cache:
+            hidden, cache = backbone.step(token[:, None], cache)
+            last = hidden[:, -1]
+        else:
+            block = ExtraTokens("answer", ids=torch.stack(generated, dim=1))
+            last = backbone(images, prompts, [block]).hidden[:, -1]
+    texts = []
+    for row in torch.stack(generated, dim=1).tolist():
+        row = row[: row.index(eos)] if eos in row else row
+        texts.append(backbone.tokenizer.decode(row, skip_special_tokens=True))
+    return texts
+
+
+def _images_for(model: Any, images: np.ndarray) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """uint8 ``[B, H, W, 3]`` -> ``[B, V, 3, S, S]`` and camera names: for a policy, the
+    image in view 0 at the policy's size and black other views (the co-training layout of
+    ``vlaworks.data.vl``); for a bare backbone, one view as rendered."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)[:, None]
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "cameras"):
+        return x, ("base",)
+    from vlaworks.models.policy import resize_images
+
+    x = resize_images(x, config.image_size)
+    views = torch.zeros((x.shape[0], len(config.cameras), *x.shape[2:]), dtype=torch.uint8)
+    views[:, 0] = x[:, 0]
+    return views, tuple(config.cameras)
+
+
+def answer_questions(
+    model: Any, images: np.ndarray, prompts: list[str], max_new_tokens: int = 32
+) -> list[str]:
+    """Greedy answers of a policy (``.answer``) or a bare backbone (:func:`greedy_decode`)."""
+    views, cameras = _images_for(model, images)
+    if hasattr(model, "answer"):
+        device = model.device
+        batch = Batch(images=views, instructions=list(prompts), camera_names=cameras, vl_prompt=list(prompts))
+        return model.answer(batch.to(device), max_new_tokens=max_new_tokens)
+    if not isinstance(model, Backbone):
+        raise TypeError(f"Expected a VLAPolicy or a Backbone; got {type(model).__name__}.")
+    device = next(model.parameters()).device
+    return greedy_decode(model, views.to(device), list(prompts), max_new_tokens)
+
+
+def vqa_accuracy(
+    model: Any,
+    n: int = 200,
+    seed: int = HELD_OUT_SEED,
+    *,
+    image_size: int = 128,
+    batch_size: int = 16,
+    tol: float = POINT_TOLERANCE,
+    max_new_tokens: int | None = None,
+    samples: Sequence[dict] | None = None,
+) -> dict[str, float]:
+    """Accuracy per question kind and ``"overall"`` on ``n`` held-out questions.
+
+    ``model`` is a policy object, a checkpoint / training-run folder or a bare backbone.
+    ``max_new_tokens`` defaults to the longest true answer's token count + 8, so no
+    answer is cut short by the budget. ``samples`` replaces the generated questions.
+    """
+    from vlaworks.eval.probes import load_any_policy
+
+    model = load_any_policy(model)
+    if samples is None:
+        from vlaworks.sim.vl_data import generate_vl_samples
+
+        samples = list(generate_vl_samples(n, seed, image_size))
+    if not samples:
+        raise ValueError("vqa_accuracy got no questions; pass n >= 1.")
+    backbone = getattr(model, "backbone", model)
+    if max_new_tokens is None:
+        tok = backbone.tokenizer
+        max_new_tokens = max(len(tok(s["answer"], add_special_tokens=False).input_ids) for s in samples) + 8
+    was_training = model.training
+    model.eval()
+    correct: dict[str, list[bool]] = defaultdict(list)
+    try:
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            images = np.stack([s["image"] for s in chunk])
+            answers = answer_questions(model, images, [s["prompt"] for s in chunk], max_new_tokens)
+            for s, pred in zip(chunk, answers, strict=True):
+                correct[s["kind"]].append(score_answer(s["kind"], pred, s["answer"], tol))
+    finally:
+        model.train(was_training)
+    result = {kind: float(np.mean(v)) for kind, v in sorted(correct.items())}
+    result["overall"] = float(np.mean([x for v in correct.values() for x in v]))
+    return result
+
+
+def write_vqa_report(results: dict[str, dict[str, float]], out: str | Path) -> Path:
+    """Markdown table of :func:`vqa_accuracy` results, one column per model label."""
+    if not results:
+        raise ValueError("write_vqa_report got no results.")
+    labels = list(results)
+    kinds = sorted({k for r in results.values() for k in r if k != "overall"}) + ["overall"]
+    lines = ["| kind | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+    for kind in kinds:
+        cells = [f"{100 * results[m][kind]:.1f}%" if kind in results[m] else "n/a" for m in labels]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# VQA accuracy (held-out tabletop questions)\n\n" + "\n".join(lines) + "\n")
+    return path
