@@ -24,6 +24,15 @@ CHUNK = 2
 NAMES = ("openvla", "openvla+D", "openvla+S", "openvla+C", "openvla+DS", "openvla+SC", "openvla+")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread than on contended cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny(name: str, **options):
     return get_recipe(name, image_size=SIZE, chunk=CHUNK, backbone_options={"image_size": SIZE}, **options)
 
@@ -76,16 +85,7 @@ def test_token_recipes_predict_well_formed_chunks(name: str) -> None:
     assert torch.isfinite(chunk).all() and chunk.abs().max() <= 1.0
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one thread than on contended cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_string_head_learns_a_fixed_chunk(one_thread) -> None:
+def test_string_head_learns_a_fixed_chunk() -> None:
     """A few steps on one string-token target make greedy decoding reproduce it (4 decimals)."""
     torch.manual_seed(0)
     recipe = get_recipe("openvla+S", image_size=SIZE, chunk=1, backbone_options={"image_size": SIZE})
