@@ -1,4 +1,4 @@
-"""One entry point: ``vlaworks generate | render | train | eval | demo``.
+"""One entry point: ``vlaworks generate | render | train | eval | recipes | demo``.
 
 Each command is a thin shell over a library function, so everything the CLI does is
 also a Python call. Heavy imports happen inside the commands to keep ``--help`` fast.
@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+HELP = "vlaworks: turn vision-language models into robot policies; train, evaluate, compare."
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
 
 PerturbOpt = Annotated[
     list[str] | None,
@@ -155,6 +156,7 @@ def evaluate(
     chunk_exec: Annotated[str, typer.Option(help="full | half | 1 (actions executed per chunk).")] = "full",
     perturb: PerturbOpt = None,
     workers: int = 1,
+    envs_per_worker: Annotated[int, typer.Option(help="Envs stepped in lockstep per worker (batched inference).")] = 1,
     seed: int = 1000,
     videos: Annotated[int, typer.Option(help="Episodes recorded per task.")] = 1,
     image_size: int = 128,
@@ -173,6 +175,7 @@ def evaluate(
         perturb or [],
         out=out,
         workers=workers,
+        envs_per_worker=envs_per_worker,
         seed=seed,
         videos=videos,
         image_size=image_size,

@@ -29,7 +29,7 @@ class DemoConfig:
     recipe: str = "vlm4vla"
     backbone: str = "prismatic-tiny"
     cameras: tuple[str, ...] = ("base", "wrist")
-    image_size: int = 96
+    image_size: int = 64
     chunk: int = 8
     steps: int = 2500
     batch_size: int = 32
@@ -37,6 +37,7 @@ class DemoConfig:
     eval_episodes: int = 10
     chunk_exec: str = "full"
     workers: int = 2
+    envs_per_worker: int = 5
     seed: int = 0
     policy_overrides: dict = field(default_factory=dict)
 
@@ -65,7 +66,14 @@ def run_demo(cfg: DemoConfig) -> dict:
     if _dataset_ready(data_dir, cfg.episodes):
         console.print(f"reusing {data_dir}")
     else:
-        generate(suites=[cfg.suite], episodes=cfg.episodes, out=data_dir, seed=cfg.seed, overwrite=True)
+        generate(
+            suites=[cfg.suite],
+            episodes=cfg.episodes,
+            out=data_dir,
+            seed=cfg.seed,
+            image_size=cfg.image_size,
+            overwrite=True,
+        )
     timings["generate_s"] = time.perf_counter() - t
 
     console.rule(f"2/3 train: {cfg.recipe} on {cfg.backbone}, {cfg.steps} steps")
@@ -76,6 +84,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         overrides={
             "policy.cameras": list(cfg.cameras),
             "policy.image_size": cfg.image_size,
+            "policy.backbone_options": {"image_size": cfg.image_size},
             "policy.chunk_size": cfg.chunk,
             **cfg.policy_overrides,
         },
@@ -103,8 +112,10 @@ def run_demo(cfg: DemoConfig) -> dict:
         episodes=cfg.eval_episodes,
         chunk_exec=cfg.chunk_exec,
         workers=cfg.workers,
+        envs_per_worker=cfg.envs_per_worker,
         seed=cfg.seed + 10_000,  # held-out initial states: training episodes used seeds from cfg.seed
         videos=1,
+        image_size=cfg.image_size,
     )
     policy_result = evaluate(str(run.policy_dir), out=out / "eval_policy", **common)
     expert_result = evaluate("expert", out=out / "eval_expert", **common)
