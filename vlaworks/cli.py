@@ -156,7 +156,7 @@ def evaluate(
     chunk_exec: Annotated[str, typer.Option(help="full | half | 1 (actions executed per chunk).")] = "full",
     perturb: PerturbOpt = None,
     workers: int = 1,
-    envs_per_worker: Annotated[int, typer.Option(help="Envs stepped in lockstep per worker (batched inference).")] = 1,
+    envs_per_worker: Annotated[int, typer.Option(help="Envs in lockstep per worker (batched).")] = 1,
     seed: int = 1000,
     videos: Annotated[int, typer.Option(help="Episodes recorded per task.")] = 1,
     image_size: int = 128,
