@@ -68,10 +68,6 @@ def render(
     render_check(out, suite=suite, seed=seed, image_size=image_size, perturb=perturb or [])
 
 
-if __name__ == "__main__":
-    app()
-
-
 def _parse_sets(items: list[str] | None) -> dict[str, object]:
     """``KEY=VALUE`` pairs (VALUE parsed as JSON when it parses, else kept as a string)."""
     import json
@@ -220,3 +216,7 @@ def demo(
             seed=seed,
         )
     )
+
+
+if __name__ == "__main__":
+    app()
