@@ -16,8 +16,10 @@ from vlaworks.eval.probes import (
     probe_classes,
     probe_labels,
     probe_policy,
+    probe_references,
     probe_rows,
     probe_samples,
+    run_probe_comparison,
     write_probe_report,
 )
 from vlaworks.models.backbones import build_backbone
@@ -103,6 +105,7 @@ def test_extract_features_shape_determinism_and_dual_halves(samples):
 
 @pytest.fixture(scope="module")
 def dual_policy():
+    from vlaworks.data.normalize import Normalizer
     from vlaworks.models.config import PartSpec, PolicyConfig
     from vlaworks.models.policy import build_policy
 
@@ -113,8 +116,9 @@ def dual_policy():
         chunk_size=2,
         image_size=32,
     )
+    bounds = {"q01": [-1.0] * 7, "q99": [1.0] * 7, "min": [-1.0] * 7, "max": [1.0] * 7}
     torch.manual_seed(0)
-    return build_policy(config)
+    return build_policy(config, normalizer=Normalizer({"action": bounds}, keys=("action",)))
 
 
 def test_probe_policy_reports_each_half_and_task(dual_policy):
@@ -150,3 +154,25 @@ def test_compare_and_report(tmp_path):
     assert "| after | frozen | color | 80.0% |" in text
     with pytest.raises(ValueError, match="no rows"):
         write_probe_report([], tmp_path / "x.md")
+
+
+def test_references_frame_the_probe(samples):
+    refs = probe_references(samples[:16], samples[16:])
+    assert set(refs) == {"pixels", "majority"}
+    for tasks in refs.values():
+        assert "kind" in tasks and all(0.0 <= acc <= 1.0 for acc in tasks.values())
+    _, train_kinds = probe_labels(samples[:16], "kind")
+    _, test_kinds = probe_labels(samples[16:], "kind")
+    assert refs["majority"]["kind"] == np.mean(test_kinds == np.bincount(train_kinds).argmax())
+
+
+def test_run_probe_comparison_from_a_checkpoint_writes_the_report(dual_policy, tmp_path):
+    from vlaworks.models.checkpoint import save_policy
+
+    folder = save_policy(dual_policy, tmp_path / "ckpt")
+    result = run_probe_comparison(folder, tmp_path / "probe.md", n_train=12, n_test=6, image_size=48)
+    assert set(result["before"]) == {"vision"} and set(result["after"]) == {"frozen", "trained", "joint"}
+    # at initialisation the frozen half is the backbone the policy was built from
+    assert result["after"]["frozen"] == result["after"]["trained"]
+    text = (tmp_path / "probe.md").read_text()
+    assert "| frozen | kind |" in text and "| reference | pixels | kind |" in text

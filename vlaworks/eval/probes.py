@@ -25,8 +25,14 @@ their token grid must be square and spatial (Kosmos-2's resampled latents are no
 
 Before / after: :func:`initial_backbone` rebuilds the backbone a policy config starts
 from (its registry name or pretrained folder, before any VLA training); a trained
-checkpoint is the "after". :func:`compare_probes` lines both up and
-:func:`write_probe_report` writes the markdown table.
+checkpoint is the "after". :func:`compare_probes` lines both up. :func:`probe_references`
+adds a mean-RGB probe and the majority-class rate on the same samples, which set the
+scale (colour alone is near 100% from pixels; a probe at the majority rate has learnt
+nothing). :func:`write_probe_report` writes the markdown tables and
+:func:`run_probe_comparison` does all of it for one checkpoint (the entry point for a
+``vlaworks probe`` command). A registry-name backbone (``prismatic-tiny``) is rebuilt
+from a fixed seed, so "before" is *a* random initialisation, not the run's own; with a
+pretrained folder it is exact.
 
 Probe: multinomial logistic regression on standardised features, full-batch L-BFGS with
 a small L2 penalty, float64, fixed initialisation: deterministic for given inputs.
@@ -312,6 +318,29 @@ def probe_backbone(
     }
 
 
+def probe_references(
+    train_samples: Sequence[ProbeSample], test_samples: Sequence[ProbeSample]
+) -> dict[str, dict[str, float]]:
+    """Reference rows that frame an encoder's numbers on the same samples: ``pixels`` (the
+    probe on each object's mean RGB inside its mask: what colour alone gives, near 100% for
+    ``color``) and ``majority`` (always the most frequent training class: chance level)."""
+
+    def pixels(samples: Sequence[ProbeSample]) -> np.ndarray:
+        return np.stack([s.image[s.mask].mean(0) for s in samples]).astype(np.float32)
+
+    result = {
+        "pixels": probe_features(pixels(train_samples), pixels(test_samples), train_samples, test_samples)
+    }
+    majority = {}
+    for task in probe_classes():
+        _, tr_y = probe_labels(train_samples, task)
+        _, te_y = probe_labels(test_samples, task)
+        if len(tr_y) and len(te_y):
+            majority[task] = float((te_y == np.bincount(tr_y).argmax()).mean())
+    result["majority"] = majority
+    return result
+
+
 def probe_policy(
     path_or_policy: Any, n_train: int = 400, n_test: int = 200, seed: int = 0, image_size: int = 128
 ) -> dict[str, dict[str, float]]:
@@ -394,24 +423,60 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def write_probe_report(rows: Sequence[ProbeRow | dict[str, Any]], out: str | Path) -> Path:
-    """Write a markdown table of :class:`ProbeRow` s (model / features / task / accuracy) or
-    of :func:`compare_probes` rows (features / task / before / after / delta) to ``out``."""
-    if not rows:
-        raise ValueError("write_probe_report got no rows.")
+def _probe_table(rows: Sequence[ProbeRow | dict[str, Any]]) -> list[str]:
     if all(isinstance(r, ProbeRow) for r in rows):
         lines = ["| model | features | task | accuracy |", "|---|---|---|---:|"]
-        lines += [f"| {r.model} | {r.features} | {r.task} | {_pct(r.accuracy)} |" for r in rows]
-    elif all(isinstance(r, dict) for r in rows):
+        return lines + [f"| {r.model} | {r.features} | {r.task} | {_pct(r.accuracy)} |" for r in rows]
+    if all(isinstance(r, dict) for r in rows):
         lines = ["| features | task | before | after | change |", "|---|---|---:|---:|---:|"]
         for r in rows:
             delta = "n/a" if r["delta"] is None else f"{100 * r['delta']:+.1f} pt"
             lines.append(
                 f"| {r['features']} | {r['task']} | {_pct(r['before'])} | {_pct(r['after'])} | {delta} |"
             )
-    else:
-        raise TypeError("write_probe_report rows must all be ProbeRow or all compare_probes dicts.")
+        return lines
+    raise TypeError("write_probe_report rows must all be ProbeRow or all compare_probes dicts.")
+
+
+def write_probe_report(
+    rows: Sequence[ProbeRow | dict[str, Any]],
+    out: str | Path,
+    references: dict[str, dict[str, float]] | None = None,
+) -> Path:
+    """Write a markdown table of :class:`ProbeRow` s (model / features / task / accuracy) or
+    of :func:`compare_probes` rows (features / task / before / after / delta) to ``out``;
+    ``references`` (:func:`probe_references`) adds a second table of reference rows."""
+    if not rows:
+        raise ValueError("write_probe_report got no rows.")
+    lines = ["# Linear probe of vision features", "", *_probe_table(rows)]
+    if references:
+        lines += ["", "## References (same samples)", "", *_probe_table(probe_rows("reference", references))]
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("# Linear probe of vision features\n\n" + "\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def run_probe_comparison(
+    path_or_policy: Any,
+    out: str | Path | None = None,
+    *,
+    n_train: int = 400,
+    n_test: int = 200,
+    seed: int = 0,
+    image_size: int = 128,
+) -> dict[str, Any]:
+    """Before / after probe of a trained policy (object, checkpoint or training-run folder):
+    the :func:`initial_backbone` against the policy's encoder, with :func:`probe_references`,
+    all on the same samples. Returns ``{"before", "after", "references", "rows"}`` and, with
+    ``out``, writes the markdown report there (what ``vlaworks probe`` prints)."""
+    policy = load_any_policy(path_or_policy)
+    train = probe_samples(n_train, 2 * seed, image_size)
+    test = probe_samples(n_test, 2 * seed + 1, image_size)
+    before = probe_backbone(initial_backbone(policy), train, test)
+    after = probe_backbone(policy, train, test)
+    references = probe_references(train, test)
+    rows = compare_probes(before, after)
+    if out is not None:
+        write_probe_report(rows, out, references)
+    return {"before": before, "after": after, "references": references, "rows": rows}
