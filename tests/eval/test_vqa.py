@@ -149,3 +149,25 @@ def test_vqa_accuracy_per_kind_and_report(tmp_path):
 def test_vqa_accuracy_on_generated_questions_runs(chatty_backbone):
     result = vqa_accuracy(chatty_backbone, n=4, image_size=32, max_new_tokens=4)
     assert "overall" in result and all(0.0 <= v <= 1.0 for v in result.values())
+
+
+def test_run_vqa_comparison_scores_before_and_after(tmp_path):
+    from vlaworks.data.normalize import Normalizer
+    from vlaworks.eval.vqa import run_vqa_comparison
+    from vlaworks.models.config import PartSpec, PolicyConfig
+    from vlaworks.models.policy import build_policy
+
+    config = PolicyConfig(
+        backbone="prismatic-tiny",
+        backbone_options={"image_size": 32},
+        head=PartSpec("query_mlp", {"mlp_width": 8}),
+        chunk_size=2,
+        image_size=32,
+        cameras=("base", "wrist"),
+    )
+    bounds = {"q01": [-1.0] * 7, "q99": [1.0] * 7}
+    policy = build_policy(config, normalizer=Normalizer({"action": bounds}, keys=("action",)))
+    results = run_vqa_comparison(policy, tmp_path / "vqa.md", n=3, image_size=32)
+    assert set(results) == {"before", "after"}
+    assert all("overall" in r for r in results.values())
+    assert "| kind | before | after |" in (tmp_path / "vqa.md").read_text()

@@ -221,3 +221,28 @@ def write_vqa_report(results: dict[str, dict[str, float]], out: str | Path) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# VQA accuracy (held-out tabletop questions)\n\n" + "\n".join(lines) + "\n")
     return path
+
+
+def run_vqa_comparison(
+    path_or_policy: Any,
+    out: str | Path | None = None,
+    *,
+    n: int = 200,
+    seed: int = HELD_OUT_SEED,
+    image_size: int = 128,
+) -> dict[str, dict[str, float]]:
+    """VQA accuracy of the backbone a policy started from (``before``, see
+    :func:`vlaworks.eval.probes.initial_backbone`) and of the policy (``after``) on the same
+    held-out questions; with ``out``, writes the markdown table (for a ``vlaworks`` command)."""
+    from vlaworks.eval.probes import initial_backbone, load_any_policy
+    from vlaworks.sim.vl_data import generate_vl_samples
+
+    policy = load_any_policy(path_or_policy)
+    samples = list(generate_vl_samples(n, seed, image_size))
+    results = {
+        "before": vqa_accuracy(initial_backbone(policy), samples=samples),
+        "after": vqa_accuracy(policy, samples=samples),
+    }
+    if out is not None:
+        write_vqa_report(results, out)
+    return results
