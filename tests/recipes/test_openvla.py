@@ -170,3 +170,28 @@ def test_prepare_fits_a_fast_head_on_the_window_chunks(tmp_path: Path) -> None:
     assert torch.isfinite(loss)
     bins = build_policy(tiny("openvla").policy, normalizer)
     assert not prepare_policy(bins, windows)
+
+
+def test_cotraining_runs_through_the_trainer_and_resumes(tmp_path: Path) -> None:
+    from vlaworks.models.checkpoint import load_policy, write_policy_files
+    from vlaworks.train.trainer import train
+
+    ds = write_robot_dataset(tmp_path / "ds")
+    recipe = tiny("openvla+", vl_samples=4)
+    normalizer = Normalizer(ds.stats, mode="q99", keys=("action",))
+    windows = WindowDataset(ds, cameras=["base"], chunk=CHUNK, normalizer=normalizer, with_state=False,
+                            image_size=SIZE)
+    vl = VLDataset(np.zeros((4, SIZE, SIZE, 3), np.uint8), ["Point to the cube."] * 4, ["(0.50, 0.50)"] * 4)
+    run = {"batch_size": 2, "save_every": 2, "log_every": 1, "progress": False}
+    cfg = recipe.train_config(tmp_path / "run", steps=4, **run)
+    policy = build_policy(recipe.policy, normalizer)
+    source = training_source(recipe, windows, collate_windows, cfg.batch_size, seed=cfg.seed, vl=vl)
+    result = train(policy, source, None, cfg, extra_save=lambda folder: write_policy_files(policy, folder))
+    assert len(result.losses) == 4 and all(np.isfinite(result.losses))
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert "vl_ce" in header and "token_ce" in header
+    loaded = load_policy(tmp_path / "run" / "checkpoints" / "latest")
+    assert loaded.predict(collate_windows([windows[0]])).shape == (1, CHUNK, 7)
+    more = recipe.train_config(tmp_path / "run", steps=6, **run)
+    source = training_source(recipe, windows, collate_windows, 2, seed=more.seed, vl=vl)
+    assert len(train(build_policy(recipe.policy, normalizer), source, None, more, resume=True).losses) == 2
