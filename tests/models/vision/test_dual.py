@@ -115,3 +115,16 @@ def test_save_load_round_trip(name: str, tmp_path, normalizer) -> None:
 def test_unsupported_backbone_is_named() -> None:
     with pytest.raises(ValueError, match="Prismatic and PaliGemma"):
         build_policy(config("qwen2.5-vl-tiny"))
+
+
+def test_lora_leaves_the_frozen_copy_frozen_and_adapter_free() -> None:
+    from vlaworks.models.config import LoraOptions
+
+    policy = build_policy(config("prismatic-tiny", lora=LoraOptions(enabled=True, r=4, alpha=8)))
+    dual = dual_module(policy)
+    assert not any("lora_" in name for name, _ in dual.named_parameters())
+    assert not any(p.requires_grad for p in dual.frozen.parameters())
+    assert all(p.requires_grad for p in dual.trained.parameters())
+    loss, _ = policy(batch())
+    loss.backward()
+    assert all(p.grad is None for p in dual.frozen.parameters())
