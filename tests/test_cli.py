@@ -61,3 +61,18 @@ def test_eval_expert_prints_success_and_writes_report(tmp_path):
                str(tmp_path), "--image-size", "32", "--task", "pick_leftmost_place_bowl", "--videos", "0"])
     assert re.search(r"success 100\.0% \(1/1\)", out)
     assert (tmp_path / "report.md").exists() and (tmp_path / "results.json").exists()
+
+
+def test_train_cotraining_recipe_mixes_robot_and_vl_batches(dataset, tmp_path):
+    run = tmp_path / "run"
+    _ok(["train", "--recipe", "openvla+", "--data", str(dataset), "--out", str(run),
+         "--image-size", "32", "--cameras", "base", "--batch-size", "2", "--steps", "6",
+         "--set", "cotrain.vl_samples=8", "--set", "train.log_every=1"])
+    header, *rows = (run / "metrics.csv").read_text().splitlines()
+    columns = header.split(",")
+    assert "vl_ce" in columns and len(rows) == 6
+    assert (run / "vl_cotrain.npz").exists()
+    recipe = json.loads((run / "recipe.json").read_text())
+    assert recipe["cotrain"]["vl_samples"] == 8 and recipe["cotrain"]["vl_fraction"] == 0.5
+    policy = load_policy(resolve_policy_dir(run))
+    assert policy.config.head.type == "token"

@@ -105,7 +105,7 @@ def train(
     seed: int = 0,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Dotted override, e.g. policy.chunk_size=8, train.lr=1e-4."),
+        typer.Option("--set", help="Override: policy.chunk_size=8, train.lr=1e-4, cotrain.vl_fraction=0.5"),
     ] = None,
     fresh: Annotated[bool, typer.Option(help="Ignore existing checkpoints in OUT.")] = False,
 ) -> None:
@@ -124,14 +124,14 @@ def train(
         overrides |= {"policy.lora.enabled": True, "policy.lora.r": lora, "policy.lora.alpha": 2 * lora}
     overrides |= {"policy.cameras": cameras.split(",")} if cameras else {}
     overrides |= {"policy.image_size": image_size} if image_size else {}
-    policy_sets = {k: v for k, v in overrides.items() if k.startswith("policy.")}
+    recipe_sets = {k: v for k, v in overrides.items() if not k.startswith("train.")}
     train_sets = {k.removeprefix("train."): v for k, v in overrides.items() if k.startswith("train.")}
     for key, value in (("steps", steps), ("batch_size", batch_size), ("lr", lr), ("save_every", save_every)):
         if value is not None:
             train_sets[key] = value
     train_sets["seed"] = seed
     run = train_policy(
-        build_recipe(recipe, backbone=backbone, overrides=policy_sets),
+        build_recipe(recipe, backbone=backbone, overrides=recipe_sets),
         data,
         out,
         train_overrides=train_sets,
@@ -179,6 +179,30 @@ def evaluate(
     )
     overall = result.overall()
     typer.echo(f"success {100 * overall.rate:.1f}% ({overall.successes}/{overall.n})")
+
+
+@app.command()
+def probe(
+    policy: Annotated[str, typer.Option(help="A run folder or a policy folder.")],
+    out: Annotated[Path, typer.Option(help="Folder for probe.md / vqa.md.")],
+    n_train: int = 400,
+    n_test: int = 200,
+    vqa: Annotated[int, typer.Option(help="Held-out VQA questions (0 skips VQA).")] = 200,
+    seed: int = 0,
+    image_size: int = 128,
+) -> None:
+    """Seed 004 representation probes: linear probe of vision features and VQA accuracy,
+    before (the initial backbone) vs after VLA training."""
+    from vlaworks.eval.probes import run_probe_comparison
+    from vlaworks.eval.vqa import run_vqa_comparison
+
+    out.mkdir(parents=True, exist_ok=True)
+    probe_md, vqa_md = out / "probe.md", out / "vqa.md"
+    run_probe_comparison(policy, probe_md, n_train=n_train, n_test=n_test, seed=seed, image_size=image_size)
+    typer.echo(probe_md.read_text())
+    if vqa:
+        run_vqa_comparison(policy, vqa_md, n=vqa, image_size=image_size)
+        typer.echo(vqa_md.read_text())
 
 
 @app.command()

@@ -2,13 +2,16 @@
 
 It joins the parts: the recipe's :class:`~vlaworks.models.config.PolicyConfig` (with
 overrides), the dataset's normalisation statistics (which travel inside the checkpoint),
-the window dataset the policy's cameras / chunk / image size ask for, and the resumable
-trainer. A run folder holds::
+the window dataset the policy's cameras / chunk / image size ask for, the recipe's
+data-dependent parts (a FAST head's tokenizer is fitted on the action chunks) and batch
+source (robot windows, mixed 50/50 with vision-language batches for co-training recipes),
+and the resumable trainer. A run folder holds::
 
     RUN/recipe.json              the recipe actually trained (after overrides)
     RUN/metrics.csv              per-step loss, lr, throughput
     RUN/checkpoints/step-N/      resumable trainer checkpoints (each also a loadable policy)
     RUN/policy/                  the final policy (config, safetensors, normaliser, tokenizer)
+    RUN/vl_cotrain.npz           rendered vision-language samples (co-training recipes only)
 
 Running the same command again resumes from ``RUN/checkpoints/latest``.
 """
@@ -26,6 +29,7 @@ from vlaworks.data.normalize import Normalizer
 from vlaworks.models.checkpoint import save_policy, write_policy_files
 from vlaworks.models.policy import VLAPolicy, build_policy
 from vlaworks.recipes import Recipe, get_recipe
+from vlaworks.recipes.training import prepare_policy, training_source
 from vlaworks.train.config import TrainResult
 from vlaworks.train.trainer import train
 
@@ -83,10 +87,15 @@ def train_policy(
     train_cfg = recipe.train_config(out, **(train_overrides or {}))
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")
+    prepare_policy(policy, windows, seed=train_cfg.seed)
+    source = training_source(
+        recipe, windows, collate_windows, train_cfg.batch_size, seed=train_cfg.seed,
+        vl_cache=out / "vl_cotrain.npz",
+    )
     result = train(
         policy,
-        windows,
-        collate_windows,
+        source,
+        None,
         train_cfg,
         extra_save=lambda folder: write_policy_files(policy, folder),
         resume=resume,
