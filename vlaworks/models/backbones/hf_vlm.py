@@ -28,7 +28,7 @@ from transformers import (
     SmolVLMForConditionalGeneration,
 )
 
-from vlaworks.models.backbones.native import LMResult, NativeBackbone
+from vlaworks.models.backbones.native import LMResult, NativeBackbone, call_lm
 from vlaworks.models.backbones.sequence import Assembled, Piece, positions_1d
 from vlaworks.models.text_tokenizer import build_tiny_tokenizer
 from vlaworks.models.vision.preprocess import CLIP_MEAN, CLIP_STD, HALF, normalize_images
@@ -86,22 +86,6 @@ class HFVLMBackbone(NativeBackbone):
             "std": list(self.std),
         }
         (out / META_FILE).write_text(json.dumps(meta, indent=1))
-
-    def _lm_call(
-        self, lm: nn.Module, embeds, mask, position_ids, past, use_cache, output_hidden_states, **kw: Any
-    ) -> LMResult:
-        out = lm(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            position_ids=position_ids,
-            past_key_values=past,
-            use_cache=use_cache,
-            output_hidden_states=output_hidden_states,
-            **kw,
-        )
-        return LMResult(
-            out.last_hidden_state, out.hidden_states if output_hidden_states else None, out.past_key_values
-        )
 
 
 # ----------------------------------------------------------------------------- Qwen-VL
@@ -178,7 +162,7 @@ class QwenVLBackbone(HFVLMBackbone):
             kw = {"visual_pos_masks": ctx["image_mask"], "deepstack_visual_embeds": ctx["deepstack"]}
         if past is None and use_cache:
             past = DynamicCache(config=self.model.config)
-        return self._lm_call(
+        return call_lm(
             self.model.model.language_model,
             embeds,
             mask,
@@ -238,7 +222,7 @@ class PaliGemmaBackbone(HFVLMBackbone):
     def run_lm(self, embeds, mask, position_ids, past, use_cache, output_hidden_states, ctx) -> LMResult:
         if past is None and use_cache:
             past = DynamicCache(config=self.model.config.text_config)
-        return self._lm_call(
+        return call_lm(
             self.model.model.language_model, embeds, mask, position_ids, past, use_cache, output_hidden_states
         )
 
@@ -347,7 +331,7 @@ class SmolVLMBackbone(HFVLMBackbone):
     def run_lm(self, embeds, mask, position_ids, past, use_cache, output_hidden_states, ctx) -> LMResult:
         if past is None and use_cache:
             past = DynamicCache(config=self.model.config.text_config)
-        return self._lm_call(
+        return call_lm(
             self.model.model.text_model, embeds, mask, position_ids, past, use_cache, output_hidden_states
         )
 

@@ -43,6 +43,23 @@ class LMResult:
     past: Any
 
 
+def call_lm(
+    lm: torch.nn.Module, embeds, mask, position_ids, past, use_cache, output_hidden_states, **kw: Any
+) -> LMResult:
+    """Run a stock transformers decoder on ``inputs_embeds`` with an explicit mask and positions."""
+    out = lm(
+        inputs_embeds=embeds,
+        attention_mask=mask,
+        position_ids=position_ids,
+        past_key_values=past,
+        use_cache=use_cache,
+        output_hidden_states=output_hidden_states,
+        **kw,
+    )
+    states = out.hidden_states if output_hidden_states else None
+    return LMResult(out.last_hidden_state, states, out.past_key_values)
+
+
 class NativeBackbone(Backbone):
     """Base of all backbones; see the module docstring."""
 

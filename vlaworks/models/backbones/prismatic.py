@@ -25,7 +25,7 @@ from transformers import (
     SiglipVisionModel,
 )
 
-from vlaworks.models.backbones.native import LMResult, NativeBackbone
+from vlaworks.models.backbones.native import LMResult, NativeBackbone, call_lm
 from vlaworks.models.backbones.sequence import Piece
 from vlaworks.models.text_tokenizer import build_tiny_tokenizer
 from vlaworks.models.vision.featurizer import DinoSigLIPFeaturizer
@@ -67,8 +67,14 @@ class PrismaticBackbone(NativeBackbone):
 
     # ----- construction ------------------------------------------------------------------
     @classmethod
-    def tiny(cls, *, image_size: int = 96, prompt_scheme: str = "openvla", **_: Any) -> PrismaticBackbone:
-        """Random-init small model: LM hidden 128 x 4 layers, towers hidden 64 x 2 layers, patch 16."""
+    def tiny(
+        cls, *, image_size: int = 96, patch_size: int = 16, prompt_scheme: str = "openvla", **_: Any
+    ) -> PrismaticBackbone:
+        """Random-init small model: LM hidden 128 x 4 layers, towers hidden 64 x 2 layers.
+
+        ``patch_size`` sets the spatial resolution of the visual tokens (``(image_size /
+        patch_size)^2`` per view): small images of small objects want small patches.
+        """
         tok = build_tiny_tokenizer()
         dino = Dinov2Config(
             hidden_size=64,
@@ -76,7 +82,7 @@ class PrismaticBackbone(NativeBackbone):
             num_attention_heads=4,
             mlp_ratio=2,
             image_size=image_size,
-            patch_size=16,
+            patch_size=patch_size,
         )
         siglip = SiglipVisionConfig(
             hidden_size=64,
@@ -84,7 +90,7 @@ class PrismaticBackbone(NativeBackbone):
             num_hidden_layers=2,
             num_attention_heads=4,
             image_size=image_size,
-            patch_size=16,
+            patch_size=patch_size,
         )
         llm_cfg = AutoConfig.for_model(
             "qwen2",
@@ -196,17 +202,7 @@ class PrismaticBackbone(NativeBackbone):
         return proj.reshape(b, v * proj.shape[1], proj.shape[2]), {}
 
     def run_lm(self, embeds, mask, position_ids, past, use_cache, output_hidden_states, ctx) -> LMResult:
-        out = self.llm.model(
-            inputs_embeds=embeds,
-            attention_mask=mask,
-            position_ids=position_ids,
-            past_key_values=past,
-            use_cache=use_cache,
-            output_hidden_states=output_hidden_states,
-        )
-        return LMResult(
-            out.last_hidden_state, out.hidden_states if output_hidden_states else None, out.past_key_values
-        )
+        return call_lm(self.llm.model, embeds, mask, position_ids, past, use_cache, output_hidden_states)
 
     # ----- contract ----------------------------------------------------------------------
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
