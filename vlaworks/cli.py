@@ -219,7 +219,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for data, run and report.")] = Path("runs/demo"),
     suite: str = "spatial",
     episodes: Annotated[int, typer.Option(help="Expert demonstrations to train on.")] = 120,
-    steps: Annotated[int, typer.Option(help="Training steps.")] = 2500,
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 2000,
     eval_episodes: Annotated[int, typer.Option(help="Evaluation episodes per task.")] = 10,
     workers: int = 2,
     backbone: str = "prismatic-tiny",

@@ -30,10 +30,11 @@ class DemoConfig:
     backbone: str = "prismatic-tiny"
     cameras: tuple[str, ...] = ("base", "wrist")
     image_size: int = 64
+    patch_size: int = 8
     chunk: int = 8
-    steps: int = 2500
+    steps: int = 2000
     batch_size: int = 32
-    lr: float = 3e-4
+    lr: float = 5e-4
     eval_episodes: int = 10
     chunk_exec: str = "full"
     workers: int = 2
@@ -84,7 +85,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         overrides={
             "policy.cameras": list(cfg.cameras),
             "policy.image_size": cfg.image_size,
-            "policy.backbone_options": {"image_size": cfg.image_size},
+            "policy.backbone_options": {"image_size": cfg.image_size, "patch_size": cfg.patch_size},
             "policy.chunk_size": cfg.chunk,
             **cfg.policy_overrides,
         },
