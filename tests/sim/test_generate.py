@@ -47,3 +47,22 @@ def test_render_check_writes_a_png(tmp_path):
     )
     image = Image.open(path)
     assert image.size[0] == 3 * 32 and image.size[1] > 2 * 32
+
+
+def test_demos_execute_noisy_actions_but_record_the_clean_expert_action():
+    from vlaworks.envs.tabletop import TabletopEnv
+    from vlaworks.sim.generate import rollout
+
+    env = TabletopEnv("spatial", image_size=32)
+    obs, _ = env.reset(seed=3)
+    expert = env.expert(noise=0.3)
+    expert.reset()
+    clean, executed = [], []
+    for _ in range(20):
+        executed.append(expert.act(obs))
+        clean.append(expert.clean_action.copy())
+        obs, *_ = env.step(executed[-1])
+    assert not np.allclose(np.stack(executed)[:, :6], np.stack(clean)[:, :6])
+    frames, _ = rollout(env, seed=3, noise=0.3, depth=False)
+    recorded = np.stack([f["action"] for f in frames[:20]])
+    np.testing.assert_array_equal(recorded, np.stack(clean))

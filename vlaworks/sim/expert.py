@@ -44,6 +44,9 @@ class ScriptedExpert:
 
     ``noise`` is the std of Gaussian noise added to the six motion dimensions (action
     units); the gripper command stays clean because it is thresholded at zero anyway.
+    ``clean_action`` holds the noise-free action of the latest ``act`` call: executing the
+    noisy action while labelling with the clean one (DART-style) gives demonstrations that
+    visit perturbed states yet teach only the corrective expert behaviour.
     """
 
     def __init__(self, env: TabletopEnv, noise: float = 0.0, seed: int | None = None) -> None:
@@ -54,6 +57,7 @@ class ScriptedExpert:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self._plan: Iterator[np.ndarray] | None = None
+        self.clean_action = np.zeros(7, dtype=np.float32)
 
     def reset(self) -> None:
         """Start planning for the env's current episode (call after ``env.reset``)."""
@@ -66,7 +70,9 @@ class ScriptedExpert:
         if self._plan is None:
             self.reset()
         action = next(self._plan)
+        self.clean_action = np.clip(action, -1.0, 1.0).astype(np.float32)
         if self.noise > 0:
+            action = action.copy()
             action[:6] += self.rng.normal(0.0, self.noise, size=6)
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 

@@ -82,14 +82,19 @@ def _frame(env: TabletopEnv, obs: dict, action: np.ndarray, depth: bool) -> dict
 
 
 def rollout(env: TabletopEnv, seed: int, noise: float, depth: bool) -> tuple[list[dict[str, Any]], bool]:
-    """One expert episode: its frames (observation before each action) and whether it succeeded."""
+    """One expert episode: its frames (observation before each action) and whether it succeeded.
+
+    The env executes the noisy expert action; the frame is labelled with the expert's clean
+    action for that state (DART-style), so the noise widens the visited states without
+    being imitated.
+    """
     obs, info = env.reset(seed=seed)
     expert = env.expert(noise=noise)
     expert.reset()
     frames = []
     for _ in range(env.max_episode_steps):
         action = expert.act(obs)
-        frames.append(_frame(env, obs, action, depth))
+        frames.append(_frame(env, obs, expert.clean_action, depth))
         obs, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:
             break
