@@ -39,13 +39,13 @@ def _windows_and_policy(recipe_name: str, overrides: dict) -> tuple[nn.Module, A
 
 
 def demo_vlm4vla(batch_size: int) -> tuple[nn.Module, Any, Callable]:
-    """The demo's policy: VLM4VLA on prismatic-tiny, base + wrist at 64 px, chunk 8."""
+    """The demo's policy: VLM4VLA on prismatic-tiny, base + wrist at 64 px, 8 px patches, chunk 8."""
     return _windows_and_policy(
         "vlm4vla",
         {
             "policy.cameras": ["base", "wrist"],
             "policy.image_size": IMAGE_SIZE,
             "policy.chunk_size": 8,
-            "policy.backbone_options": {"image_size": IMAGE_SIZE},
+            "policy.backbone_options": {"image_size": IMAGE_SIZE, "patch_size": 8},
         },
     )
