@@ -15,13 +15,7 @@ from vlaworks.models.policy import VL_ANSWER_BLOCK, build_policy
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on contended cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def policy_with(head: PartSpec, backbone: str = "prismatic-tiny"):

@@ -24,13 +24,7 @@ CHUNK = 2
 NAMES = ("openvla", "openvla+D", "openvla+S", "openvla+C", "openvla+DS", "openvla+SC", "openvla+")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on contended cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(name: str, **options):

@@ -17,13 +17,7 @@ SIZE = 32
 BACKBONES = ("prismatic-tiny", "paligemma-tiny")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on contended cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config(backbone: str, **changes) -> PolicyConfig:
