@@ -1,0 +1,64 @@
+"""The comparison protocol: same data and budget for every recipe, same evaluation conditions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vlaworks.eval.protocol import CONDITIONS, ProtocolConfig, condition_perturbations, run_protocol
+from vlaworks.sim.generate import generate
+
+
+def test_conditions_name_the_seed_004_settings():
+    assert condition_perturbations("clean") == ()
+    assert condition_perturbations("masked") == ("mask_background:1",)
+    variant = {p.split(":")[0] for p in condition_perturbations("variant")}
+    assert variant == {"background", "lighting", "layout", "camera"}
+    assert condition_perturbations("paraphrase") == ("language:1",)
+    with pytest.raises(ValueError, match="unknown evaluation condition 'foggy'"):
+        condition_perturbations("foggy")
+
+
+def test_config_rejects_unknown_recipe_and_condition(tmp_path):
+    with pytest.raises(ValueError, match="unknown recipe"):
+        ProtocolConfig(recipes=("openvla++",), data=tmp_path, suite="object", out=tmp_path)
+    with pytest.raises(ValueError, match="unknown evaluation condition"):
+        ProtocolConfig(recipes=("openvla",), data=tmp_path, suite="object", out=tmp_path, conditions=("x",))
+
+
+@pytest.mark.slow
+def test_protocol_trains_each_recipe_once_and_evaluates_every_condition(tmp_path, one_thread):
+    data = tmp_path / "data"
+    generate(["object"], episodes=2, out=data, image_size=32)
+    cfg = ProtocolConfig(
+        recipes=("openvla", "openvla+D"),
+        data=data,
+        suite="object",
+        out=tmp_path / "cmp",
+        conditions=("clean", "masked"),
+        image_size=32,
+        patch_size=16,
+        chunk=2,
+        steps=2,
+        batch_size=2,
+        eval_episodes=1,
+        tasks=("red_cube_in_bowl",),
+        envs_per_worker=1,
+    )
+    results = run_protocol(cfg)
+    assert list(results) == ["openvla", "openvla+D"]
+    for name, per in results.items():
+        assert set(per) == {"train", "clean", "masked"}
+        assert per["masked"]["perturbations"] == list(CONDITIONS["masked"])
+        assert per["clean"]["perturbations"] == []
+        assert per["clean"]["overall"]["n"] == 1  # one task, one episode
+        recipe = json.loads((tmp_path / "cmp" / "runs" / name / "recipe.json").read_text())
+        assert recipe["policy"]["image_size"] == 32 and recipe["policy"]["chunk_size"] == 2
+        assert recipe["policy"]["backbone_options"]["patch_size"] == 16
+    dual = json.loads((tmp_path / "cmp" / "runs" / "openvla+D" / "recipe.json").read_text())
+    assert dual["policy"]["backbone_options"]["dual_encoder"] is True  # shared overrides keep the switch
+    table = (tmp_path / "cmp" / "table.md").read_text()
+    assert "| openvla+D |" in table and "| clean | masked |" in table
+    saved = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert saved["config"]["recipes"] == ["openvla", "openvla+D"]

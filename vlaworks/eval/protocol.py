@@ -1,0 +1,176 @@
+"""One comparison protocol: several recipes, the same data, budget and evaluation conditions.
+
+``run_protocol`` trains every recipe on one dataset with the same shared settings (image
+size, patch size, chunk, cameras, steps, batch size, learning rate, seed), then evaluates
+each trained policy closed-loop on the same seeded episodes under named *conditions*
+(seed 004 Tables II-IV):
+
+* ``clean``: the training distribution (SimplerEnv "visual matching");
+* ``masked``: background masking, everything but the objects and the gripper blanked;
+* ``variant``: visual variant aggregation, new table / floor textures, lighting, extra
+  distractors and a moved base camera at once;
+* ``paraphrase``: instructions from held-out paraphrase templates never seen in training.
+
+It writes ``OUT/table.md`` (success with 95 % Wilson intervals, one row per recipe, one
+column per condition) and ``OUT/results.json``; each recipe keeps its own run folder
+``OUT/runs/<recipe>`` (resumable) and reports ``OUT/eval/<recipe>/<condition>``. With
+``parallel > 1`` recipes run in that many spawned processes (one GPU serves them all).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from vlaworks.eval.results import EvalResult, RateSummary
+
+#: condition name -> perturbations ("FAMILY:SEVERITY") applied at evaluation
+CONDITIONS: dict[str, tuple[str, ...]] = {
+    "clean": (),
+    "masked": ("mask_background:1",),
+    "variant": ("background:0.6", "lighting:0.6", "layout:0.67", "camera:0.3"),
+    "paraphrase": ("language:1",),
+}
+
+
+def condition_perturbations(name: str) -> tuple[str, ...]:
+    """The perturbations of condition ``name``; a clear error for an unknown one."""
+    if name not in CONDITIONS:
+        raise ValueError(f"unknown evaluation condition {name!r}; choose from {sorted(CONDITIONS)}")
+    return CONDITIONS[name]
+
+
+@dataclass
+class ProtocolConfig:
+    """Everything the comparison holds fixed across recipes."""
+
+    recipes: tuple[str, ...]
+    data: Path
+    suite: str
+    out: Path
+    conditions: tuple[str, ...] = ("clean", "masked", "variant", "paraphrase")
+    backbone: str = "prismatic-tiny"
+    cameras: tuple[str, ...] = ("base",)
+    image_size: int = 64
+    patch_size: int = 8
+    chunk: int = 8
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 5e-4
+    eval_episodes: int = 10
+    tasks: tuple[str, ...] | None = None
+    chunk_exec: str = "full"
+    workers: int = 1
+    envs_per_worker: int = 5
+    parallel: int = 1
+    device: str | None = None
+    mixed_precision: str = "no"
+    seed: int = 0
+    recipe_overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from vlaworks.recipes import recipe_names
+
+        unknown = [r for r in self.recipes if r not in recipe_names()]
+        if unknown or not self.recipes:
+            raise ValueError(f"unknown recipe(s) {unknown or '(none given)'}; choose from {recipe_names()}")
+        for c in self.conditions:
+            condition_perturbations(c)
+
+
+def run_recipe(cfg: ProtocolConfig, name: str) -> dict[str, dict]:
+    """Train ``name`` under ``cfg`` (resuming) and evaluate it under every condition."""
+    from vlaworks.eval.run import evaluate
+    from vlaworks.train.pipeline import build_recipe, train_policy
+
+    out = Path(cfg.out)
+    recipe = build_recipe(
+        name,
+        backbone=cfg.backbone,
+        overrides={
+            "policy.cameras": list(cfg.cameras),
+            "policy.image_size": cfg.image_size,
+            "policy.backbone_options.image_size": cfg.image_size,
+            "policy.backbone_options.patch_size": cfg.patch_size,
+            "policy.chunk_size": cfg.chunk,
+            **cfg.recipe_overrides,
+        },
+    )
+    run = train_policy(
+        recipe,
+        cfg.data,
+        out / "runs" / name,
+        train_overrides={
+            "steps": cfg.steps,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "warmup_steps": min(200, cfg.steps // 10),
+            "weight_decay": 0.01,
+            "save_every": max(1, cfg.steps // 4),
+            "seed": cfg.seed,
+            "mixed_precision": cfg.mixed_precision,
+        },
+    )
+    results: dict[str, dict] = {"train": {"final_loss": run.result.final_loss,
+                                          "samples_per_s": run.result.samples_per_s}}
+    for condition in cfg.conditions:
+        result = evaluate(
+            str(run.policy_dir),
+            [cfg.suite],
+            cfg.eval_episodes,
+            cfg.chunk_exec,
+            condition_perturbations(condition),
+            out=out / "eval" / name / condition,
+            workers=cfg.workers,
+            envs_per_worker=cfg.envs_per_worker,
+            seed=cfg.seed + 10_000,  # held-out initial states; the same for every recipe
+            videos=1,
+            image_size=cfg.image_size,
+            tasks=cfg.tasks,
+            device=cfg.device,
+            quiet=True,
+        )
+        results[condition] = result.to_dict()
+    return results
+
+
+def _cell(s: RateSummary) -> str:
+    return f"{100 * s.rate:.1f} [{100 * s.ci_low:.0f}, {100 * s.ci_high:.0f}]"
+
+
+def protocol_table(results: dict[str, dict[str, dict]], conditions: Sequence[str]) -> str:
+    """Markdown: one row per recipe, success % [95 % CI] per condition, and final train loss."""
+    head = "| recipe | " + " | ".join(conditions) + " | final loss |"
+    lines = [head, "|" + "---|" * (len(conditions) + 2)]
+    for name, per in results.items():
+        cells = [_cell(EvalResult.from_dict(per[c]).overall()) for c in conditions]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {per['train']['final_loss']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_protocol(cfg: ProtocolConfig) -> dict[str, dict[str, dict]]:
+    """Run every recipe (in ``cfg.parallel`` processes), write ``table.md`` and ``results.json``."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.parallel > 1:
+        with ProcessPoolExecutor(cfg.parallel, mp_context=mp.get_context("spawn")) as pool:
+            futures = {name: pool.submit(run_recipe, cfg, name) for name in cfg.recipes}
+            results = {name: f.result() for name, f in futures.items()}
+    else:
+        results = {name: run_recipe(cfg, name) for name in cfg.recipes}
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    (out / "results.json").write_text(json.dumps({"config": settings, "results": results}, indent=1) + "\n")
+    conditions = ", ".join(f"{c} = {' + '.join(CONDITIONS[c]) or 'no perturbation'}" for c in cfg.conditions)
+    (out / "table.md").write_text(
+        f"# {cfg.suite} suite: success % [95% CI], {cfg.eval_episodes} episodes per task\n\n"
+        + protocol_table(results, cfg.conditions)
+        + f"\nConditions: {conditions}.\n"
+        + f"Shared settings: {cfg.backbone}, cameras {list(cfg.cameras)}, {cfg.image_size} px, "
+        f"patch {cfg.patch_size}, chunk {cfg.chunk}, {cfg.steps} steps x batch {cfg.batch_size}, "
+        f"lr {cfg.lr}, seed {cfg.seed}; data {cfg.data}.\n"
+    )
+    return results
