@@ -1,4 +1,5 @@
-"""One entry point: ``vlaworks generate | render | train | eval | recipes | demo``.
+"""One entry point: ``vlaworks generate | render | pretrain | train | eval | compare | probe | recipes |
+demo``.
 
 Each command is a thin shell over a library function, so everything the CLI does is
 also a Python call. Heavy imports happen inside the commands to keep ``--help`` fast.
@@ -203,6 +204,87 @@ def probe(
     if vqa:
         run_vqa_comparison(policy, vqa_md, n=vqa, image_size=image_size)
         typer.echo(vqa_md.read_text())
+
+
+@app.command()
+def pretrain(
+    out: Annotated[Path, typer.Option(help="Run folder; the backbone lands in OUT/vlm.")],
+    backbone: Annotated[str, typer.Option(help="Registry name or checkpoint folder.")] = "prismatic-tiny",
+    samples: Annotated[int, typer.Option(help="Rendered vision-language samples.")] = 8000,
+    steps: int = 2000,
+    batch_size: int = 32,
+    lr: float = 5e-4,
+    image_size: int = 64,
+    patch_size: int = 8,
+    cameras: Annotated[str, typer.Option(help="Comma list; the VL image goes to the first.")] = "base",
+    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16")] = "no",
+    seed: int = 0,
+) -> None:
+    """Vision-language pretraining (captions, pointing, boxes, spatial questions) of a
+    backbone; train recipes on it with --backbone OUT/vlm."""
+    from vlaworks.train.pretrain import pretrain_vlm
+
+    folder = pretrain_vlm(
+        backbone, out, samples=samples, steps=steps, batch_size=batch_size, lr=lr, image_size=image_size,
+        patch_size=patch_size, cameras=tuple(cameras.split(",")), mixed_precision=mixed_precision, seed=seed,
+    )
+    typer.echo(f"pretrained backbone at {folder}")
+
+
+@app.command()
+def compare(
+    recipe: Annotated[list[str], typer.Option(help="Recipe to compare, repeatable.")],
+    data: Annotated[Path, typer.Option(help="Dataset folder every recipe trains on.")],
+    suite: Annotated[str, typer.Option(help="Suite to evaluate on.")],
+    out: Annotated[Path, typer.Option(help="Folder for runs, reports, table.md and results.json.")],
+    condition: Annotated[
+        list[str] | None,
+        typer.Option(help="clean | masked | variant | paraphrase (repeatable; default all)."),
+    ] = None,
+    backbone: str = "prismatic-tiny",
+    cameras: Annotated[str, typer.Option(help="Comma list of camera views.")] = "base",
+    image_size: int = 64,
+    patch_size: int = 8,
+    chunk: int = 8,
+    steps: int = 2000,
+    batch_size: int = 32,
+    lr: float = 5e-4,
+    episodes: Annotated[int, typer.Option(help="Evaluation episodes per task.")] = 10,
+    task: Annotated[list[str] | None, typer.Option(help="Only these task(s) of the suite.")] = None,
+    workers: int = 1,
+    envs_per_worker: int = 5,
+    parallel: Annotated[int, typer.Option(help="Recipes trained and evaluated at once.")] = 1,
+    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16")] = "no",
+    seed: int = 0,
+) -> None:
+    """Train several recipes on one dataset with one budget; evaluate all under the same
+    conditions (seed 004 Tables II-IV); print a success table with 95% CIs."""
+    from vlaworks.eval.protocol import CONDITIONS, ProtocolConfig, run_protocol
+
+    cfg = ProtocolConfig(
+        recipes=tuple(recipe),
+        data=data,
+        suite=suite,
+        out=out,
+        conditions=tuple(condition or CONDITIONS),
+        backbone=backbone,
+        cameras=tuple(cameras.split(",")),
+        image_size=image_size,
+        patch_size=patch_size,
+        chunk=chunk,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        eval_episodes=episodes,
+        tasks=tuple(task) if task else None,
+        workers=workers,
+        envs_per_worker=envs_per_worker,
+        parallel=parallel,
+        mixed_precision=mixed_precision,
+        seed=seed,
+    )
+    run_protocol(cfg)
+    typer.echo((out / "table.md").read_text())
 
 
 @app.command()
