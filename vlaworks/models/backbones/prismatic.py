@@ -1,5 +1,9 @@
 """Prismatic / PokeVLM backbone: DINOv2 ⊕ SigLIP -> MLP projector -> causal LM.
 
+The tiny model can swap the random-init DINOv2 ⊕ SigLIP towers for an ImageNet-pretrained
+EfficientNet-lite0 (``vision="efficientnet"``, :mod:`vlaworks.models.vision.efficientnet`),
+the one pretrained vision tower that installs offline at CPU scale.
+
 The sequence is ``[<bos>] [view 1 patches] ... [view V patches] prompt`` (Prismatic puts
 the patches right after BOS). Prompt schemes: ``"openvla"`` (default)
 ``"In: What action should the robot take to {instruction}?\\nOut:"`` as in OpenVLA /
@@ -28,7 +32,7 @@ from transformers import (
 from vlaworks.models.backbones.native import LMResult, NativeBackbone, call_lm
 from vlaworks.models.backbones.sequence import Piece
 from vlaworks.models.text_tokenizer import build_tiny_tokenizer
-from vlaworks.models.vision.featurizer import DinoSigLIPFeaturizer
+from vlaworks.models.vision.featurizer import DinoSigLIPFeaturizer, VisionFeaturizer
 
 META_FILE = "vlaworks_backbone.json"
 PROMPTS = {
@@ -44,7 +48,7 @@ class PrismaticBackbone(NativeBackbone):
 
     def __init__(
         self,
-        featurizer: DinoSigLIPFeaturizer,
+        featurizer: VisionFeaturizer,
         llm: nn.Module,
         tokenizer: Any,
         prompt_scheme: str = "openvla",
@@ -68,14 +72,33 @@ class PrismaticBackbone(NativeBackbone):
     # ----- construction ------------------------------------------------------------------
     @classmethod
     def tiny(
-        cls, *, image_size: int = 96, patch_size: int = 16, prompt_scheme: str = "openvla", **_: Any
+        cls,
+        *,
+        image_size: int = 96,
+        patch_size: int = 16,
+        prompt_scheme: str = "openvla",
+        vision: str = "dinosiglip",
+        **_: Any,
     ) -> PrismaticBackbone:
         """Random-init small model: LM hidden 128 x 4 layers, towers hidden 64 x 2 layers.
 
         ``patch_size`` sets the spatial resolution of the visual tokens (``(image_size /
         patch_size)^2`` per view): small images of small objects want small patches.
+        ``vision="efficientnet"`` uses the pretrained EfficientNet-lite0 tower instead, read at
+        stride 8 from the image resized to ``grid x 8`` px (the same token grid).
         """
         tok = build_tiny_tokenizer()
+        if vision == "efficientnet":
+            from vlaworks.models.vision.efficientnet import EfficientNetFeaturizer
+
+            if image_size % patch_size:
+                raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}.")
+            llm_cfg = _tiny_llm_config(tok)
+            llm_cfg._attn_implementation = "sdpa"
+            featurizer: VisionFeaturizer = EfficientNetFeaturizer((image_size // patch_size) * 8, 8)
+            return cls(featurizer, AutoModelForCausalLM.from_config(llm_cfg), tok, prompt_scheme)
+        if vision != "dinosiglip":
+            raise ValueError(f"Unknown prismatic vision {vision!r}; use 'dinosiglip' or 'efficientnet'.")
         dino = Dinov2Config(
             hidden_size=64,
             num_hidden_layers=2,
@@ -92,21 +115,7 @@ class PrismaticBackbone(NativeBackbone):
             image_size=image_size,
             patch_size=patch_size,
         )
-        llm_cfg = AutoConfig.for_model(
-            "qwen2",
-            vocab_size=len(tok),
-            hidden_size=128,
-            intermediate_size=256,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-            tie_word_embeddings=True,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-        )
-        return cls._from_configs(dino, siglip, llm_cfg, tok, prompt_scheme)
+        return cls._from_configs(dino, siglip, _tiny_llm_config(tok), tok, prompt_scheme)
 
     @classmethod
     def _from_configs(
@@ -150,13 +159,16 @@ class PrismaticBackbone(NativeBackbone):
     def save_pretrained(self, path: str) -> None:
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
-        meta = {
+        meta: dict[str, Any] = {
             "family": self.family,
             "prompt_scheme": self.prompt_scheme,
-            "dinov2": self.featurizer.dino.config.to_dict(),
-            "siglip": self.featurizer.siglip.config.to_dict(),
             "llm": self.llm.config.to_dict(),
         }
+        feat = self.featurizer
+        if isinstance(feat, DinoSigLIPFeaturizer):
+            meta |= {"dinov2": feat.dino.config.to_dict(), "siglip": feat.siglip.config.to_dict()}
+        else:  # EfficientNetFeaturizer
+            meta["efficientnet"] = {"image_size": feat.image_size, "stride": feat.stride}
         (out / META_FILE).write_text(json.dumps(meta, indent=1))
         save_model(self, str(out / "model.safetensors"))
         self._tokenizer.save_pretrained(str(out))
@@ -174,15 +186,23 @@ class PrismaticBackbone(NativeBackbone):
         meta = json.loads((Path(path) / META_FILE).read_text())
         llm_meta = dict(meta["llm"])
         llm_cfg = AutoConfig.for_model(llm_meta.pop("model_type"), **llm_meta)
-        siglip = SiglipVisionConfig(**meta["siglip"])
-        model = cls._from_configs(
-            Dinov2Config(**meta["dinov2"]),
-            siglip,
-            llm_cfg,
-            AutoTokenizer.from_pretrained(path),
-            prompt_scheme or meta["prompt_scheme"],
-            attn_implementation,
-        )
+        tok = AutoTokenizer.from_pretrained(path)
+        scheme = prompt_scheme or meta["prompt_scheme"]
+        if "efficientnet" in meta:
+            from vlaworks.models.vision.efficientnet import EfficientNetFeaturizer
+
+            llm_cfg._attn_implementation = attn_implementation
+            feat = EfficientNetFeaturizer(**meta["efficientnet"], pretrained=False)
+            model = cls(feat, AutoModelForCausalLM.from_config(llm_cfg), tok, scheme)
+        else:
+            model = cls._from_configs(
+                Dinov2Config(**meta["dinov2"]),
+                SiglipVisionConfig(**meta["siglip"]),
+                llm_cfg,
+                tok,
+                scheme,
+                attn_implementation,
+            )
         load_model(model, str(Path(path) / "model.safetensors"))
         return model.to(dtype) if dtype is not None else model
 
@@ -213,3 +233,21 @@ class PrismaticBackbone(NativeBackbone):
 
     def vision_modules(self) -> list[nn.Module]:
         return [self.featurizer]
+
+
+def _tiny_llm_config(tok: Any) -> Any:
+    """The tiny causal LM: Qwen2, hidden 128 x 4 layers, tied embeddings, ``tok``'s vocabulary."""
+    return AutoConfig.for_model(
+        "qwen2",
+        vocab_size=len(tok),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
