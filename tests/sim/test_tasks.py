@@ -107,3 +107,55 @@ def test_goal_held_in_the_air_is_not_placed():
         assert scene.touching_gripper(rg.obj) and not info["success"]
     finally:
         env.close()
+
+
+def _layout(env: TabletopEnv) -> dict[tuple[str, str], np.ndarray]:
+    """(kind, colour) -> xy of each active object; spatial tasks repeat red cubes, so number them."""
+    out: dict[tuple[str, str], np.ndarray] = {}
+    for o in env.episode.objects:
+        key = (o.kind, o.color)
+        n = sum(1 for k in out if k[0].startswith(o.kind) and k[1] == o.color)
+        out[(f"{o.kind}{n}", o.color)] = env.scene.pos(o)[:2].copy()
+    return out
+
+
+@pytest.mark.parametrize("suite", ["spatial", "object"])
+def test_fixed_layouts_keep_each_tasks_objects_within_the_jitter(suite):
+    from vlaworks.sim.tasks import LAYOUT_JITTER
+
+    env = TabletopEnv(suite, task=suite_tasks(suite)[0], image_size=32, layout="fixed")
+    layouts = []
+    for seed in range(4):
+        env.reset(seed=seed)
+        layouts.append(_layout(env))
+    assert all(set(lay) == set(layouts[0]) for lay in layouts)  # same objects, distractors included
+    for key in layouts[0]:
+        xy = np.stack([lay[key] for lay in layouts])
+        assert np.ptp(xy, axis=0).max() <= 2 * LAYOUT_JITTER + 0.01  # settling adds a few mm at most
+    assert any(not np.allclose(layouts[0][k], layouts[1][k]) for k in layouts[0])  # but jittered
+    other = TabletopEnv(suite, task=suite_tasks(suite)[1], image_size=32, layout="fixed")
+    other.reset(seed=0)
+    far = [np.linalg.norm(xy - layouts[0][k]) for k, xy in _layout(other).items() if k in layouts[0]]
+    assert max(far, default=1.0) > 4 * LAYOUT_JITTER  # another task has another layout
+    env.close()
+    other.close()
+
+
+def test_random_layouts_move_objects_anywhere_and_unknown_layouts_are_errors():
+    env = TabletopEnv("spatial", task="pick_leftmost_place_bowl", image_size=32)
+    env.reset(seed=0)
+    a = _layout(env)
+    env.reset(seed=1)
+    b = _layout(env)
+    assert max(np.linalg.norm(a[k] - b[k]) for k in a) > 0.1
+    with pytest.raises(ValueError, match="unknown layout 'grid'"):
+        TabletopEnv("spatial", layout="grid")
+    env.close()
+
+
+def test_expert_solves_fixed_layouts_of_every_suite():
+    for suite in SUITES:
+        env = TabletopEnv(suite, image_size=32, layout="fixed")
+        for seed in range(len(env.tasks)):
+            assert _run_expert(env, seed)["success"], f"{suite} seed {seed}"
+        env.close()

@@ -5,7 +5,9 @@ Observation: ``{"images": {cam: uint8[H, W, 3]}, "state": float32[STATE_DIM],
 ``"segmentation": {cam: int32[H, W]}`` (0 background, 1 gripper, >= 2 objects; see
 :meth:`TabletopEnv.segmentation_labels`) when requested. ``info`` carries ``"success"``,
 ``"task"`` and ``"instruction"``. Episodes terminate on success and truncate at the task's
-step limit (or ``max_episode_steps``).
+step limit (or ``max_episode_steps``). ``layout="random"`` (default) places objects anywhere
+on the table; ``"fixed"`` gives each task LIBERO's fixed layout with small per-episode
+jitter (:func:`vlaworks.sim.tasks.build_episode`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from vlaworks.envs.base import ACTION_DIM
 from vlaworks.sim import language, perturb
 from vlaworks.sim.expert import ScriptedExpert
 from vlaworks.sim.scene import FINGER_OPEN, HOME_POS, STATE_DIM, WORKSPACE_HIGH, WORKSPACE_LOW, Scene
-from vlaworks.sim.tasks import Episode, build_episode, get_task, success, suite_tasks
+from vlaworks.sim.tasks import LAYOUTS, Episode, build_episode, get_task, success, suite_tasks
 
 CAMERAS = ("base", "wrist")
 #: Bounds of the proprio state: the EE workspace (plus slack for the hand's lag), angles, opening.
@@ -49,7 +51,11 @@ class TabletopEnv(gym.Env):
         depth: bool = False,
         segmentation: bool = False,
         max_episode_steps: int | None = None,
+        layout: str = "random",
     ) -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
+        self.layout = layout
         self.tasks = suite_tasks(suite)
         self.suite = suite
         self.fixed_task = get_task(suite, task) if task is not None else None
@@ -115,6 +121,7 @@ class TabletopEnv(gym.Env):
             distractor_rng=perturb.family_rng(s, "layout"),
             ee_pos=ee_pos,
             ee_rpy=ee_rpy,
+            layout=self.layout,
         )
         if "camera" in p:
             perturb.apply_camera(self.scene, p["camera"], perturb.family_rng(s, "camera"))

@@ -52,6 +52,7 @@ class ProtocolConfig:
     data: Path
     suite: str
     out: Path
+    layout: str = "random"
     conditions: tuple[str, ...] = ("clean", "masked", "variant", "paraphrase")
     backbone: str = "prismatic-tiny"
     cameras: tuple[str, ...] = ("base",)
@@ -131,6 +132,7 @@ def run_recipe(cfg: ProtocolConfig, name: str) -> dict[str, dict]:
             videos=1,
             image_size=cfg.image_size,
             tasks=cfg.tasks,
+            env_kwargs={"layout": cfg.layout},
             device=cfg.device,
             quiet=True,
         )

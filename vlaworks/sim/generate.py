@@ -115,11 +115,13 @@ def generate(
     depth: bool = False,
     noise: float = 0.1,
     overwrite: bool = False,
+    layout: str = "random",
 ) -> dict[str, Any]:
     """Write ``episodes`` successful demonstrations per suite to ``out``; report per-suite numbers.
 
     Returns ``{"suites": {suite: {"attempts", "kept", "success_rate", "steps_per_s", "frames"}},
     "bytes": int, "out": str}``. Gives up on a suite after ``2 * episodes + 10`` attempts.
+    ``layout`` ("random" or LIBERO-style "fixed") must match the one used to evaluate.
     """
     from vlaworks.data.lerobot import DatasetWriter
 
@@ -138,6 +140,7 @@ def generate(
                 perturbations=list(perturb or []),
                 depth=depth,
                 segmentation=depth,
+                layout=layout,
             )
             base = GEN_SEED_OFFSET * (seed + 1) + SUITE_STRIDE * SUITES.index(suite)
             kept = attempts = steps = 0

@@ -11,6 +11,7 @@ the camera) is ``-y``.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,10 @@ from vlaworks.sim.scene import (
 
 SUITES = ("spatial", "object", "goal", "long")
 PLACE_REGION = ((-0.28, 0.28), (-0.19, 0.2))  # x, y ranges for object centres (see in_view)
+LAYOUTS = ("random", "fixed")
+LAYOUT_JITTER = 0.02  # m per axis around a task's canonical layout (layout="fixed")
+LAYOUT_YAW_JITTER = 0.3  # rad
+_CANONICAL: dict[str, tuple[list[tuple[str, str]], np.ndarray, np.ndarray]] = {}
 SPATIAL_WORDS = ("leftmost", "rightmost", "front", "back", "nearest_bowl", "left_of")
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "front": (0.0, -1.0), "back": (0.0, 1.0)}
 PUSH_DISTANCE = 0.07  # metres an object must travel for a push to count
@@ -324,20 +329,33 @@ def build_episode(
     ee_pos: np.ndarray | None = None,
     ee_rpy: np.ndarray | None = None,
     tries: int = 50,
+    layout: str = "random",
 ) -> Episode:
     """Sample a valid layout for ``task`` (plus optional extra distractors) and bind its goals.
 
-    The task layout uses ``rng`` only, and distractors (from ``distractor_rng``) keep out
-    of push corridors and never share a (kind, colour) with a named object, so adding
-    them changes neither the task's objects nor which object an instruction names.
+    ``layout="random"`` places the task's objects anywhere on the table; ``"fixed"`` is
+    LIBERO's protocol: every task has one canonical layout (objects, distractors and
+    poses drawn once from the task id) and episodes jitter it by up to
+    ``LAYOUT_JITTER`` m and ``LAYOUT_YAW_JITTER`` rad. The task layout uses ``rng`` only,
+    and distractors (from ``distractor_rng``) keep out of push corridors and never share a
+    (kind, colour) with a named object, so adding them changes neither the task's objects
+    nor which object an instruction names.
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
     kwargs = {} if ee_pos is None else {"ee_pos": ee_pos}
+    canonical = canonical_layout(task, scene) if layout == "fixed" else None
     for _ in range(tries):
-        objects = list(task.objects)
-        if task.suite == "object":
-            objects += _object_suite_distractors(task, rng)
-        xy = sample_positions([k for k, _ in objects], rng)
-        yaws = rng.uniform(-0.6, 0.6, size=len(objects))
+        if canonical is None:
+            objects = list(task.objects)
+            if task.suite == "object":
+                objects += _object_suite_distractors(task, rng)
+            xy = sample_positions([k for k, _ in objects], rng)
+            yaws = rng.uniform(-0.6, 0.6, size=len(objects))
+        else:
+            objects, base_xy, base_yaws = canonical
+            xy = _jitter(objects, base_xy, rng)
+            yaws = base_yaws + rng.uniform(-LAYOUT_YAW_JITTER, LAYOUT_YAW_JITTER, size=len(objects))
         template_index = int(rng.integers(1 << 30))
         if xy is None:
             continue
@@ -356,6 +374,49 @@ def build_episode(
     raise RuntimeError(
         f"could not sample a valid layout for {task.id} in {tries} tries; the table is too full"
     )
+
+
+def canonical_layout(
+    task: TaskSpec, scene: Scene
+) -> tuple[list[tuple[str, str]], np.ndarray, np.ndarray]:
+    """The task's fixed layout: (objects, xy ``[N, 2]``, yaws ``[N]``), the same for every call.
+
+    Drawn from a generator seeded by the task id until a layout is valid with margin to
+    spare for jitter (unambiguous referents, free push corridors, no overlaps); ``scene``
+    is reset while checking.
+    """
+    if task.id not in _CANONICAL:
+        rng = np.random.default_rng(zlib.crc32(task.id.encode()))
+        for _ in range(500):
+            objects = list(task.objects)
+            if task.suite == "object":
+                objects += _object_suite_distractors(task, rng)
+            xy = sample_positions([k for k, _ in objects], rng, margin=0.035 + 2 * LAYOUT_JITTER)
+            yaws = rng.uniform(-0.6, 0.6, size=len(objects))
+            if xy is None:
+                continue
+            placements = [(k, c, x, y, float(w)) for (k, c), (x, y), w in zip(objects, xy, yaws, strict=True)]
+            if layout_ok(_bind(task, scene, scene.reset(placements), 0), scene):
+                _CANONICAL[task.id] = (objects, np.asarray(xy), yaws)
+                break
+        else:
+            raise RuntimeError(f"no valid canonical layout for {task.id}")
+    return _CANONICAL[task.id]
+
+
+def _jitter(
+    objects: list[tuple[str, str]], xy: np.ndarray, rng: np.random.Generator
+) -> list[tuple[float, float]] | None:
+    """``xy`` moved by up to ``LAYOUT_JITTER`` per axis; None when objects would overlap or leave view."""
+    moved = xy + rng.uniform(-LAYOUT_JITTER, LAYOUT_JITTER, size=xy.shape)
+    kinds = [k for k, _ in objects]
+    for i, (x, y) in enumerate(moved):
+        if not in_view(x, y):
+            return None
+        for j in range(i):
+            if np.hypot(*(moved[i] - moved[j])) < FOOTPRINT[kinds[i]] + FOOTPRINT[kinds[j]] + 0.02:
+                return None
+    return [(float(x), float(y)) for x, y in moved]
 
 
 def _bind(task: TaskSpec, scene: Scene, active: list[SceneObject], template_index: int) -> Episode:
