@@ -19,6 +19,9 @@ PerturbOpt = Annotated[
     list[str] | None,
     typer.Option("--perturb", help="FAMILY:SEVERITY, repeatable (e.g. lighting:0.5, camera:1.0)."),
 ]
+LayoutOpt = Annotated[
+    str, typer.Option(help="random (anywhere on the table) | fixed (LIBERO: one layout per task, jittered).")
+]
 
 
 @app.command()
@@ -32,6 +35,7 @@ def generate(
     depth: Annotated[bool, typer.Option(help="Also store depth and segmentation per camera.")] = False,
     noise: Annotated[float, typer.Option(help="Scripted expert's action noise (std, action units).")] = 0.1,
     overwrite: bool = False,
+    layout: LayoutOpt = "random",
     render_check: Annotated[Path | None, typer.Option(help="Also write a PNG of base + wrist views.")] = None,
 ) -> None:
     """Roll out the scripted expert and write a dataset; print per-suite success and steps/s."""
@@ -48,6 +52,7 @@ def generate(
         depth=depth,
         noise=noise,
         overwrite=overwrite,
+        layout=layout,
     )
     if render_check is not None:
         run_render_check(
@@ -158,6 +163,7 @@ def evaluate(
     videos: Annotated[int, typer.Option(help="Episodes recorded per task.")] = 1,
     image_size: int = 128,
     task: Annotated[list[str] | None, typer.Option(help="Only these task(s) of the suite.")] = None,
+    layout: LayoutOpt = "random",
 ) -> None:
     """Closed-loop evaluation: success per task with 95% CIs, report.md, plot and videos."""
     from vlaworks.eval.run import evaluate as run_evaluate
@@ -177,6 +183,7 @@ def evaluate(
         videos=videos,
         image_size=image_size,
         tasks=task,
+        env_kwargs={"layout": layout},
     )
     overall = result.overall()
     typer.echo(f"success {100 * overall.rate:.1f}% ({overall.successes}/{overall.n})")
@@ -237,6 +244,7 @@ def compare(
     data: Annotated[Path, typer.Option(help="Dataset folder every recipe trains on.")],
     suite: Annotated[str, typer.Option(help="Suite to evaluate on.")],
     out: Annotated[Path, typer.Option(help="Folder for runs, reports, table.md and results.json.")],
+    layout: LayoutOpt = "random",
     condition: Annotated[
         list[str] | None,
         typer.Option(help="clean | masked | variant | paraphrase (repeatable; default all)."),
@@ -266,6 +274,7 @@ def compare(
         data=data,
         suite=suite,
         out=out,
+        layout=layout,
         conditions=tuple(condition or CONDITIONS),
         backbone=backbone,
         cameras=tuple(cameras.split(",")),
@@ -300,6 +309,7 @@ def recipes() -> None:
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for data, run and report.")] = Path("runs/demo"),
     suite: str = "spatial",
+    layout: LayoutOpt = "fixed",
     episodes: Annotated[int, typer.Option(help="Expert demonstrations to train on.")] = 120,
     steps: Annotated[int, typer.Option(help="Training steps.")] = 2000,
     eval_episodes: Annotated[int, typer.Option(help="Evaluation episodes per task.")] = 10,
@@ -314,6 +324,7 @@ def demo(
         DemoConfig(
             out=out,
             suite=suite,
+            layout=layout,
             episodes=episodes,
             steps=steps,
             eval_episodes=eval_episodes,

@@ -25,6 +25,8 @@ class DemoConfig:
 
     out: Path = Path("runs/demo")
     suite: str = "spatial"
+    #: LIBERO's protocol: each task keeps one layout, jittered per episode ("random": anywhere)
+    layout: str = "fixed"
     episodes: int = 120
     recipe: str = "vlm4vla"
     backbone: str = "prismatic-tiny"
@@ -43,10 +45,20 @@ class DemoConfig:
     policy_overrides: dict = field(default_factory=dict)
 
 
-def _dataset_ready(path: Path, episodes: int) -> bool:
+DATA_SETTINGS = "data_settings.json"
+
+
+def _data_settings(cfg: DemoConfig) -> dict:
+    """What the demo's dataset depends on; a dataset made with other settings is regenerated."""
+    return {"suite": cfg.suite, "layout": cfg.layout, "image_size": cfg.image_size, "seed": cfg.seed}
+
+
+def _dataset_ready(path: Path, cfg: DemoConfig) -> bool:
+    settings = path.parent / DATA_SETTINGS
     try:
-        return LeRobotDataset(path).num_episodes >= episodes
-    except (DatasetError, FileNotFoundError):
+        same = json.loads(settings.read_text()) == _data_settings(cfg)
+        return same and LeRobotDataset(path).num_episodes >= cfg.episodes
+    except (DatasetError, FileNotFoundError, json.JSONDecodeError):
         return False
 
 
@@ -62,9 +74,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     data_dir, run_dir = out / "data", out / "run"
     timings: dict[str, float] = {}
 
-    console.rule(f"1/3 data: {cfg.episodes} expert demonstrations of the {cfg.suite!r} suite")
+    console.rule(f"1/3 data: {cfg.episodes} demonstrations, {cfg.suite!r} suite, {cfg.layout} layouts")
     t = time.perf_counter()
-    if _dataset_ready(data_dir, cfg.episodes):
+    if _dataset_ready(data_dir, cfg):
         console.print(f"reusing {data_dir}")
     else:
         generate(
@@ -74,7 +86,9 @@ def run_demo(cfg: DemoConfig) -> dict:
             seed=cfg.seed,
             image_size=cfg.image_size,
             overwrite=True,
+            layout=cfg.layout,
         )
+        (out / DATA_SETTINGS).write_text(json.dumps(_data_settings(cfg)) + "\n")
     timings["generate_s"] = time.perf_counter() - t
 
     console.rule(f"2/3 train: {cfg.recipe} on {cfg.backbone}, {cfg.steps} steps")
@@ -117,6 +131,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         seed=cfg.seed + 10_000,  # held-out initial states: training episodes used seeds from cfg.seed
         videos=1,
         image_size=cfg.image_size,
+        env_kwargs={"layout": cfg.layout},
     )
     policy_result = evaluate(str(run.policy_dir), out=out / "eval_policy", **common)
     expert_result = evaluate("expert", out=out / "eval_expert", **common)
