@@ -67,7 +67,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     from vlaworks.eval.report import compare_report
     from vlaworks.eval.run import evaluate
     from vlaworks.sim.generate import generate
-    from vlaworks.train.pipeline import build_recipe, train_policy
+    from vlaworks.train.pipeline import budget_overrides, build_recipe, train_policy, view_overrides
 
     console = Console()
     out = Path(cfg.out)
@@ -97,10 +97,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         cfg.recipe,
         backbone=cfg.backbone,
         overrides={
-            "policy.cameras": list(cfg.cameras),
-            "policy.image_size": cfg.image_size,
-            "policy.backbone_options": {"image_size": cfg.image_size, "patch_size": cfg.patch_size},
-            "policy.chunk_size": cfg.chunk,
+            **view_overrides(cfg.cameras, cfg.image_size, cfg.patch_size, cfg.chunk),
             **cfg.policy_overrides,
         },
     )
@@ -108,15 +105,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         recipe,
         data_dir,
         run_dir,
-        train_overrides={
-            "steps": cfg.steps,
-            "batch_size": cfg.batch_size,
-            "lr": cfg.lr,
-            "warmup_steps": min(200, cfg.steps // 10),
-            "weight_decay": 0.01,
-            "save_every": max(1, cfg.steps // 5),
-            "seed": cfg.seed,
-        },
+        train_overrides=budget_overrides(cfg.steps, cfg.batch_size, cfg.lr, cfg.seed, checkpoints=5),
     )
     timings["train_s"] = time.perf_counter() - t
 

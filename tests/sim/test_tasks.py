@@ -113,7 +113,6 @@ def _layout(env: TabletopEnv) -> dict[tuple[str, str], np.ndarray]:
     """(kind, colour) -> xy of each active object; spatial tasks repeat red cubes, so number them."""
     out: dict[tuple[str, str], np.ndarray] = {}
     for o in env.episode.objects:
-        key = (o.kind, o.color)
         n = sum(1 for k in out if k[0].startswith(o.kind) and k[1] == o.color)
         out[(f"{o.kind}{n}", o.color)] = env.scene.pos(o)[:2].copy()
     return out

@@ -86,18 +86,14 @@ class ProtocolConfig:
 def run_recipe(cfg: ProtocolConfig, name: str) -> dict[str, dict]:
     """Train ``name`` under ``cfg`` (resuming) and evaluate it under every condition."""
     from vlaworks.eval.run import evaluate
-    from vlaworks.train.pipeline import build_recipe, train_policy
+    from vlaworks.train.pipeline import budget_overrides, build_recipe, train_policy, view_overrides
 
     out = Path(cfg.out)
     recipe = build_recipe(
         name,
         backbone=cfg.backbone,
         overrides={
-            "policy.cameras": list(cfg.cameras),
-            "policy.image_size": cfg.image_size,
-            "policy.backbone_options.image_size": cfg.image_size,
-            "policy.backbone_options.patch_size": cfg.patch_size,
-            "policy.chunk_size": cfg.chunk,
+            **view_overrides(cfg.cameras, cfg.image_size, cfg.patch_size, cfg.chunk),
             **cfg.recipe_overrides,
         },
     )
@@ -105,16 +101,9 @@ def run_recipe(cfg: ProtocolConfig, name: str) -> dict[str, dict]:
         recipe,
         cfg.data,
         out / "runs" / name,
-        train_overrides={
-            "steps": cfg.steps,
-            "batch_size": cfg.batch_size,
-            "lr": cfg.lr,
-            "warmup_steps": min(200, cfg.steps // 10),
-            "weight_decay": 0.01,
-            "save_every": max(1, cfg.steps // 4),
-            "seed": cfg.seed,
-            "mixed_precision": cfg.mixed_precision,
-        },
+        train_overrides=budget_overrides(
+            cfg.steps, cfg.batch_size, cfg.lr, cfg.seed, mixed_precision=cfg.mixed_precision
+        ),
     )
     results: dict[str, dict] = {"train": {"final_loss": run.result.final_loss,
                                           "samples_per_s": run.result.samples_per_s}}

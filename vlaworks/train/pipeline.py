@@ -19,6 +19,7 @@ Running the same command again resumes from ``RUN/checkpoints/latest``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,35 @@ def build_recipe(
     options = {"backbone": backbone} if backbone else {}
     recipe = get_recipe(name, **options)
     return recipe.override(overrides) if overrides else recipe
+
+
+def view_overrides(cameras: Sequence[str], image_size: int, patch_size: int, chunk: int) -> dict[str, Any]:
+    """Recipe overrides for the policy's views, image and token grid and chunk length (nested
+    keys, so a recipe's other backbone options such as ``dual_encoder`` survive)."""
+    return {
+        "policy.cameras": list(cameras),
+        "policy.image_size": image_size,
+        "policy.backbone_options.image_size": image_size,
+        "policy.backbone_options.patch_size": patch_size,
+        "policy.chunk_size": chunk,
+    }
+
+
+def budget_overrides(
+    steps: int, batch_size: int, lr: float, seed: int, checkpoints: int = 4, **extra: Any
+) -> dict[str, Any]:
+    """Train overrides for a fixed budget: warm-up over 10 % of the steps (at most 200),
+    weight decay 0.01, ``checkpoints`` resumable checkpoints over the run."""
+    return {
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "warmup_steps": min(200, steps // 10),
+        "weight_decay": 0.01,
+        "save_every": max(1, steps // checkpoints),
+        "seed": seed,
+        **extra,
+    }
 
 
 def train_policy(
