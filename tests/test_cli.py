@@ -76,3 +76,18 @@ def test_train_cotraining_recipe_mixes_robot_and_vl_batches(dataset, tmp_path):
     assert recipe["cotrain"]["vl_samples"] == 8 and recipe["cotrain"]["vl_fraction"] == 0.5
     policy = load_policy(resolve_policy_dir(run))
     assert policy.config.head.type == "token"
+
+
+def test_compare_passes_shared_overrides_and_refuses_budget_overrides(dataset, tmp_path):
+    out = tmp_path / "cmp"
+    bad = runner.invoke(app, ["compare", "--recipe", "vlm4vla", "--data", str(dataset), "--suite", "spatial",
+                              "--out", str(out), "--set", "train.steps=9"])
+    assert bad.exit_code != 0 and "fixes the training budget" in bad.output
+    text = _ok(["compare", "--recipe", "vlm4vla", "--data", str(dataset), "--suite", "spatial",
+                "--out", str(out), "--condition", "clean", "--image-size", "32", "--patch-size", "16",
+                "--chunk", "2", "--steps", "1", "--batch-size", "2", "--episodes", "1",
+                "--task", "pick_leftmost_place_bowl", "--envs-per-worker", "1",
+                "--set", "policy.backbone_options.dual_encoder=true"])
+    assert "| vlm4vla |" in text
+    recipe = json.loads((out / "runs" / "vlm4vla" / "recipe.json").read_text())
+    assert recipe["policy"]["backbone_options"]["dual_encoder"] is True

@@ -264,11 +264,18 @@ def compare(
     parallel: Annotated[int, typer.Option(help="Recipes trained and evaluated at once.")] = 1,
     mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16")] = "no",
     seed: int = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override for every recipe: policy.backbone_options.dual_encoder=true"),
+    ] = None,
 ) -> None:
     """Train several recipes on one dataset with one budget; evaluate all under the same
     conditions (seed 004 Tables II-IV); print a success table with 95% CIs."""
     from vlaworks.eval.protocol import CONDITIONS, ProtocolConfig, run_protocol
 
+    overrides = _parse_sets(set_)
+    if any(k.startswith("train.") for k in overrides):
+        raise typer.BadParameter("compare fixes the training budget for all recipes: use --steps, --lr, ...")
     cfg = ProtocolConfig(
         recipes=tuple(recipe),
         data=data,
@@ -291,6 +298,7 @@ def compare(
         parallel=parallel,
         mixed_precision=mixed_precision,
         seed=seed,
+        recipe_overrides=overrides,
     )
     run_protocol(cfg)
     typer.echo((out / "table.md").read_text())
