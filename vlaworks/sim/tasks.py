@@ -229,6 +229,11 @@ def in_view(x: float, y: float) -> bool:
     return abs(x) <= 0.17 + 0.28 * (y - PLACE_REGION[1][0])
 
 
+def _overlaps(kind: str, x: float, y: float, placed: list[tuple[str, float, float]], margin: float) -> bool:
+    """Whether a ``kind`` object at (x, y) comes within ``margin`` of any ``placed`` footprint."""
+    return any(np.hypot(x - px, y - py) < FOOTPRINT[kind] + FOOTPRINT[pk] + margin for pk, px, py in placed)
+
+
 def sample_positions(
     kinds: list[str],
     rng: np.random.Generator,
@@ -245,9 +250,7 @@ def sample_positions(
             x, y = rng.uniform(*region[0]), rng.uniform(*region[1])
             if not in_view(x, y):
                 continue
-            if all(
-                np.hypot(x - px, y - py) >= FOOTPRINT[kind] + FOOTPRINT[pk] + margin for pk, px, py in placed
-            ):
+            if not _overlaps(kind, x, y, placed, margin):
                 placed.append((kind, x, y))
                 out.append((float(x), float(y)))
                 break
@@ -409,14 +412,12 @@ def _jitter(
 ) -> list[tuple[float, float]] | None:
     """``xy`` moved by up to ``LAYOUT_JITTER`` per axis; None when objects would overlap or leave view."""
     moved = xy + rng.uniform(-LAYOUT_JITTER, LAYOUT_JITTER, size=xy.shape)
-    kinds = [k for k, _ in objects]
-    for i, (x, y) in enumerate(moved):
-        if not in_view(x, y):
+    placed: list[tuple[str, float, float]] = []
+    for (kind, _), (x, y) in zip(objects, moved, strict=True):
+        if not in_view(x, y) or _overlaps(kind, x, y, placed, 0.02):
             return None
-        for j in range(i):
-            if np.hypot(*(moved[i] - moved[j])) < FOOTPRINT[kinds[i]] + FOOTPRINT[kinds[j]] + 0.02:
-                return None
-    return [(float(x), float(y)) for x, y in moved]
+        placed.append((kind, x, y))
+    return [(float(x), float(y)) for _, x, y in placed]
 
 
 def _bind(task: TaskSpec, scene: Scene, active: list[SceneObject], template_index: int) -> Episode:
