@@ -13,6 +13,8 @@ seed 004, and ``"simple"`` ``"{instruction}\\n"`` (seed 003's plain style).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +95,8 @@ class PrismaticBackbone(NativeBackbone):
 
             if image_size % patch_size:
                 raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}.")
-            llm_cfg = _tiny_llm_config(tok)
-            llm_cfg._attn_implementation = "sdpa"
-            featurizer: VisionFeaturizer = EfficientNetFeaturizer((image_size // patch_size) * 8, 8)
-            return cls(featurizer, AutoModelForCausalLM.from_config(llm_cfg), tok, prompt_scheme)
+            effnet = partial(EfficientNetFeaturizer, (image_size // patch_size) * 8, 8)
+            return cls._assemble(effnet, _tiny_llm_config(tok), tok, prompt_scheme)
         if vision != "dinosiglip":
             raise ValueError(f"Unknown prismatic vision {vision!r}; use 'dinosiglip' or 'efficientnet'.")
         dino = Dinov2Config(
@@ -115,21 +115,22 @@ class PrismaticBackbone(NativeBackbone):
             image_size=image_size,
             patch_size=patch_size,
         )
-        return cls._from_configs(dino, siglip, _tiny_llm_config(tok), tok, prompt_scheme)
+        featurizer = partial(DinoSigLIPFeaturizer.from_configs, dino, siglip)
+        return cls._assemble(featurizer, _tiny_llm_config(tok), tok, prompt_scheme)
 
     @classmethod
-    def _from_configs(
+    def _assemble(
         cls,
-        dino: Dinov2Config,
-        siglip: SiglipVisionConfig,
+        featurizer: Callable[[], VisionFeaturizer],
         llm_cfg: Any,
         tok: Any,
         prompt_scheme: str,
         attn_implementation: str = "sdpa",
     ) -> PrismaticBackbone:
+        """Random-init LM from ``llm_cfg``, then the vision tower (this order fixes what a seed draws)."""
         llm_cfg._attn_implementation = attn_implementation
         llm = AutoModelForCausalLM.from_config(llm_cfg)
-        return cls(DinoSigLIPFeaturizer.from_configs(dino, siglip), llm, tok, prompt_scheme)
+        return cls(featurizer(), llm, tok, prompt_scheme)
 
     @classmethod
     def from_components(
@@ -191,18 +192,11 @@ class PrismaticBackbone(NativeBackbone):
         if "efficientnet" in meta:
             from vlaworks.models.vision.efficientnet import EfficientNetFeaturizer
 
-            llm_cfg._attn_implementation = attn_implementation
-            feat = EfficientNetFeaturizer(**meta["efficientnet"], pretrained=False)
-            model = cls(feat, AutoModelForCausalLM.from_config(llm_cfg), tok, scheme)
+            featurizer = partial(EfficientNetFeaturizer, **meta["efficientnet"], pretrained=False)
         else:
-            model = cls._from_configs(
-                Dinov2Config(**meta["dinov2"]),
-                SiglipVisionConfig(**meta["siglip"]),
-                llm_cfg,
-                tok,
-                scheme,
-                attn_implementation,
-            )
+            dino, siglip = Dinov2Config(**meta["dinov2"]), SiglipVisionConfig(**meta["siglip"])
+            featurizer = partial(DinoSigLIPFeaturizer.from_configs, dino, siglip)
+        model = cls._assemble(featurizer, llm_cfg, tok, scheme, attn_implementation)
         load_model(model, str(Path(path) / "model.safetensors"))
         return model.to(dtype) if dtype is not None else model
 
