@@ -26,7 +26,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from vlaworks.eval.results import EvalResult, RateSummary
+from vlaworks.eval.report import rate_cell
+from vlaworks.eval.results import EvalResult
 
 #: condition name -> perturbations ("FAMILY:SEVERITY") applied at evaluation
 CONDITIONS: dict[str, tuple[str, ...]] = {
@@ -129,16 +130,12 @@ def run_recipe(cfg: ProtocolConfig, name: str) -> dict[str, dict]:
     return results
 
 
-def _cell(s: RateSummary) -> str:
-    return f"{100 * s.rate:.1f} [{100 * s.ci_low:.0f}, {100 * s.ci_high:.0f}]"
-
-
 def protocol_table(results: dict[str, dict[str, dict]], conditions: Sequence[str]) -> str:
-    """Markdown: one row per recipe, success % [95 % CI] per condition, and final train loss."""
+    """Markdown: one row per recipe, success % [95 % CI] (n) per condition, and final train loss."""
     head = "| recipe | " + " | ".join(conditions) + " | final loss |"
     lines = [head, "|" + "---|" * (len(conditions) + 2)]
     for name, per in results.items():
-        cells = [_cell(EvalResult.from_dict(per[c]).overall()) for c in conditions]
+        cells = [rate_cell(EvalResult.from_dict(per[c]).overall()) for c in conditions]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {per['train']['final_loss']:.4f} |")
     return "\n".join(lines) + "\n"
 

@@ -24,7 +24,8 @@ def _pct(x: float) -> str:
     return f"{100.0 * x:.1f}"
 
 
-def _cell(s: RateSummary) -> str:
+def rate_cell(s: RateSummary) -> str:
+    """One table cell: ``rate% [low, high] (n=N)`` with the 95 % Wilson interval."""
     return f"{_pct(s.rate)}% [{_pct(s.ci_low)}, {_pct(s.ci_high)}] (n={s.n})"
 
 
@@ -123,7 +124,7 @@ def write_report(result: EvalResult, out: Path) -> dict[str, Path]:
         f"* chunk execution: {result.chunk_exec}",
         f"* perturbations: {', '.join(result.perturbations) or 'none'}",
         f"* base seed: {result.seed}; image size: {result.image_size}",
-        f"* overall success: {_cell(overall)}",
+        f"* overall success: {rate_cell(overall)}",
         "",
         markdown_table(result),
         "",
@@ -171,7 +172,7 @@ def compare_report(
         cells = []
         for r in results:
             s = summary(r, suite, task)
-            cells.append(_cell(s) if s.n else "-")
+            cells.append(rate_cell(s) if s.n else "-")
         name = f"**{suite}**" if task is None else suite
         lines.append(f"| {name} | {'**all tasks**' if task is None else task} | " + " | ".join(cells) + " |")
     lines += ["", "Runs:", ""]

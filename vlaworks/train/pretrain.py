@@ -50,6 +50,7 @@ def pretrain_vlm(
     from vlaworks.data.vl import VLDataset, collate_vl
     from vlaworks.models.policy import build_policy
     from vlaworks.train.config import TrainConfig
+    from vlaworks.train.pipeline import budget_overrides
     from vlaworks.train.sampler import MixedBatchSource
     from vlaworks.train.trainer import train
 
@@ -72,17 +73,8 @@ def pretrain_vlm(
         cameras=tuple(cameras), image_size=image_size,
     )
     source = MixedBatchSource({"vl": (vl, collate_vl)}, {"vl": 1.0}, batch_size, seed=seed)
-    cfg = TrainConfig(
-        out_dir=out,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        warmup_steps=min(200, steps // 10),
-        weight_decay=0.01,
-        save_every=max(1, steps // 4),
-        seed=seed,
-        mixed_precision=mixed_precision,
-    )
+    budget = budget_overrides(steps, batch_size, lr, seed, mixed_precision=mixed_precision)
+    cfg = TrainConfig(out_dir=out, **budget)
     train(policy, source, None, cfg, resume=resume)
     folder = out / VLM_DIR
     policy.backbone.save_pretrained(str(folder))
