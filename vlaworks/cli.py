@@ -264,6 +264,10 @@ def compare(
     parallel: Annotated[int, typer.Option(help="Recipes trained and evaluated at once.")] = 1,
     mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16")] = "no",
     seed: int = 0,
+    probes: Annotated[
+        int,
+        typer.Option(help="Per recipe, also run linear probes and N held-out VQA questions (0: off)."),
+    ] = 0,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override for every recipe: policy.backbone_options.dual_encoder=true"),
@@ -298,10 +302,13 @@ def compare(
         parallel=parallel,
         mixed_precision=mixed_precision,
         seed=seed,
+        probes=probes,
         recipe_overrides=overrides,
     )
     run_protocol(cfg)
     typer.echo((out / "table.md").read_text())
+    if probes:
+        typer.echo((out / "representation.md").read_text())
 
 
 @app.command()

@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from vlaworks.eval.protocol import CONDITIONS, ProtocolConfig, condition_perturbations, run_protocol
+from vlaworks.eval.protocol import (
+    CONDITIONS,
+    ProtocolConfig,
+    condition_perturbations,
+    representation_table,
+    run_protocol,
+)
 from vlaworks.sim.generate import generate
 
 
@@ -62,3 +68,18 @@ def test_protocol_trains_each_recipe_once_and_evaluates_every_condition(tmp_path
     assert "| openvla+D |" in table and "| clean | masked |" in table
     saved = json.loads((tmp_path / "cmp" / "results.json").read_text())
     assert saved["config"]["recipes"] == ["openvla", "openvla+D"]
+
+
+def test_representation_table_shows_before_after_and_the_frozen_half():
+    vqa = {"before": {"overall": 0.8}, "after": {"overall": 0.25}}
+    start = {"vision": {"kind": 0.9, "color": 0.7}}
+    single = {"before": start, "after": {"vision": {"kind": 0.6, "color": 0.5}}}
+    dual = {
+        "before": start,
+        "after": {"frozen": {"kind": 0.9, "color": 0.7}, "trained": {"kind": 0.4, "color": 0.3}, "joint": {}},
+    }
+    results = {"openvla": {"vqa": vqa, "probe": single}, "openvla+D": {"vqa": vqa, "probe": dual}}
+    table = representation_table(results)
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
+    assert rows["openvla"] == "| openvla | 80.0 -> 25.0 | 90.0 -> 60.0 | 70.0 -> 50.0 | - | - |"
+    assert rows["openvla+D"] == "| openvla+D | 80.0 -> 25.0 | 90.0 -> 40.0 | 70.0 -> 30.0 | 90.0 | 70.0 |"

@@ -15,6 +15,11 @@ It writes ``OUT/table.md`` (success with 95 % Wilson intervals, one row per reci
 column per condition) and ``OUT/results.json``; each recipe keeps its own run folder
 ``OUT/runs/<recipe>`` (resumable) and reports ``OUT/eval/<recipe>/<condition>``. With
 ``parallel > 1`` recipes run in that many spawned processes (one GPU serves them all).
+
+With ``probes > 0`` every trained policy also gets seed 004's representation measurements
+(Fig. 4-5) against the backbone it started from: a linear probe of its vision features
+(object kind and colour; a dual encoder's frozen and trained halves separately) and VQA
+accuracy on ``probes`` held-out generated questions, in ``OUT/representation.md``.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ class ProtocolConfig:
     device: str | None = None
     mixed_precision: str = "no"
     seed: int = 0
+    probes: int = 0
     recipe_overrides: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -127,7 +133,43 @@ def run_recipe(cfg: ProtocolConfig, name: str) -> dict[str, dict]:
             quiet=True,
         )
         results[condition] = result.to_dict()
+    if cfg.probes:
+        results.update(representation(run.policy_dir, out / "probe" / name, cfg.probes, cfg.image_size))
     return results
+
+
+def representation(policy_dir: Path, out: Path, questions: int, image_size: int) -> dict[str, dict]:
+    """Linear probe and VQA of a trained policy against its initial backbone (seed 004
+    Fig. 4-5), at the policy's image size; reports in ``out``."""
+    from vlaworks.eval.probes import run_probe_comparison
+    from vlaworks.eval.vqa import run_vqa_comparison
+
+    out.mkdir(parents=True, exist_ok=True)
+    probe = run_probe_comparison(policy_dir, out / "probe.md", image_size=image_size)
+    vqa = run_vqa_comparison(policy_dir, out / "vqa.md", n=questions, image_size=image_size)
+    return {"probe": {k: probe[k] for k in ("before", "after")}, "vqa": vqa}
+
+
+def representation_table(results: dict[str, dict[str, dict]]) -> str:
+    """Markdown: per recipe, VQA accuracy and linear-probe accuracy (object kind, colour)
+    before -> after VLA training; a dual encoder's frozen half is shown apart."""
+    tasks = ("kind", "color")
+    head = ["VQA"] + [f"{t} probe" for t in tasks] + [f"{t} probe, frozen half" for t in tasks]
+    lines = ["| recipe | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    for name, per in results.items():
+        vqa, before, after = per["vqa"], per["probe"]["before"], per["probe"]["after"]
+        start = before.get("vision", next(iter(before.values())))
+        trained = after.get("trained", after.get("vision", next(iter(after.values()))))
+        frozen = after.get("frozen", {})
+        cells = [f"{pct(vqa['before']['overall'])} -> {pct(vqa['after']['overall'])}"]
+        cells += [f"{pct(start.get(t))} -> {pct(trained.get(t))}" for t in tasks]
+        cells += [pct(frozen.get(t)) for t in tasks]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def protocol_table(results: dict[str, dict[str, dict]], conditions: Sequence[str]) -> str:
@@ -161,4 +203,12 @@ def run_protocol(cfg: ProtocolConfig) -> dict[str, dict[str, dict]]:
         f"patch {cfg.patch_size}, chunk {cfg.chunk}, {cfg.steps} steps x batch {cfg.batch_size}, "
         f"lr {cfg.lr}, seed {cfg.seed}; data {cfg.data}.\n"
     )
+    if cfg.probes:
+        (out / "representation.md").write_text(
+            "# Representation before -> after VLA training: accuracy %\n\n"
+            + representation_table(results)
+            + f"\nVQA: {cfg.probes} held-out generated questions (captions, pointing, boxes, spatial). "
+            "Probes: linear classifiers on mask-pooled patch features of held-out scenes; "
+            "'before' is the backbone every recipe started from.\n"
+        )
     return results
