@@ -91,3 +91,39 @@ def test_compare_passes_shared_overrides_and_refuses_budget_overrides(dataset, t
     assert "| vlm4vla |" in text
     recipe = json.loads((out / "runs" / "vlm4vla" / "recipe.json").read_text())
     assert recipe["policy"]["backbone_options"]["dual_encoder"] is True
+
+
+def test_fast_finetuning_hands_its_vlm_to_vla_training(dataset, tmp_path):
+    """Seed 003 Table 4: FAST action-token fine-tuning of the VLM, then VLM4VLA on that VLM."""
+    import torch
+
+    from vlaworks.models.backbones import build_backbone
+
+    small = ["--data", str(dataset), "--image-size", "32", "--batch-size", "2"]
+    fast_run, vlm = tmp_path / "fast", tmp_path / "vlm"
+    # the tiny LM's vocabulary (458 ids) holds a 128-token FAST vocabulary, not the paper's 1024
+    _ok(["train", "--recipe", "vlm-fast-freeze-vision", *small, "--backbone", "prismatic-tiny",
+         "--out", str(fast_run), "--steps", "2", "--set", "policy.chunk_size=4",
+         "--set", "policy.head.options.vocab_size=128"])
+    fast = load_policy(resolve_policy_dir(fast_run))
+    assert fast.config.head.options["tokenizer"] == "fast" and fast.config.freeze_vision
+    assert "backbone at" in _ok(["export-backbone", "--policy", str(fast_run), "--out", str(vlm)])
+    exported = build_backbone(str(vlm)).state_dict()
+    trained = fast.backbone.state_dict()
+    assert exported.keys() == trained.keys()
+    assert all(torch.equal(exported[k], trained[k]) for k in trained)
+    # VLA training on the injected VLM with its vision encoder frozen keeps that encoder as exported
+    vla_run = tmp_path / "vla"
+    _ok(["train", "--recipe", "vlm4vla", *small, "--backbone", str(vlm), "--out", str(vla_run),
+         "--steps", "1", "--freeze", "vision"])
+    vla = load_policy(resolve_policy_dir(vla_run)).backbone.state_dict()
+    vision = [k for k in trained if k.startswith("featurizer.")]
+    assert vision and all(torch.equal(vla[k], trained[k]) for k in vision)
+
+
+def test_export_backbone_refuses_a_dual_encoder_policy(dataset, tmp_path):
+    run = tmp_path / "dual"
+    _ok(["train", "--recipe", "openvla+D", "--data", str(dataset), "--out", str(run), "--image-size", "32",
+         "--batch-size", "2", "--steps", "1"])
+    result = runner.invoke(app, ["export-backbone", "--policy", str(run), "--out", str(tmp_path / "vlm")])
+    assert result.exit_code != 0 and "dual vision encoder" in str(result.exception)

@@ -213,6 +213,18 @@ def probe(
         typer.echo(vqa_md.read_text())
 
 
+@app.command("export-backbone")
+def export_backbone(
+    policy: Annotated[Path, typer.Option(help="A run folder or a policy folder.")],
+    out: Annotated[Path, typer.Option(help="Backbone folder to write; train on it with --backbone OUT.")],
+) -> None:
+    """Write a trained policy's VLM as a backbone folder (e.g. after `--recipe vlm-fast`,
+    seed 003's action-knowledge injection, before VLA training on it)."""
+    from vlaworks.train.pipeline import export_backbone as export
+
+    typer.echo(f"backbone at {export(policy, out)}")
+
+
 @app.command()
 def pretrain(
     out: Annotated[Path, typer.Option(help="Run folder; the backbone lands in OUT/vlm.")],

@@ -51,11 +51,13 @@ def test_protocol_trains_each_recipe_once_and_evaluates_every_condition(tmp_path
         eval_episodes=1,
         tasks=("red_cube_in_bowl",),
         envs_per_worker=1,
+        probes=2,
     )
     results = run_protocol(cfg)
     assert list(results) == ["openvla", "openvla+D"]
     for name, per in results.items():
-        assert set(per) == {"train", "clean", "masked"}
+        assert set(per) == {"train", "clean", "masked", "probe", "vqa"}
+        assert set(per["vqa"]) == {"before", "after"}
         assert per["masked"]["perturbations"] == list(CONDITIONS["masked"])
         assert per["clean"]["perturbations"] == []
         assert per["clean"]["overall"]["n"] == 1  # one task, one episode
@@ -66,6 +68,10 @@ def test_protocol_trains_each_recipe_once_and_evaluates_every_condition(tmp_path
     assert dual["policy"]["backbone_options"]["dual_encoder"] is True  # shared overrides keep the switch
     table = (tmp_path / "cmp" / "table.md").read_text()
     assert "| openvla+D |" in table and "| clean | masked |" in table
+    # the frozen half of the dual encoder probes exactly as the backbone it was copied from
+    probe = results["openvla+D"]["probe"]
+    assert probe["after"]["frozen"] == probe["before"]["vision"]
+    assert "| openvla+D |" in (tmp_path / "cmp" / "representation.md").read_text()
     saved = json.loads((tmp_path / "cmp" / "results.json").read_text())
     assert saved["config"]["recipes"] == ["openvla", "openvla+D"]
 

@@ -41,6 +41,16 @@ def test_ablation_variants(name: str, switch: str) -> None:
     assert recipe.policy.backbone == "prismatic-tiny"
 
 
+def test_vlm_fast_writes_fast_tokens_with_vision_trained_or_frozen() -> None:
+    trained, frozen = get_recipe("vlm-fast"), get_recipe("vlm-fast-freeze-vision")
+    for recipe in (trained, frozen):
+        assert recipe.policy.head.type == "token"
+        assert recipe.policy.head.options == {"tokenizer": "fast", "vocab_size": 1024}
+        assert recipe.policy.chunk_size == 4 and recipe.train == get_recipe("vlm4vla").train
+    assert (trained.name, trained.policy.freeze_vision) == ("vlm-fast", False)
+    assert (frozen.name, frozen.policy.freeze_vision) == ("vlm-fast-freeze-vision", True)
+
+
 def test_override_dotted_keys_and_roundtrip() -> None:
     recipe = get_recipe("vlm4vla").override(
         {"policy.chunk_size": 8, "policy.head.options.mlp_width": 64, "policy.lora.r": 4, "train.lr": 1e-4}

@@ -21,6 +21,8 @@ RECIPES = PartRegistry(
         "vlm4vla-scratch": "vlaworks.recipes.vlm4vla:vlm4vla_scratch",
         "vlm4vla-freeze-vision": "vlaworks.recipes.vlm4vla:vlm4vla_freeze_vision",
         "vlm4vla-freeze-embeddings": "vlaworks.recipes.vlm4vla:vlm4vla_freeze_embeddings",
+        "vlm-fast": "vlaworks.recipes.vlm4vla:vlm_fast",
+        "vlm-fast-freeze-vision": "vlaworks.recipes.vlm4vla:vlm_fast_freeze_vision",
         "openvla": "vlaworks.recipes.openvla:openvla_base",
         "openvla+D": "vlaworks.recipes.openvla:openvla_d",
         "openvla+S": "vlaworks.recipes.openvla:openvla_s",

@@ -7,6 +7,12 @@ chunk 4, lr 5e-5, global batch 512; CALVIN uses chunk 10, lr 2e-5, global batch 
 global batch is split over 8 processes as in the paper (``batch_size`` is per process).
 Ablations (section 4.3, appendix A.2.5): frozen vision encoder, frozen word embeddings,
 training from scratch.
+
+``vlm-fast`` is the VLM fine-tuning task of section 4.4 / Table 4 that injects action
+knowledge before VLA training: the VLM writes the chunk as FAST tokens (DCT + BPE fitted
+on the dataset's actions) through its own LM head, with the vision encoder trained or
+frozen (``vlm-fast-freeze-vision``). It is a policy in its own right (a FAST token head);
+``vlaworks export-backbone`` then hands its VLM to ``vlm4vla --backbone``.
 """
 
 from __future__ import annotations
@@ -97,3 +103,26 @@ vlm4vla_freeze_embeddings = _variant(
     "Section 4.3 ablation: the LM word embeddings stay frozen (the action query still trains).",
     freeze_word_embeddings=True,
 )
+
+
+def vlm_fast(
+    backbone: str = DEFAULT_BACKBONE,
+    setting: Setting = "libero",
+    *,
+    camera: str = "base",
+    image_size: int = 224,
+    freeze_vision: bool = False,
+    fast_vocab: int = 1024,
+) -> Recipe:
+    """Section 4.4 / Table 4: fine-tune the VLM to write action chunks as FAST tokens."""
+    recipe = vlm4vla(backbone, setting, camera=camera, image_size=image_size, freeze_vision=freeze_vision)
+    recipe.policy.head = PartSpec("token", {"tokenizer": "fast", "vocab_size": fast_vocab})
+    recipe.name = "vlm-fast-freeze-vision" if freeze_vision else "vlm-fast"
+    vision = "vision encoder frozen" if freeze_vision else "vision encoder trained"
+    recipe.description = f"FAST action-token fine-tuning of {backbone} ({setting} setting), {vision}"
+    return recipe
+
+
+def vlm_fast_freeze_vision(backbone: str = DEFAULT_BACKBONE, **options: Any) -> Recipe:
+    """Table 4's "Freeze Vision FT": FAST action-token fine-tuning of the LLM only."""
+    return vlm_fast(backbone, freeze_vision=True, **options)

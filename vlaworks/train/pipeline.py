@@ -27,8 +27,8 @@ from typing import Any
 from vlaworks.data.dataset import WindowDataset, collate_windows
 from vlaworks.data.lerobot import LeRobotDataset
 from vlaworks.data.normalize import Normalizer
-from vlaworks.models.checkpoint import save_policy, write_policy_files
-from vlaworks.models.policy import VLAPolicy, build_policy
+from vlaworks.models.checkpoint import load_policy, save_policy, write_policy_files
+from vlaworks.models.policy import DUAL_ENCODER_OPTION, VLAPolicy, build_policy
 from vlaworks.recipes import Recipe, get_recipe
 from vlaworks.recipes.training import prepare_policy, training_source
 from vlaworks.train.config import TrainResult
@@ -141,3 +141,20 @@ def resolve_policy_dir(path: Path) -> Path:
         if (candidate / "config.json").exists():
             return candidate.resolve()
     return path
+
+
+def export_backbone(policy: Path, out: Path) -> Path:
+    """Write the backbone of a trained policy (run or policy folder) as a backbone folder
+    that any recipe starts from with ``--backbone out``: the hand-off of two-stage recipes
+    such as seed 003's FAST action-token fine-tuning of the VLM before VLA training."""
+    trained = load_policy(resolve_policy_dir(policy))
+    config = trained.config
+    if config.backbone_options.get(DUAL_ENCODER_OPTION):
+        raise ValueError(
+            f"{policy} has a dual vision encoder (frozen copy + trained copy); a backbone folder holds "
+            "one encoder. Export from a policy trained without dual_encoder."
+        )
+    if config.lora.enabled:
+        raise ValueError(f"{policy} was trained with LoRA adapters; export needs full fine-tuning weights.")
+    trained.backbone.save_pretrained(str(out))
+    return Path(out)
