@@ -105,6 +105,8 @@ def test_fast_finetuning_hands_its_vlm_to_vla_training(dataset, tmp_path):
     _ok(["train", "--recipe", "vlm-fast-freeze-vision", *small, "--backbone", "prismatic-tiny",
          "--out", str(fast_run), "--steps", "2", "--set", "policy.chunk_size=4",
          "--set", "policy.head.options.vocab_size=128"])
+    fit = json.loads((fast_run / "tokenizer_fit.json").read_text())
+    assert fit["mean_abs_error"] > 0 and fit["tokens_per_chunk"] >= 1
     fast = load_policy(resolve_policy_dir(fast_run))
     assert fast.config.head.options["tokenizer"] == "fast" and fast.config.freeze_vision
     assert "backbone at" in _ok(["export-backbone", "--policy", str(fast_run), "--out", str(vlm)])

@@ -159,11 +159,15 @@ def test_prepare_fits_a_fast_head_on_the_window_chunks(tmp_path: Path) -> None:
     recipe = tiny("openvla").override({"policy.head": {"type": "token", "options": {"tokenizer": "fast"}}})
     assert recipe.policy.head == PartSpec("token", {"tokenizer": "fast"})
     policy = build_policy(recipe.policy, normalizer)
-    assert prepare_policy(policy, windows)
+    report = prepare_policy(policy, windows)
+    assert report["chunks"] == len(chunks) and report["vocab_size"] == policy.head.tokenizer.n_symbols
+    # DCT quantisation at scale 10 codes each coefficient to within 0.05: a small, non-zero error
+    assert 0 < report["mean_abs_error"] <= report["max_abs_error"] < 0.5
+    assert 1 <= report["tokens_per_chunk"] <= CHUNK * 7
     loss, _ = policy(collate_windows([windows[0], windows[1]]))
     assert torch.isfinite(loss)
     bins = build_policy(tiny("openvla").policy, normalizer)
-    assert not prepare_policy(bins, windows)
+    assert prepare_policy(bins, windows) is None
 
 
 def test_cotraining_runs_through_the_trainer_and_resumes(tmp_path: Path) -> None:

@@ -67,12 +67,17 @@ def action_chunks(windows: WindowDataset, max_chunks: int = 4096, seed: int = 0)
     return out
 
 
-def prepare_policy(policy: VLAPolicy, windows: WindowDataset, max_chunks: int = 4096, seed: int = 0) -> bool:
-    """Fit the policy's data-dependent parts on ``windows``' action chunks before training;
-    returns whether anything was fitted."""
+def prepare_policy(
+    policy: VLAPolicy, windows: WindowDataset, max_chunks: int = 4096, seed: int = 0
+) -> dict[str, float] | None:
+    """Fit the policy's data-dependent parts on ``windows``' action chunks before training.
+    Returns the tokenizer's fit report on those chunks (FAST: reconstruction error, tokens
+    per chunk; see ``FastTokenizer.fit_report``), or ``None`` when nothing was fitted."""
     if not needs_fitting(policy):
-        return False
-    return policy.prepare(action_chunks(windows, max_chunks, seed))
+        return None
+    chunks = action_chunks(windows, max_chunks, seed)
+    policy.prepare(chunks)
+    return policy.head.tokenizer.fit_report(chunks)
 
 
 def vl_dataset_for(recipe: Recipe, cache: str | Path | None = None) -> VLDataset:

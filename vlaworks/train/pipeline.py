@@ -12,6 +12,7 @@ and the resumable trainer. A run folder holds::
     RUN/checkpoints/step-N/      resumable trainer checkpoints (each also a loadable policy)
     RUN/policy/                  the final policy (config, safetensors, normaliser, tokenizer)
     RUN/vl_cotrain.npz           rendered vision-language samples (co-training recipes only)
+    RUN/tokenizer_fit.json       a fitted (FAST) tokenizer's reconstruction error and tokens per chunk
 
 Running the same command again resumes from ``RUN/checkpoints/latest``.
 """
@@ -117,7 +118,9 @@ def train_policy(
     train_cfg = recipe.train_config(out, **(train_overrides or {}))
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")
-    prepare_policy(policy, windows, seed=train_cfg.seed)
+    fit = prepare_policy(policy, windows, seed=train_cfg.seed)
+    if fit is not None:
+        (out / "tokenizer_fit.json").write_text(json.dumps(fit, indent=1) + "\n")
     source = training_source(
         recipe, windows, collate_windows, train_cfg.batch_size, seed=train_cfg.seed,
         vl_cache=out / "vl_cotrain.npz",

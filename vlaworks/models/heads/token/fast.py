@@ -119,6 +119,23 @@ class FastTokenizer(ActionTokenizer):
         self._bpe = bpe
         return self
 
+    def fit_report(self, chunks: np.ndarray) -> dict[str, float]:
+        """How well this fitted tokenizer codes ``chunks`` ``[N, T, D]`` (normalised units):
+        mean and max absolute reconstruction error of decode(encode(chunk)) and the mean
+        number of tokens per chunk (against ``T * D`` for bins)."""
+        chunks = np.asarray(chunks, dtype=np.float32)
+        if chunks.ndim != 3 or len(chunks) == 0:
+            raise ValueError(f"fit_report expects [N, T, D] chunks with N >= 1; got {chunks.shape}.")
+        codes = [self.encode(c) for c in chunks]
+        errors = np.abs(np.stack([self.decode(t, self.chunk, self.action_dim) for t in codes]) - chunks)
+        return {
+            "chunks": len(chunks),
+            "mean_abs_error": float(errors.mean()),
+            "max_abs_error": float(errors.max()),
+            "tokens_per_chunk": float(np.mean([len(t) for t in codes])),
+            "vocab_size": self.n_symbols,
+        }
+
     @property
     def bpe(self) -> Tokenizer:
         if self._bpe is None:
