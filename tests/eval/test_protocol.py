@@ -13,6 +13,7 @@ from vlaworks.eval.protocol import (
     representation_table,
     run_protocol,
 )
+from vlaworks.models.backbones import build_backbone
 from vlaworks.sim.generate import generate
 
 
@@ -37,11 +38,15 @@ def test_config_rejects_unknown_recipe_and_condition(tmp_path):
 def test_protocol_trains_each_recipe_once_and_evaluates_every_condition(tmp_path, one_thread):
     data = tmp_path / "data"
     generate(["object"], episodes=2, out=data, image_size=32)
+    # a backbone folder (as `vlaworks pretrain` writes): "before" is then exactly what training started from
+    vlm = tmp_path / "vlm"
+    build_backbone("prismatic-tiny", image_size=32, patch_size=16).save_pretrained(str(vlm))
     cfg = ProtocolConfig(
         recipes=("openvla", "openvla+D"),
         data=data,
         suite="object",
         out=tmp_path / "cmp",
+        backbone=str(vlm),
         conditions=("clean", "masked"),
         image_size=32,
         patch_size=16,
