@@ -276,6 +276,10 @@ def compare(
     parallel: Annotated[int, typer.Option(help="Recipes trained and evaluated at once.")] = 1,
     mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16")] = "no",
     seed: int = 0,
+    heldout: Annotated[
+        Path | None,
+        typer.Option(help="Demonstrations no recipe trains on: adds each policy's open-loop action error."),
+    ] = None,
     probes: Annotated[
         int,
         typer.Option(help="Per recipe, also run linear probes and N held-out VQA questions (0: off)."),
@@ -314,6 +318,7 @@ def compare(
         parallel=parallel,
         mixed_precision=mixed_precision,
         seed=seed,
+        heldout=heldout,
         probes=probes,
         recipe_overrides=overrides,
     )

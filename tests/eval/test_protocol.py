@@ -56,12 +56,14 @@ def test_protocol_trains_each_recipe_once_and_evaluates_every_condition(tmp_path
         eval_episodes=1,
         tasks=("red_cube_in_bowl",),
         envs_per_worker=1,
+        heldout=data,  # the training data itself here: only the plumbing is under test
         probes=2,
     )
     results = run_protocol(cfg)
     assert list(results) == ["openvla", "openvla+D"]
     for name, per in results.items():
-        assert set(per) == {"train", "clean", "masked", "probe", "vqa"}
+        assert set(per) == {"train", "clean", "masked", "offline", "probe", "vqa"}
+        assert 0 <= per["offline"]["gripper_agreement"] <= 1 and per["offline"]["steps"] > 0
         assert set(per["vqa"]) == {"before", "after"}
         assert per["masked"]["perturbations"] == list(CONDITIONS["masked"])
         assert per["clean"]["perturbations"] == []
@@ -72,7 +74,7 @@ def test_protocol_trains_each_recipe_once_and_evaluates_every_condition(tmp_path
     dual = json.loads((tmp_path / "cmp" / "runs" / "openvla+D" / "recipe.json").read_text())
     assert dual["policy"]["backbone_options"]["dual_encoder"] is True  # shared overrides keep the switch
     table = (tmp_path / "cmp" / "table.md").read_text()
-    assert "| openvla+D |" in table and "| clean | masked |" in table
+    assert "| openvla+D |" in table and "| clean | masked | final loss | held-out L1" in table
     # the frozen half of the dual encoder probes exactly as the backbone it was copied from
     probe = results["openvla+D"]["probe"]
     assert probe["after"]["frozen"] == probe["before"]["vision"]

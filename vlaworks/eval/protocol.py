@@ -16,6 +16,10 @@ column per condition) and ``OUT/results.json``; each recipe keeps its own run fo
 ``OUT/runs/<recipe>`` (resumable) and reports ``OUT/eval/<recipe>/<condition>``. With
 ``parallel > 1`` recipes run in that many spawned processes (one GPU serves them all).
 
+With ``heldout`` (a dataset of demonstrations none of the recipes trained on) the table
+gains each policy's open-loop action error there (``vlaworks.eval.offline``), a score
+that still ranks recipes where closed-loop success is at the floor.
+
 With ``probes > 0`` every trained policy also gets seed 004's representation measurements
 (Fig. 4-5) against the backbone it started from: a linear probe of its vision features
 (object kind and colour; a dual encoder's frozen and trained halves separately) and VQA
@@ -77,6 +81,7 @@ class ProtocolConfig:
     device: str | None = None
     mixed_precision: str = "no"
     seed: int = 0
+    heldout: Path | None = None
     probes: int = 0
     recipe_overrides: dict = field(default_factory=dict)
 
@@ -133,6 +138,10 @@ def run_recipe(cfg: ProtocolConfig, name: str) -> dict[str, dict]:
             quiet=True,
         )
         results[condition] = result.to_dict()
+    if cfg.heldout is not None:
+        from vlaworks.eval.offline import action_error
+
+        results["offline"] = action_error(run.policy_dir, cfg.heldout)
     if cfg.probes:
         results.update(representation(run.policy_dir, out / "probe" / name, cfg.probes, cfg.image_size))
     return results
@@ -173,12 +182,22 @@ def representation_table(results: dict[str, dict[str, dict]]) -> str:
 
 
 def protocol_table(results: dict[str, dict[str, dict]], conditions: Sequence[str]) -> str:
-    """Markdown: one row per recipe, success % [95 % CI] (n) per condition, and final train loss."""
-    head = "| recipe | " + " | ".join(conditions) + " | final loss |"
-    lines = [head, "|" + "---|" * (len(conditions) + 2)]
+    """Markdown: one row per recipe, success % [95 % CI] (n) per condition, the final train
+    loss and, when measured, the held-out open-loop error (translation / rotation L1, gripper
+    sign agreement %)."""
+    offline = all("offline" in per for per in results.values())
+    extra = ["final loss"] + (["held-out L1 xyz / rot, gripper %"] if offline else [])
+    head = "| recipe | " + " | ".join([*conditions, *extra]) + " |"
+    lines = [head, "|" + "---|" * (len(conditions) + len(extra) + 1)]
     for name, per in results.items():
         cells = [rate_cell(EvalResult.from_dict(per[c]).overall()) for c in conditions]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {per['train']['final_loss']:.4f} |")
+        cells.append(f"{per['train']['final_loss']:.4f}")
+        if offline:
+            o = per["offline"]
+            cells.append(
+                f"{o['translation_l1']:.3f} / {o['rotation_l1']:.3f}, {100 * o['gripper_agreement']:.1f}"
+            )
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -202,6 +221,7 @@ def run_protocol(cfg: ProtocolConfig) -> dict[str, dict[str, dict]]:
         + f"Shared settings: {cfg.backbone}, cameras {list(cfg.cameras)}, {cfg.image_size} px, "
         f"patch {cfg.patch_size}, chunk {cfg.chunk}, {cfg.steps} steps x batch {cfg.batch_size}, "
         f"lr {cfg.lr}, seed {cfg.seed}; data {cfg.data}.\n"
+        + (f"Held-out open-loop error on {cfg.heldout} (normalised units).\n" if cfg.heldout else "")
     )
     if cfg.probes:
         (out / "representation.md").write_text(
