@@ -176,3 +176,12 @@ def test_run_probe_comparison_from_a_checkpoint_writes_the_report(dual_policy, t
     assert result["after"]["frozen"] == result["after"]["trained"]
     text = (tmp_path / "probe.md").read_text()
     assert "| frozen | kind |" in text and "| reference | pixels | kind |" in text
+
+
+def test_starting_features_is_the_vision_set_else_the_only_one():
+    from vlaworks.eval.probes import starting_features
+
+    assert starting_features({"vision": {"kind": 0.5}, "other": {"kind": 0.1}}) == {"kind": 0.5}
+    assert starting_features({"projected": {"kind": 0.3}}) == {"kind": 0.3}
+    with pytest.raises(ValueError, match="'before' is empty"):
+        compare_probes({}, {"vision": {"kind": 0.5}})

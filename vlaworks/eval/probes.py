@@ -393,15 +393,22 @@ def probe_rows(label: str, result: dict[str, dict[str, float]]) -> list[ProbeRow
     ]
 
 
+def starting_features(before: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The probe accuracies of the encoder every feature set of a trained policy started
+    from: ``before``'s ``vision`` set, else its only one (a dual encoder's halves are both
+    copies of it)."""
+    if not before:
+        raise ValueError("Probe result 'before' is empty; probe the initial backbone first.")
+    return before.get("vision", next(iter(before.values())))
+
+
 def compare_probes(
     before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
 ) -> list[dict[str, Any]]:
     """Before / after VLA training, per (feature set, task) of ``after``: both accuracies and
     the change. A feature set absent before (a dual encoder's halves) is compared with the
     only (or ``vision``) set of ``before``, which is what both halves started from."""
-    if not before:
-        raise ValueError("compare_probes got an empty 'before' result.")
-    fallback = before.get("vision", next(iter(before.values())))
+    fallback = starting_features(before)
     rows = []
     for features, tasks in after.items():
         reference = before.get(features, fallback)

@@ -162,6 +162,8 @@ def representation(policy_dir: Path, out: Path, questions: int, image_size: int)
 def representation_table(results: dict[str, dict[str, dict]]) -> str:
     """Markdown: per recipe, VQA accuracy and linear-probe accuracy (object kind, colour)
     before -> after VLA training; a dual encoder's frozen half is shown apart."""
+    from vlaworks.eval.probes import starting_features
+
     tasks = ("kind", "color")
     head = ["VQA"] + [f"{t} probe" for t in tasks] + [f"{t} probe, frozen half" for t in tasks]
     lines = ["| recipe | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
@@ -171,7 +173,7 @@ def representation_table(results: dict[str, dict[str, dict]]) -> str:
 
     for name, per in results.items():
         vqa, before, after = per["vqa"], per["probe"]["before"], per["probe"]["after"]
-        start = before.get("vision", next(iter(before.values())))
+        start = starting_features(before)
         trained = after.get("trained", after.get("vision", next(iter(after.values()))))
         frozen = after.get("frozen", {})
         cells = [f"{pct(vqa['before']['overall'])} -> {pct(vqa['after']['overall'])}"]
