@@ -2,9 +2,11 @@
 
 One item is one frame ``t`` of one episode: the current images of the chosen cameras,
 the instruction, the (normalised) state at ``t`` and the (normalised) action chunk
-``a[t : t + chunk]``. Past the episode end the chunk is padded by repeating the last
-real action (so a policy that executes a whole chunk holds the final command, e.g. the
-gripper stays closed) and ``action_mask`` is False there, so losses ignore the padding.
+``a[t : t + chunk]``; with ``augment`` (training only) the views are randomly shifted /
+colour-jittered under the sampler's per-sample seed. Past the episode end the chunk is
+padded by repeating the last real action (so a policy that executes a whole chunk holds
+the final command, e.g. the gripper stays closed) and ``action_mask`` is False there, so
+losses ignore the padding.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from vlaworks.batch import Batch
+from vlaworks.data.augment import AugmentOptions, augment_views
 from vlaworks.data.lerobot import LeRobotDataset
 from vlaworks.data.normalize import Normalizer
 
@@ -52,6 +55,7 @@ class WindowDataset(Dataset):
         normalizer: Normalizer | None = None,
         with_state: bool = True,
         image_size: int | None = None,
+        augment: AugmentOptions | None = None,
     ) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1; got {chunk}.")
@@ -63,6 +67,7 @@ class WindowDataset(Dataset):
         self.chunk = int(chunk)
         self.with_state = with_state
         self.image_size = image_size
+        self.augment = augment if augment is not None and augment.enabled else None
         needed = [ACTION_KEY] + ([STATE_KEY] if with_state else [])
         absent = [k for k in needed if k not in ds.features]
         if absent:
@@ -97,6 +102,8 @@ class WindowDataset(Dataset):
                 "pass image_size to resize them to a common square size."
             )
         images = torch.stack(views)
+        if self.augment is not None:
+            images = augment_views(images, self.augment)
         actions = ep[ACTION_KEY]
         length = len(actions)
         stop = min(t + self.chunk, length)

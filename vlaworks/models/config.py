@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from vlaworks.data.augment import AugmentOptions
+
 NormaliserMode = Literal["q99", "meanstd", "minmax"]
 
 #: Linear layer names of the LM blocks of Llama / Qwen / Gemma style decoders.
@@ -59,8 +61,10 @@ class PolicyConfig:
     ``cameras`` are the views fed to the backbone, in order (names of the env's
     ``observation["images"]`` keys); images are resized to ``image_size`` square before the
     backbone sees them. ``use_state`` feeds the normalised proprio state to the parts that
-    read it (e.g. a ``proprio`` token source). ``from_scratch`` re-initialises every
-    backbone weight (seed 003's lower-bound baseline).
+    read it (e.g. a ``proprio`` token source); its ``state_dim`` is read from the dataset at
+    training when left unset. ``from_scratch`` re-initialises every
+    backbone weight (seed 003's lower-bound baseline). ``augment`` names the image
+    augmentations training applies (``vlaworks.data.augment``; never at inference).
     """
 
     backbone: str
@@ -76,6 +80,7 @@ class PolicyConfig:
     state_dim: int | None = None
     normaliser_mode: NormaliserMode = "q99"
     lora: LoraOptions = field(default_factory=LoraOptions)
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
     freeze_vision: bool = False
     freeze_word_embeddings: bool = False
     freeze_backbone: bool = False
@@ -88,8 +93,8 @@ class PolicyConfig:
             raise ValueError(f"PolicyConfig.action_dim must be >= 2 (pose + gripper); got {self.action_dim}.")
         if not self.cameras:
             raise ValueError("PolicyConfig.cameras is empty; name at least one camera, e.g. ('base',).")
-        if self.use_state and (self.state_dim is None or self.state_dim < 1):
-            raise ValueError("PolicyConfig.use_state=True needs state_dim (the proprio vector length).")
+        if self.state_dim is not None and self.state_dim < 1:
+            raise ValueError(f"PolicyConfig.state_dim must be >= 1 (proprio length); got {self.state_dim}.")
         if self.normaliser_mode not in ("q99", "meanstd", "minmax"):
             raise ValueError(
                 f"PolicyConfig.normaliser_mode must be q99, meanstd or minmax; got {self.normaliser_mode!r}."
@@ -112,6 +117,9 @@ class PolicyConfig:
         if "lora" in data:
             _check_keys(LoraOptions, data["lora"], "PolicyConfig.lora")
             data["lora"] = LoraOptions(**data["lora"])
+        if "augment" in data:
+            _check_keys(AugmentOptions, data["augment"], "PolicyConfig.augment")
+            data["augment"] = AugmentOptions(**data["augment"])
         return cls(**data)
 
     def save(self, path: str | Path) -> None:

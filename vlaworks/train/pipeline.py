@@ -114,6 +114,7 @@ def train_policy(
         normalizer=normalizer,
         with_state=config.use_state,
         image_size=config.image_size,
+        augment=config.augment,
     )
     train_cfg = recipe.train_config(out, **(train_overrides or {}))
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,61 @@
+"""Training-time image augmentation: seeded per sample, shape-preserving, off at inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vlaworks.data.augment import AugmentOptions, augment_views, random_shift
+from vlaworks.data.dataset import WindowDataset
+from vlaworks.data.lerobot import LeRobotDataset
+from vlaworks.train.sampler import load_sample
+
+
+@pytest.fixture
+def dataset(write_dataset):
+    root, _ = write_dataset(lengths=(6, 9))
+    return LeRobotDataset(root)
+
+
+def test_shift_is_a_translated_copy_with_replicated_border() -> None:
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.int64).remainder(251).to(torch.uint8).view(2, 3, 8, 8)
+    torch.manual_seed(0)
+    out = random_shift(images, 2)
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    padded = torch.nn.functional.pad(images.float(), (2, 2, 2, 2), mode="replicate").to(torch.uint8)
+    for v in range(2):  # each view equals some crop of its padded image
+        crops = [padded[v, :, y : y + 8, x : x + 8] for y in range(5) for x in range(5)]
+        assert any(torch.equal(out[v], c) for c in crops)
+
+
+def test_augmentation_is_seeded_per_sample(dataset) -> None:
+    windows = WindowDataset(dataset, chunk=2, augment=AugmentOptions(shift=4, brightness=0.2, contrast=0.2))
+    a = load_sample(windows, ("robot", 3, 1234))["images"]
+    b = load_sample(windows, ("robot", 3, 1234))["images"]
+    c = load_sample(windows, ("robot", 3, 999))["images"]
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    plain = WindowDataset(dataset, chunk=2)[3]["images"]
+    assert not torch.equal(a, plain)
+
+
+def test_no_augmentation_returns_exact_frames(dataset) -> None:
+    windows = WindowDataset(dataset, chunk=2, augment=AugmentOptions())
+    assert windows.augment is None
+    item = load_sample(windows, ("robot", 7, 5))
+    frame = dataset.episode(1)["observation.images.base"][1]
+    np.testing.assert_array_equal(item["images"][0].permute(1, 2, 0).numpy(), frame)
+
+
+def test_colour_jitter_keeps_uint8_range() -> None:
+    torch.manual_seed(1)
+    images = torch.full((2, 3, 4, 4), 250, dtype=torch.uint8)
+    out = augment_views(images, AugmentOptions(brightness=0.5, contrast=0.5))
+    assert out.dtype == torch.uint8 and out.shape == images.shape and int(out.max()) <= 255
+
+
+@pytest.mark.parametrize("bad", [{"shift": -1}, {"brightness": 1.0}, {"contrast": -0.1}])
+def test_bad_options_are_rejected(bad) -> None:
+    with pytest.raises(ValueError, match="augment"):
+        AugmentOptions(**bad)
