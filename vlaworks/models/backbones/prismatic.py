@@ -13,6 +13,7 @@ seed 004, and ``"simple"`` ``"{instruction}\\n"`` (seed 003's plain style).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -54,6 +55,7 @@ class PrismaticBackbone(NativeBackbone):
         llm: nn.Module,
         tokenizer: Any,
         prompt_scheme: str = "openvla",
+        token_merge: int = 1,
     ) -> None:
         if prompt_scheme not in PROMPTS:
             raise ValueError(
@@ -68,7 +70,19 @@ class PrismaticBackbone(NativeBackbone):
             nn.GELU(),
             nn.Linear(self.hidden_size, self.hidden_size),
         )
+        grid = math.isqrt(featurizer.num_patches)
+        if token_merge < 1 or grid % token_merge:
+            raise ValueError(
+                f"token_merge must be >= 1 and divide the {grid} x {grid} patch grid; got {token_merge}."
+            )
+        self.token_merge = int(token_merge)
+        #: Qwen2-VL-style patch merger: each k x k block of projected patches -> one LM token
+        self.merger = (
+            nn.Linear(self.hidden_size * token_merge**2, self.hidden_size) if token_merge > 1 else None
+        )
         self.projector.to(llm.dtype)
+        if self.merger is not None:
+            self.merger.to(llm.dtype)
         self._image_id = int(tokenizer.pad_token_id)
 
     # ----- construction ------------------------------------------------------------------
@@ -80,6 +94,8 @@ class PrismaticBackbone(NativeBackbone):
         patch_size: int = 16,
         prompt_scheme: str = "openvla",
         vision: str = "dinosiglip",
+        token_merge: int = 1,
+        attn_implementation: str = "sdpa",
         **_: Any,
     ) -> PrismaticBackbone:
         """Random-init small model: LM hidden 128 x 4 layers, towers hidden 64 x 2 layers.
@@ -88,6 +104,9 @@ class PrismaticBackbone(NativeBackbone):
         patch_size)^2`` per view): small images of small objects want small patches.
         ``vision="efficientnet"`` uses the pretrained EfficientNet-lite0 tower instead, read at
         stride 8 from the image resized to ``grid x 8`` px (the same token grid).
+        ``token_merge=k`` merges each k x k block of projected patches into one LM token
+        (concatenated, then a linear layer, as Qwen2-VL's patch merger): the towers keep
+        their fine patches while the LM reads k² times fewer image tokens.
         """
         tok = build_tiny_tokenizer()
         if vision == "efficientnet":
@@ -96,7 +115,9 @@ class PrismaticBackbone(NativeBackbone):
             if image_size % patch_size:
                 raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}.")
             effnet = partial(EfficientNetFeaturizer, (image_size // patch_size) * 8, 8)
-            return cls._assemble(effnet, _tiny_llm_config(tok), tok, prompt_scheme)
+            return cls._assemble(
+                effnet, _tiny_llm_config(tok), tok, prompt_scheme, attn_implementation, token_merge
+            )
         if vision != "dinosiglip":
             raise ValueError(f"Unknown prismatic vision {vision!r}; use 'dinosiglip' or 'efficientnet'.")
         dino = Dinov2Config(
@@ -116,7 +137,11 @@ class PrismaticBackbone(NativeBackbone):
             patch_size=patch_size,
         )
         featurizer = partial(DinoSigLIPFeaturizer.from_configs, dino, siglip)
-        return cls._assemble(featurizer, _tiny_llm_config(tok), tok, prompt_scheme)
+        for tower in (dino, siglip):
+            tower._attn_implementation = attn_implementation
+        return cls._assemble(
+            featurizer, _tiny_llm_config(tok), tok, prompt_scheme, attn_implementation, token_merge
+        )
 
     @classmethod
     def _assemble(
@@ -126,11 +151,12 @@ class PrismaticBackbone(NativeBackbone):
         tok: Any,
         prompt_scheme: str,
         attn_implementation: str = "sdpa",
+        token_merge: int = 1,
     ) -> PrismaticBackbone:
         """Random-init LM from ``llm_cfg``, then the vision tower (this order fixes what a seed draws)."""
         llm_cfg._attn_implementation = attn_implementation
         llm = AutoModelForCausalLM.from_config(llm_cfg)
-        return cls(featurizer(), llm, tok, prompt_scheme)
+        return cls(featurizer(), llm, tok, prompt_scheme, token_merge)
 
     @classmethod
     def from_components(
@@ -163,6 +189,7 @@ class PrismaticBackbone(NativeBackbone):
         meta: dict[str, Any] = {
             "family": self.family,
             "prompt_scheme": self.prompt_scheme,
+            "token_merge": self.token_merge,
             "llm": self.llm.config.to_dict(),
         }
         feat = self.featurizer
@@ -196,7 +223,8 @@ class PrismaticBackbone(NativeBackbone):
         else:
             dino, siglip = Dinov2Config(**meta["dinov2"]), SiglipVisionConfig(**meta["siglip"])
             featurizer = partial(DinoSigLIPFeaturizer.from_configs, dino, siglip)
-        model = cls._assemble(featurizer, llm_cfg, tok, scheme, attn_implementation)
+        merge = int(meta.get("token_merge", 1))
+        model = cls._assemble(featurizer, llm_cfg, tok, scheme, attn_implementation, merge)
         load_model(model, str(Path(path) / "model.safetensors"))
         return model.to(dtype) if dtype is not None else model
 
@@ -204,7 +232,8 @@ class PrismaticBackbone(NativeBackbone):
     def prompt(self, instruction: str, n_views: int) -> list[Piece]:
         bos = self._tokenizer.bos_token_id
         pieces = [Piece((bos,))] if bos is not None else []
-        pieces.append(Piece((self._image_id,) * (self.featurizer.num_patches * n_views), kind="image"))
+        per_view = self.featurizer.num_patches // self.token_merge**2
+        pieces.append(Piece((self._image_id,) * (per_view * n_views), kind="image"))
         text = PROMPTS[self.prompt_scheme].format(instruction=instruction.strip().rstrip(".?!").lower())
         pieces.append(Piece(self.text_ids(text)))
         return pieces
@@ -213,6 +242,8 @@ class PrismaticBackbone(NativeBackbone):
         b, v = images.shape[:2]
         feats = self.featurizer.features(images.flatten(0, 1))
         proj = self.projector(feats.to(self.projector[0].weight.dtype))
+        if self.merger is not None:
+            proj = self.merger(merge_patches(proj, self.token_merge))
         return proj.reshape(b, v * proj.shape[1], proj.shape[2]), {}
 
     def run_lm(self, embeds, mask, position_ids, past, use_cache, output_hidden_states, ctx) -> LMResult:
@@ -227,6 +258,15 @@ class PrismaticBackbone(NativeBackbone):
 
     def vision_modules(self) -> list[nn.Module]:
         return [self.featurizer]
+
+
+def merge_patches(tokens: torch.Tensor, k: int) -> torch.Tensor:
+    """``[N, g*g, C]`` row-major patch tokens -> ``[N, (g/k)^2, k*k*C]``: each k x k block's
+    tokens concatenated on channels (row-major inside the block), blocks in row-major order."""
+    n, p, c = tokens.shape
+    g = math.isqrt(p)
+    x = tokens.view(n, g // k, k, g // k, k, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, (g // k) ** 2, k * k * c)
 
 
 def _tiny_llm_config(tok: Any) -> Any:
