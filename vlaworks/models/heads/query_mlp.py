@@ -21,6 +21,8 @@ from vlaworks.models.config import PolicyConfig
 from vlaworks.models.heads.base import ActionHead
 
 QUERY_BLOCK = "action_query"
+#: pose losses of the head: seed 003's Huber, or L1 (OFT / ACT)
+POSE_LOSSES = ("huber", "l1")
 
 
 class QueryMLPHead(ActionHead):
@@ -34,12 +36,16 @@ class QueryMLPHead(ActionHead):
         *,
         mlp_width: int = 1024,
         huber_delta: float = 1.0,
+        pose_loss: str = "huber",
         gripper_weight: float = 1.0,
         query_init_std: float = 0.02,
     ) -> None:
         super().__init__()
         if hidden_size < 2:
             raise ValueError(f"QueryMLPHead needs hidden_size >= 2; got {hidden_size}.")
+        if pose_loss not in POSE_LOSSES:
+            raise ValueError(f"Unknown pose_loss {pose_loss!r}; use one of {list(POSE_LOSSES)}.")
+        self.pose_loss = pose_loss
         self.hidden_size = hidden_size
         self.chunk = chunk
         self.action_dim = action_dim
@@ -84,7 +90,9 @@ class QueryMLPHead(ActionHead):
             )
         pred = self.decode(out).float()
         mask = batch.action_mask.to(pred.device).float()
-        return action_loss(pred, batch.actions.float(), mask, self.huber_delta, self.gripper_weight)
+        return action_loss(
+            pred, batch.actions.float(), mask, self.huber_delta, self.gripper_weight, self.pose_loss
+        )
 
     @torch.no_grad()
     def predict(self, batch: Batch, backbone: Backbone, prefix: list[ExtraTokens]) -> torch.Tensor:
@@ -106,14 +114,19 @@ def action_loss(
     mask: torch.Tensor,
     huber_delta: float = 1.0,
     gripper_weight: float = 1.0,
+    pose_loss: str = "huber",
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Seed 003's Eq. 1 over the real (``mask``) steps of ``[B, T, D]`` chunks.
 
-    Pose: Huber per element, averaged over pose dimensions and real steps. Gripper: BCE on
-    the logit ``pred[..., -1]`` against ``target[..., -1] > 0``, averaged over real steps.
+    Pose: Huber per element (``pose_loss="l1"``: L1, as OpenVLA-OFT and ACT train), averaged
+    over pose dimensions and real steps. Gripper: BCE on the logit ``pred[..., -1]`` against
+    ``target[..., -1] > 0``, averaged over real steps.
     """
     steps = mask.sum().clamp(min=1.0)
-    pose = F.huber_loss(pred[..., :-1], target[..., :-1], reduction="none", delta=huber_delta)
+    if pose_loss == "l1":
+        pose = F.l1_loss(pred[..., :-1], target[..., :-1], reduction="none")
+    else:
+        pose = F.huber_loss(pred[..., :-1], target[..., :-1], reduction="none", delta=huber_delta)
     pose_loss = (pose.mean(-1) * mask).sum() / steps
     closed = (target[..., -1] > 0).float()
     bce = F.binary_cross_entropy_with_logits(pred[..., -1], closed, reduction="none")
