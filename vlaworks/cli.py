@@ -155,7 +155,9 @@ def evaluate(
     suite: Annotated[list[str], typer.Option(help="Suite(s) to evaluate.")],
     out: Annotated[Path, typer.Option(help="Report folder.")],
     episodes: Annotated[int, typer.Option(help="Episodes per task.")] = 10,
-    chunk_exec: Annotated[str, typer.Option(help="full | half | 1 (actions executed per chunk).")] = "full",
+    chunk_exec: Annotated[
+        str, typer.Option(help="full | half | 1 | ensemble[:M] (actions run per chunk; ensemble: ACT's).")
+    ] = "full",
     perturb: PerturbOpt = None,
     workers: int = 1,
     envs_per_worker: Annotated[int, typer.Option(help="Envs in lockstep per worker (batched).")] = 1,

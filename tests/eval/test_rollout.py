@@ -23,7 +23,9 @@ def _specs(n, task="toy/reach_far", record=False):
     return [EpisodeSpec("toy", task, k, episode_seed(0, task, k), record) for k in range(n)]
 
 
-@pytest.mark.parametrize(("mode", "stride"), [("full", 6), ("half", 3), ("1", 1), ("4", 4)])
+@pytest.mark.parametrize(
+    ("mode", "stride"), [("full", 6), ("half", 3), ("1", 1), ("4", 4), ("ensemble", 1), ("ensemble:0.1", 1)]
+)
 def test_chunk_modes_execute_the_right_number_of_actions_between_predictions(mode, stride):
     envs = [FakeReachEnv("toy", "toy/reach_far")]
     policy = StepRecordingPolicy(envs, chunk_size=6)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vlaworks.envs.base import ACTION_DIM
-from vlaworks.eval.chunking import actions_per_chunk
+from vlaworks.eval.chunking import TemporalEnsembler, actions_per_chunk, ensemble_decay, is_ensemble
 from vlaworks.eval.results import EpisodeResult
 from vlaworks.eval.video import tile_views, write_video
 
@@ -89,7 +89,8 @@ def run_episodes(
     Each round the policy sees the latest observation of every env (finished envs repeat
     their last one, so the batch keeps its size and row order) and returns a chunk per
     env; the first ``actions_per_chunk(chunk_exec, T)`` actions of each chunk are executed
-    in unfinished envs before the next prediction. An episode ends when the env reports
+    in unfinished envs before the next prediction (with ``"ensemble"``, one action per
+    prediction: the temporal ensemble of every chunk covering that step). An episode ends when the env reports
     success, ``terminated`` or ``truncated``, or after ``env.max_episode_steps`` steps.
     """
     if len(envs) != len(specs):
@@ -108,9 +109,15 @@ def run_episodes(
         [tile_views(obs["images"], env.camera_names)] if spec.record and video_root is not None else None
         for env, spec, obs in zip(envs, specs, observations, strict=True)
     ]
+    ensembler = TemporalEnsembler(n, ensemble_decay(chunk_exec)) if is_ensemble(chunk_exec) else None
     while not all(done):
         chunk = _check_chunk(policy.predict_chunk(list(observations)), n)
         steps = actions_per_chunk(chunk_exec, chunk.shape[1])
+        if ensembler is not None:
+            chunk = np.stack([
+                ensembler.action(i, length[i], chunk[i])[None] if not done[i] else chunk[i, :1]
+                for i in range(n)
+            ])
         for i in range(n):
             predictions[i] += not done[i]
         for j in range(steps):
