@@ -69,3 +69,29 @@ def test_train_config_from_recipe(tmp_path) -> None:
     assert (config.lr, config.batch_size, config.steps) == (5e-5, 64, 10)
     with pytest.raises(KeyError, match="unknown training key"):
         get_recipe("vlm4vla").train_config(tmp_path, learning_rate=1.0)
+
+
+def test_bc_cnn_is_the_plain_cnn_floor(tmp_path) -> None:
+    """bc-cnn trains through the common pipeline and reloads with identical actions."""
+    import numpy as np
+
+    from vlaworks.models.checkpoint import load_policy
+    from vlaworks.sim.generate import generate
+    from vlaworks.train.pipeline import build_recipe, train_policy
+
+    recipe = get_recipe("bc-cnn")
+    policy = recipe.policy
+    assert policy.backbone == "cnn" and policy.use_state
+    assert [s.type for s in policy.token_sources] == ["proprio"]
+    assert policy.augment.shift == 4 and policy.head.options["pose_loss"] == "l1"
+    with pytest.raises(ValueError, match="no VLM"):
+        get_recipe("bc-cnn", backbone="prismatic-tiny")
+    data = tmp_path / "data"
+    generate(["spatial"], episodes=2, out=data, seed=0, image_size=32)
+    run = train_policy(build_recipe("bc-cnn", overrides={"policy.image_size": 32}), data, tmp_path / "run",
+                       train_overrides={"steps": 2, "batch_size": 4, "warmup_steps": 0, "progress": False})
+    assert run.recipe.policy.state_dim == 7
+    obs = {"images": {"base": np.zeros((32, 32, 3), np.uint8), "wrist": np.ones((32, 32, 3), np.uint8)},
+           "state": np.zeros(7, np.float32), "instruction": "pick up the leftmost cube"}
+    reloaded = load_policy(run.policy_dir).predict_chunk([obs])
+    np.testing.assert_array_equal(reloaded, run.policy.predict_chunk([obs]))

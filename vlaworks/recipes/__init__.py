@@ -2,9 +2,9 @@
 
 Each entry is a builder returning a :class:`~vlaworks.recipes.base.Recipe`: VLM4VLA (seed
 003) and its ablations, OpenVLA and seed 004's D / S / C variants (``openvla``,
-``openvla+D`` ... ``openvla+``); later systems (PixelVLA, PokeVLA, OFT, pi0-flow) are more
-entries here. ``vlaworks.recipes.training`` joins a recipe's co-training mix and FAST
-fitting to the training data.
+``openvla+D`` ... ``openvla+``), and the non-VLA floor ``bc-cnn``; later systems
+(PixelVLA, PokeVLA, OFT, pi0-flow) are more entries here. ``vlaworks.recipes.training``
+joins a recipe's co-training mix and FAST fitting to the training data.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ RECIPES = PartRegistry(
         "openvla+DS": "vlaworks.recipes.openvla:openvla_ds",
         "openvla+SC": "vlaworks.recipes.openvla:openvla_sc",
         "openvla+": "vlaworks.recipes.openvla:openvla_plus",
+        "bc-cnn": "vlaworks.recipes.bc_cnn:bc_cnn",
     },
 )
 

@@ -5,6 +5,8 @@ registry name (``prismatic-tiny``, ``qwen2.5-vl-tiny``, ``qwen3-vl-tiny``,
 ``paligemma-tiny``, ``paligemma2-tiny``, ``kosmos2-tiny``, ``smolvlm-tiny``) or loads a
 checkpoint folder: one written by ``Backbone.save_pretrained`` or a real Hugging Face
 checkpoint of a supported family (Qwen2.5-VL, Qwen3-VL, PaliGemma 1/2, Kosmos-2, SmolVLM).
+``cnn`` is the plain CNN trunk of the ``bc-cnn`` floor (options ``views``, ``hidden_size``,
+``channels``).
 Options: ``prompt_scheme``, ``image_size`` (tiny only), ``attn_implementation``, ``dtype``.
 """
 
@@ -16,6 +18,8 @@ from typing import Any
 
 from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
 
+#: non-VLM trunks (behaviour-cloning floors), built from options only
+PLAIN_NAMES = ("cnn",)
 TINY_NAMES = (
     "prismatic-tiny",
     "qwen2.5-vl-tiny",
@@ -36,6 +40,10 @@ def build_backbone(name_or_path: str, **options: Any) -> Backbone:
 
     if isinstance(options.get("dtype"), str):
         options["dtype"] = getattr(torch, options["dtype"])
+    if name_or_path == "cnn":
+        from vlaworks.models.backbones.cnn import CNNBackbone
+
+        return CNNBackbone(**options)
     if name_or_path == "prismatic-tiny":
         model: Backbone = PrismaticBackbone.tiny(**options)
     elif name_or_path in TINY_NAMES:
@@ -47,11 +55,16 @@ def build_backbone(name_or_path: str, **options: Any) -> Backbone:
                 f"{name_or_path!r} is neither a registry name {TINY_NAMES} nor a checkpoint folder."
             )
         meta = path / META_FILE
-        if meta.exists() and json.loads(meta.read_text())["family"] == "prismatic":
+        family = json.loads(meta.read_text())["family"] if meta.exists() else None
+        if family == "prismatic":
             return PrismaticBackbone.from_pretrained(str(path), **options)
+        if family == "cnn":
+            from vlaworks.models.backbones.cnn import CNNBackbone
+
+            return CNNBackbone.from_pretrained(str(path))
         return hf_vlm.load_hf_backbone(str(path), **options)
     dtype = options.get("dtype")
     return model.to(dtype) if dtype is not None else model
 
 
-__all__ = ["TINY_NAMES", "Backbone", "BackboneOutput", "ExtraTokens", "build_backbone"]
+__all__ = ["PLAIN_NAMES", "TINY_NAMES", "Backbone", "BackboneOutput", "ExtraTokens", "build_backbone"]
