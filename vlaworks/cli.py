@@ -342,31 +342,24 @@ def recipes() -> None:
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for data, run and report.")] = Path("runs/demo"),
-    suite: str = "spatial",
-    layout: LayoutOpt = "fixed",
-    episodes: Annotated[int, typer.Option(help="Expert demonstrations to train on.")] = 120,
-    steps: Annotated[int, typer.Option(help="Training steps.")] = 2000,
-    eval_episodes: Annotated[int, typer.Option(help="Evaluation episodes per task.")] = 10,
-    workers: int = 2,
-    backbone: str = "prismatic-tiny",
-    seed: int = 0,
+    suite: Annotated[str | None, typer.Option(help="Task suite [default: spatial].")] = None,
+    layout: Annotated[str | None, typer.Option(help="fixed | random [default: fixed].")] = None,
+    episodes: Annotated[int | None, typer.Option(help="Expert demonstrations [default: 120].")] = None,
+    recipe: Annotated[str | None, typer.Option(help="Recipe [default: vlm4vla+proprio].")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps [default: 6000].")] = None,
+    eval_episodes: Annotated[int | None, typer.Option(help="Episodes per task [default: 10].")] = None,
+    chunk_exec: Annotated[str | None, typer.Option(help="full|half|1|ensemble [default: full].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Evaluation worker processes [default: 2].")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Backbone [default: prismatic-tiny].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of data, training, eval [default: 0].")] = None,
 ) -> None:
-    """Generate -> train (VLM4VLA on a tiny Prismatic VLM) -> evaluate -> report, on the CPU."""
+    """Generate -> train (VLM4VLA + proprio on a tiny Prismatic VLM) -> evaluate -> report, on the CPU."""
     from vlaworks.demo import DemoConfig, run_demo
 
-    run_demo(
-        DemoConfig(
-            out=out,
-            suite=suite,
-            layout=layout,
-            episodes=episodes,
-            steps=steps,
-            eval_episodes=eval_episodes,
-            workers=workers,
-            backbone=backbone,
-            seed=seed,
-        )
-    )
+    given = dict(suite=suite, layout=layout, episodes=episodes, recipe=recipe, steps=steps,
+                 eval_episodes=eval_episodes, chunk_exec=chunk_exec, workers=workers, backbone=backbone,
+                 seed=seed)
+    run_demo(DemoConfig(out=out, **{k: v for k, v in given.items() if v is not None}))
 
 
 if __name__ == "__main__":

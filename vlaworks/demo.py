@@ -1,8 +1,8 @@
 """``vlaworks demo``: the main job on the built-in default, end to end on a CPU.
 
-generate expert demonstrations in the tabletop world -> train the VLM4VLA recipe on a
-tiny Prismatic VLM -> evaluate the policy and the scripted expert on the same seeded
-episodes -> write a side-by-side report. Every stage reuses what an earlier run already
+generate expert demonstrations in the tabletop world -> train VLM4VLA with a proprio token
+(``vlm4vla+proprio``) on a tiny Prismatic VLM -> evaluate the policy and the scripted expert
+on the same seeded episodes -> write a side-by-side report. Every stage reuses what an earlier run already
 wrote (the dataset, resumable training checkpoints), so an interrupted demo picks up
 where it stopped.
 """
@@ -28,13 +28,20 @@ class DemoConfig:
     #: LIBERO's protocol: each task keeps one layout, jittered per episode ("random": anywhere)
     layout: str = "fixed"
     episodes: int = 120
-    recipe: str = "vlm4vla"
+    recipe: str = "vlm4vla+proprio"
     backbone: str = "prismatic-tiny"
     cameras: tuple[str, ...] = ("base", "wrist")
     image_size: int = 64
     patch_size: int = 8
+    #: k x k patches per LM token (prismatic patch merger): 4x fewer image tokens
+    token_merge: int = 2
+    #: training-time random shift in pixels (0: off)
+    shift: int = 4
+    attn_implementation: str = "eager"
+    #: "auto": bf16 autocast where the CPU / GPU has native bf16, else fp32
+    mixed_precision: str = "auto"
     chunk: int = 8
-    steps: int = 2000
+    steps: int = 6000
     batch_size: int = 32
     lr: float = 5e-4
     eval_episodes: int = 10
@@ -67,6 +74,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     from vlaworks.eval.report import compare_report
     from vlaworks.eval.run import evaluate
     from vlaworks.sim.generate import generate
+    from vlaworks.train.config import default_mixed_precision
     from vlaworks.train.pipeline import budget_overrides, build_recipe, train_policy, view_overrides
 
     console = Console()
@@ -97,15 +105,21 @@ def run_demo(cfg: DemoConfig) -> dict:
         cfg.recipe,
         backbone=cfg.backbone,
         overrides={
-            **view_overrides(cfg.cameras, cfg.image_size, cfg.patch_size, cfg.chunk),
+            **view_overrides(
+                cfg.cameras, cfg.image_size, cfg.patch_size, cfg.chunk, token_merge=cfg.token_merge,
+                shift=cfg.shift, attn_implementation=cfg.attn_implementation,
+            ),
             **cfg.policy_overrides,
         },
     )
+    precision = default_mixed_precision() if cfg.mixed_precision == "auto" else cfg.mixed_precision
     run = train_policy(
         recipe,
         data_dir,
         run_dir,
-        train_overrides=budget_overrides(cfg.steps, cfg.batch_size, cfg.lr, cfg.seed, checkpoints=5),
+        train_overrides=budget_overrides(
+            cfg.steps, cfg.batch_size, cfg.lr, cfg.seed, checkpoints=5, mixed_precision=precision
+        ),
     )
     timings["train_s"] = time.perf_counter() - t
 

@@ -18,6 +18,7 @@ RECIPES = PartRegistry(
     "recipe",
     {
         "vlm4vla": "vlaworks.recipes.vlm4vla:vlm4vla",
+        "vlm4vla+proprio": "vlaworks.recipes.vlm4vla:vlm4vla_proprio",
         "vlm4vla-scratch": "vlaworks.recipes.vlm4vla:vlm4vla_scratch",
         "vlm4vla-freeze-vision": "vlaworks.recipes.vlm4vla:vlm4vla_freeze_vision",
         "vlm4vla-freeze-embeddings": "vlaworks.recipes.vlm4vla:vlm4vla_freeze_embeddings",

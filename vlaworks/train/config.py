@@ -15,6 +15,20 @@ from typing import Any, Literal
 MixedPrecision = Literal["no", "bf16", "fp16"]
 
 
+def default_mixed_precision() -> MixedPrecision:
+    """``"bf16"`` where it is fast (a CUDA GPU with bf16, or a CPU with native bf16 such as
+    AVX512-BF16 / AMX), else ``"no"``: on a CPU without bf16 units autocast only adds casts."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16" if native else "no"
+
+
 @dataclass
 class TrainConfig:
     """Everything the training loop needs besides the model and the data."""

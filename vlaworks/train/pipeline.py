@@ -60,16 +60,33 @@ def build_recipe(
     return recipe.override(overrides) if overrides else recipe
 
 
-def view_overrides(cameras: Sequence[str], image_size: int, patch_size: int, chunk: int) -> dict[str, Any]:
-    """Recipe overrides for the policy's views, image and token grid and chunk length (nested
-    keys, so a recipe's other backbone options such as ``dual_encoder`` survive)."""
-    return {
+def view_overrides(
+    cameras: Sequence[str],
+    image_size: int,
+    patch_size: int,
+    chunk: int,
+    *,
+    token_merge: int = 1,
+    shift: int = 0,
+    attn_implementation: str | None = None,
+) -> dict[str, Any]:
+    """Recipe overrides for the policy's views, image and token grid, chunk length and
+    training-time random shift (nested keys, so a recipe's other backbone options such as
+    ``dual_encoder`` survive). ``token_merge`` > 1 merges k x k patches per LM token and
+    ``attn_implementation`` picks the attention kernel (prismatic backbones)."""
+    overrides: dict[str, Any] = {
         "policy.cameras": list(cameras),
         "policy.image_size": image_size,
         "policy.backbone_options.image_size": image_size,
         "policy.backbone_options.patch_size": patch_size,
         "policy.chunk_size": chunk,
+        "policy.augment.shift": shift,
     }
+    if token_merge != 1:
+        overrides["policy.backbone_options.token_merge"] = token_merge
+    if attn_implementation is not None:
+        overrides["policy.backbone_options.attn_implementation"] = attn_implementation
+    return overrides
 
 
 def budget_overrides(
