@@ -17,9 +17,10 @@ from torch import nn
 from vlaworks.data.dataset import WindowDataset, collate_windows
 from vlaworks.data.lerobot import LeRobotDataset
 from vlaworks.data.normalize import Normalizer
+from vlaworks.demo import DemoConfig
 from vlaworks.models.policy import build_policy
 from vlaworks.sim.generate import generate
-from vlaworks.train.pipeline import build_recipe
+from vlaworks.train.pipeline import build_recipe, view_overrides
 
 IMAGE_SIZE = 64
 
@@ -29,17 +30,33 @@ def _windows_and_policy(recipe_name: str, overrides: dict) -> tuple[nn.Module, A
     generate(["spatial"], episodes=4, out=data, seed=0, image_size=IMAGE_SIZE)
     ds = LeRobotDataset(data)
     recipe = build_recipe(recipe_name, backbone="prismatic-tiny", overrides=overrides)
+    if recipe.policy.use_state:
+        recipe = recipe.override({"policy.state_dim": int(ds.features["observation.state"]["shape"][0])})
     config = recipe.policy
-    normalizer = Normalizer(ds.stats, mode=config.normaliser_mode, keys=("action",))
+    keys = ("action", "observation.state") if config.use_state else ("action",)
+    normalizer = Normalizer(ds.stats, mode=config.normaliser_mode, keys=keys)
     windows = WindowDataset(
         ds, cameras=list(config.cameras), chunk=config.chunk_size, normalizer=normalizer,
-        with_state=False, image_size=config.image_size,
+        with_state=config.use_state, image_size=config.image_size, augment=config.augment,
     )
     return build_policy(config, normalizer), windows, collate_windows
 
 
+def demo_policy(batch_size: int) -> tuple[nn.Module, Any, Callable]:
+    """The demo's policy at its defaults (``vlaworks.demo.DemoConfig``): VLM4VLA + proprio on
+    prismatic-tiny, base + wrist at 64 px, 8 px patches merged 2 x 2, random shift, eager
+    attention, chunk 8 (run with ``--mixed-precision bf16`` as the demo does on bf16 CPUs)."""
+    cfg = DemoConfig()
+    return _windows_and_policy(
+        cfg.recipe,
+        view_overrides(cfg.cameras, cfg.image_size, cfg.patch_size, cfg.chunk, token_merge=cfg.token_merge,
+                       shift=cfg.shift, attn_implementation=cfg.attn_implementation),
+    )
+
+
 def demo_vlm4vla(batch_size: int) -> tuple[nn.Module, Any, Callable]:
-    """The demo's policy: VLM4VLA on prismatic-tiny, base + wrist at 64 px, 8 px patches, chunk 8."""
+    """The demo's policy before issue 9: VLM4VLA on prismatic-tiny, base + wrist at 64 px,
+    8 px patches (64 LM tokens per view), chunk 8, no proprio, no augmentation."""
     return _windows_and_policy(
         "vlm4vla",
         {

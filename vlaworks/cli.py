@@ -352,6 +352,10 @@ def demo(
     workers: Annotated[int | None, typer.Option(help="Evaluation worker processes [default: 2].")] = None,
     backbone: Annotated[str | None, typer.Option(help="Backbone [default: prismatic-tiny].")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of data, training, eval [default: 0].")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override: policy.augment.shift=0, train.lr=1e-3 (as for train)."),
+    ] = None,
 ) -> None:
     """Generate -> train (VLM4VLA + proprio on a tiny Prismatic VLM) -> evaluate -> report, on the CPU."""
     from vlaworks.demo import DemoConfig, run_demo
@@ -359,7 +363,8 @@ def demo(
     given = dict(suite=suite, layout=layout, episodes=episodes, recipe=recipe, steps=steps,
                  eval_episodes=eval_episodes, chunk_exec=chunk_exec, workers=workers, backbone=backbone,
                  seed=seed)
-    run_demo(DemoConfig(out=out, **{k: v for k, v in given.items() if v is not None}))
+    chosen = {k: v for k, v in given.items() if v is not None}
+    run_demo(DemoConfig(out=out, overrides=_parse_sets(set_), **chosen))
 
 
 if __name__ == "__main__":

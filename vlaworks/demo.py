@@ -49,7 +49,9 @@ class DemoConfig:
     workers: int = 2
     envs_per_worker: int = 5
     seed: int = 0
-    policy_overrides: dict = field(default_factory=dict)
+    #: dotted ``policy.*`` / ``cotrain.*`` recipe overrides and ``train.*`` trainer overrides
+    #: (``vlaworks demo --set KEY=VALUE``), applied after the defaults above
+    overrides: dict = field(default_factory=dict)
 
 
 DATA_SETTINGS = "data_settings.json"
@@ -109,9 +111,10 @@ def run_demo(cfg: DemoConfig) -> dict:
                 cfg.cameras, cfg.image_size, cfg.patch_size, cfg.chunk, token_merge=cfg.token_merge,
                 shift=cfg.shift, attn_implementation=cfg.attn_implementation,
             ),
-            **cfg.policy_overrides,
+            **{k: v for k, v in cfg.overrides.items() if not k.startswith("train.")},
         },
     )
+    train_sets = {k.removeprefix("train."): v for k, v in cfg.overrides.items() if k.startswith("train.")}
     precision = default_mixed_precision() if cfg.mixed_precision == "auto" else cfg.mixed_precision
     run = train_policy(
         recipe,
@@ -119,7 +122,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         run_dir,
         train_overrides=budget_overrides(
             cfg.steps, cfg.batch_size, cfg.lr, cfg.seed, checkpoints=5, mixed_precision=precision
-        ),
+        ) | train_sets,
     )
     timings["train_s"] = time.perf_counter() - t
 
