@@ -45,6 +45,31 @@ class Grammar(ABC):
     def done(self) -> bool:
         """True when the sequence is complete and nothing more may be emitted."""
 
+    def median_symbol(self, probs: np.ndarray) -> int:
+        """The next symbol under *median* decoding: the one that keeps the decoded number on
+        the median of the model's distribution over numbers (``probs`` over ``n_symbols + 1``
+        entries, zero where not allowed). Grammars of ordered numbers (bins, strings) define
+        it; others cannot be decoded this way."""
+        raise ValueError(
+            f"{type(self).__name__} has no numeric order for median decoding; use decoding='greedy'."
+        )
+
+
+def quantile_pick(probs: np.ndarray, order: Sequence[int], tau: float) -> tuple[int, float]:
+    """Walk ``order`` (symbols in ascending value) accumulating ``probs``; return the symbol
+    where the cumulative mass reaches ``tau`` and the quantile left inside it, in [0, 1]."""
+    p = np.asarray(probs, dtype=np.float64)[list(order)]
+    total = p.sum()
+    if total <= 0:
+        raise ValueError("quantile_pick: no probability mass on the allowed symbols.")
+    p = p / total
+    cum = np.cumsum(p)
+    k = min(int(np.searchsorted(cum, tau, side="left")), len(p) - 1)
+    while p[k] == 0 and k > 0:  # land on a symbol the model gives mass to
+        k -= 1
+    inside = (tau - (cum[k] - p[k])) / p[k] if p[k] > 0 else 0.5
+    return int(order[k]), float(min(max(inside, 0.0), 1.0))
+
 
 class ActionTokenizer(ABC):
     """Normalised action chunk ``[T, D]`` <-> symbol list, plus the decoding grammar."""

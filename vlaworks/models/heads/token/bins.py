@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from vlaworks.models.heads.token.base import ActionTokenizer, Grammar, check_chunk
+from vlaworks.models.heads.token.base import ActionTokenizer, Grammar, check_chunk, quantile_pick
 
 
 class _FixedLengthGrammar(Grammar):
@@ -35,6 +35,10 @@ class _FixedLengthGrammar(Grammar):
     @property
     def done(self) -> bool:
         return self._left == 0
+
+    def median_symbol(self, probs: np.ndarray) -> int:
+        """The median bin (bins are in ascending value order)."""
+        return quantile_pick(probs, range(self._mask.size - 1), 0.5)[0]
 
 
 class BinTokenizer(ActionTokenizer):

@@ -1,4 +1,5 @@
-"""The token action head: actions as LM tokens (bins, strings or FAST), decoded greedily.
+"""The token action head: actions as LM tokens (bins, strings or FAST), decoded greedily
+(or, for bins and strings, by the median of each number: ``decoding="median"``).
 
 Vocabulary mapping (decided here, per tokenizer):
 
@@ -45,6 +46,10 @@ if TYPE_CHECKING:
     from vlaworks.models.config import PolicyConfig
 
 STATE_KEY = "tokenizer_state"
+#: symbol choice at each decoding step: the papers' greedy argmax, or the median of the
+#: model's distribution over each number (bins / string; robust where greedy digit-by-digit
+#: decoding takes each digit's mode, which under uncertainty spells 0.0000)
+DECODINGS = ("greedy", "median")
 
 
 def _blob(tokenizer: ActionTokenizer) -> torch.Tensor:
@@ -62,12 +67,18 @@ class TokenActionHead(ActionHead):
         *,
         id_range: tuple[int, int] | None = None,
         name: str = "action_tokens",
+        decoding: str = "greedy",
     ) -> None:
         super().__init__()
         if chunk < 1 or action_dim < 1:
             raise ValueError(
                 f"TokenActionHead needs chunk >= 1 and action_dim >= 1; got {chunk}, {action_dim}."
             )
+        if decoding not in DECODINGS:
+            raise ValueError(f"Unknown decoding {decoding!r}; use one of {list(DECODINGS)}.")
+        if decoding == "median" and tokenizer.kind == "fast":
+            raise ValueError("FAST tokens (DCT + BPE) have no numeric order; use decoding='greedy'.")
+        self.decoding = decoding
         self.tokenizer, self.chunk, self.action_dim = tokenizer, chunk, action_dim
         self.id_range, self.name = id_range, name
         self.register_buffer("symbol_ids", torch.empty(0, dtype=torch.long), persistent=False)
@@ -84,11 +95,13 @@ class TokenActionHead(ActionHead):
         tokenizer: str = "bins",
         id_range: tuple[int, int] | None = None,
         tokenizer_dir: str | None = None,
+        decoding: str = "greedy",
         **options: Any,
     ) -> TokenActionHead:
         """Registry builder. ``tokenizer``: ``bins`` | ``string`` | ``fast``; ``options`` go to
         the tokenizer (``n_bins``; ``decimals``, ``dim_sep``, ``step_sep``; ``scale``,
         ``vocab_size``). ``tokenizer_dir`` loads a saved (e.g. fitted FAST) tokenizer instead.
+        ``decoding``: ``greedy`` (the papers') or ``median`` (bins / string).
         A FAST head built without one must be fitted (:meth:`fit_tokenizer`) before use."""
         from vlaworks.models.heads.token import build_action_tokenizer, load_action_tokenizer
 
@@ -96,7 +109,10 @@ class TokenActionHead(ActionHead):
             tok = load_action_tokenizer(tokenizer_dir)
         else:
             tok = build_action_tokenizer(tokenizer, config.chunk_size, config.action_dim, **options)
-        head = cls(tok, config.chunk_size, config.action_dim, id_range=tuple(id_range) if id_range else None)
+        head = cls(
+            tok, config.chunk_size, config.action_dim, id_range=tuple(id_range) if id_range else None,
+            decoding=decoding,
+        )
         if tok.kind != "fast" or tokenizer_dir is not None:
             head.bind(backbone)  # fail early on a vocabulary that cannot hold the symbols
         return head
@@ -287,7 +303,12 @@ class TokenActionHead(ActionHead):
             if need:
                 logits = backbone.lm_logits(last[need])[:, self.symbol_ids].float()
                 allowed = torch.from_numpy(np.stack([grammars[r].allowed() for r in need]))
-                choice = logits.masked_fill(~allowed.to(logits.device), float("-inf")).argmax(-1).tolist()
+                masked = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+                if self.decoding == "median":
+                    probs = masked.softmax(-1).cpu().numpy()
+                    choice = [grammars[r].median_symbol(p) for r, p in zip(need, probs, strict=True)]
+                else:
+                    choice = masked.argmax(-1).tolist()
                 for r, symbol in zip(need, choice, strict=True):
                     self._push(grammars[r], symbols[r], pending[r], symbol)
             active = [r for r in range(rows) if pending[r]]

@@ -7,7 +7,8 @@ leading ``-``. Dimensions of one timestep are separated by ``dim_sep`` and times
 format but not the separators; the defaults (space between dimensions, comma between
 timesteps) are single tokens in every tokenizer we use.
 
-Decoding is constrained by :class:`NumberGrammar`, a finite-state machine over
+Decoding is constrained by :class:`NumberGrammar` (greedy, as the paper, or *median*:
+:meth:`NumberGrammar.median_symbol`), a finite-state machine over
 ``[-] digit . d d d d (sep | END)`` that also counts dimensions and timesteps, so the
 decoder can only produce exactly ``T * D`` well-formed numbers; values are clipped to
 ``[-1, 1]`` when read back.
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vlaworks.models.heads.token.base import ActionTokenizer, Grammar, check_chunk
+from vlaworks.models.heads.token.base import ActionTokenizer, Grammar, check_chunk, quantile_pick
 
 DIGITS = "0123456789"
 MINUS, POINT = 10, 11
@@ -59,6 +60,7 @@ class NumberGrammar(Grammar):
         self.frac = 0  # decimals written in the current number
         self.t = 0  # current timestep
         self.d = 0  # current dimension
+        self.tau = 0.5  # median decoding: quantile of the current number's magnitude still to hit
 
     def _separator(self) -> int:
         if self.d < self.action_dim - 1:
@@ -95,6 +97,21 @@ class NumberGrammar(Grammar):
     @property
     def done(self) -> bool:
         return self.state == _DONE
+
+    def median_symbol(self, probs: np.ndarray) -> int:
+        """Median decoding of ``[-]d.dddd``: at the sign the values run ``-`` (all negatives)
+        then ``0..9``; inside a negative number a larger digit is a smaller value, so the
+        quantile is mirrored once the minus is chosen; each digit then takes the quantile
+        left inside the previous choice (the exact median under the model's distribution)."""
+        allowed = self.allowed()
+        if allowed.sum() == 1:
+            return int(np.flatnonzero(allowed)[0])
+        if self.state == _START:
+            symbol, inside = quantile_pick(probs, [MINUS, *range(10)], 0.5)
+            self.tau = 1.0 - inside if symbol == MINUS else inside
+            return symbol
+        symbol, self.tau = quantile_pick(probs, range(10), self.tau)
+        return symbol
 
 
 class StringTokenizer(ActionTokenizer):
