@@ -348,7 +348,7 @@ def demo(
     recipe: Annotated[str | None, typer.Option(help="Recipe [default: vlm4vla+proprio].")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps [default: 6000].")] = None,
     eval_episodes: Annotated[int | None, typer.Option(help="Episodes per task [default: 10].")] = None,
-    chunk_exec: Annotated[str | None, typer.Option(help="full|half|1|ensemble [default: full].")] = None,
+    chunk_exec: Annotated[str | None, typer.Option(help="full|half|1|ensemble [default: ensemble].")] = None,
     workers: Annotated[int | None, typer.Option(help="Evaluation worker processes [default: 2].")] = None,
     backbone: Annotated[str | None, typer.Option(help="Backbone [default: prismatic-tiny].")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of data, training, eval [default: 0].")] = None,
