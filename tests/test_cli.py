@@ -49,7 +49,7 @@ def test_train_writes_a_loadable_policy_and_resumes(dataset, tmp_path):
 
 def test_train_rejects_unknown_recipe_and_freeze(dataset, tmp_path):
     result = runner.invoke(app, ["train", "--recipe", "nope", "--data", str(dataset), "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "error: Unknown recipe 'nope'" in result.output and "vlm4vla" in result.output
+    assert result.exit_code == 2 and "error: Unknown recipe 'nope'; known: bc-cnn" in result.output
     result = runner.invoke(
         app, ["train", "--recipe", "vlm4vla", "--data", str(dataset), "--out", str(tmp_path), "--freeze", "x"]
     )
