@@ -113,6 +113,31 @@ def render(
     render_check(out, suite=suite, seed=seed, image_size=image_size, perturb=perturb or [])
 
 
+@app.command()
+def check(
+    data: Annotated[Path, typer.Argument(help="Dataset folder (LeRobotDataset v3 layout).")],
+    recompute_stats: Annotated[
+        bool, typer.Option(help="First rewrite meta/stats.json from the data files.")
+    ] = False,
+) -> None:
+    """Integrity pass over a dataset: metadata, files, video frame counts, finite statistics,
+    actions and state. Lists each problem with its file, episodes and fix; exits 2 if any."""
+    from vlaworks.data.check import check_dataset
+    from vlaworks.data.check import recompute_stats as recompute
+
+    if recompute_stats:
+        typer.echo(f"rewrote {recompute(data)}")
+    report = check_dataset(data)
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    for problem in report.problems:
+        typer.echo(f"problem: {problem}", err=True)
+    if not report.ok:
+        typer.echo(f"error: {len(report.problems)} problem(s) in {data}; fix them before training.", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"ok: {data} ({report.episodes} episodes, {report.frames} frames) passes the integrity check")
+
+
 def _parse_sets(items: list[str] | None) -> dict[str, object]:
     """``KEY=VALUE`` pairs (VALUE parsed as JSON when it parses, else kept as a string)."""
     import json

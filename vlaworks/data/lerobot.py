@@ -123,7 +123,7 @@ def _validate_features(features: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
-def _stats_keys(features: dict[str, dict]) -> list[str]:
+def stats_keys(features: dict[str, dict]) -> list[str]:
     """Features that get statistics: numeric scalars and vectors (actions, state, rewards)."""
     return [k for k, ft in features.items() if layout.is_numeric(ft) and len(ft["shape"]) == 1]
 
@@ -182,7 +182,7 @@ class DatasetWriter:
         self._frame_tasks: list[str] = []
         self._tasks: dict[str, int] = {}
         self._episodes: list[dict[str, Any]] = []
-        self._stat_values: dict[str, list[np.ndarray]] = {k: [] for k in _stats_keys(self.features)}
+        self._stat_values: dict[str, list[np.ndarray]] = {k: [] for k in stats_keys(self.features)}
         self._total_frames = 0
         self._data_file = (0, 0)
         self._data_writer: pq.ParquetWriter | None = None
@@ -582,7 +582,7 @@ class LeRobotDataset:
                 f"to {lengths}."
             )
         data_rows = 0
-        for path in sorted({self._data_path(ep) for ep in self.episodes}):
+        for path in sorted({self.data_path(ep) for ep in self.episodes}):
             if not path.is_file():
                 raise DatasetError(f"Data file {path} is missing; the dataset is incomplete.")
             try:
@@ -597,19 +597,21 @@ class LeRobotDataset:
                 f"but the data files hold {data_rows} rows."
             )
         for key in self.video_keys:
-            for path in sorted({self._video_path(ep, key) for ep in self.episodes}):
+            for path in sorted({self.video_path(ep, key) for ep in self.episodes}):
                 if not path.is_file():
                     raise DatasetError(
                         f"Video file {path} for {key!r} is missing; the dataset is incomplete."
                     )
 
-    def _data_path(self, ep: dict[str, Any]) -> Path:
+    def data_path(self, ep: dict[str, Any]) -> Path:
+        """The data parquet file holding episode ``ep`` (a row of :attr:`episodes`)."""
         rel = self.info["data_path"].format(
             chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"]
         )
         return self.root / rel
 
-    def _video_path(self, ep: dict[str, Any], key: str) -> Path:
+    def video_path(self, ep: dict[str, Any], key: str) -> Path:
+        """The mp4 file holding video feature ``key`` of episode ``ep``."""
         template = self.info.get("video_path")
         if not template:
             raise DatasetError(f"{self.root}: info.json has video features but no 'video_path' template.")
@@ -690,7 +692,7 @@ class LeRobotDataset:
         return data
 
     def _load_episode(self, ep: dict[str, Any]) -> dict[str, Any]:
-        path = self._data_path(ep)
+        path = self.data_path(ep)
         table = _read_parquet(path, filters=[("episode_index", "==", int(ep["episode_index"]))])
         length = int(ep["length"])
         if table.num_rows != length:
@@ -724,7 +726,7 @@ class LeRobotDataset:
         return out
 
     def _decode_video(self, ep: dict[str, Any], key: str, length: int) -> np.ndarray:
-        path = self._video_path(ep, key)
+        path = self.video_path(ep, key)
         start = float(ep.get(f"videos/{key}/from_timestamp", 0.0))
         try:
             return decode_span(path, start, length, self.fps)
@@ -752,14 +754,14 @@ class LeRobotDataset:
 
     def compute_stats(self, keys: list[str] | None = None) -> dict[str, dict[str, list]]:
         """Recompute statistics of numeric features from the data files (e.g. stats.json lacks q01/q99)."""
-        keys = keys if keys is not None else _stats_keys(self.features)
+        keys = keys if keys is not None else stats_keys(self.features)
         unknown = [k for k in keys if k not in self.features or not layout.is_numeric(self.features[k])]
         if unknown:
             raise KeyError(
                 f"No numeric features {unknown} in {self.root}; numeric features: "
-                f"{_stats_keys(self.features)}."
+                f"{stats_keys(self.features)}."
             )
-        paths = sorted({self._data_path(ep) for ep in self.episodes})
+        paths = sorted({self.data_path(ep) for ep in self.episodes})
         values: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         for path in paths:
             table = _read_parquet(path, columns=keys)
