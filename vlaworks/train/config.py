@@ -51,6 +51,8 @@ class TrainConfig:
     find_unused_parameters: bool = False
     progress: bool = True
     tensorboard: bool = False
+    #: torch's deterministic algorithms during training (bit-identical CPU runs for one seed)
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -114,7 +116,9 @@ class TrainResult:
     """What :func:`vlaworks.train.trainer.train` returns.
 
     ``losses`` holds the globally averaged loss of every optimizer step run by *this*
-    call (a resumed call starts after the checkpoint's step).
+    call (a resumed call starts after the checkpoint's step ``start_step``). A call that
+    finds the run already finished runs no step: ``final_loss`` is then the checkpoint's
+    last loss and ``samples_per_s`` is NaN.
     """
 
     final_loss: float
@@ -123,3 +127,4 @@ class TrainResult:
     last_checkpoint: Path | None
     run_dir: Path
     losses: list[float] = field(default_factory=list)
+    start_step: int = 0
