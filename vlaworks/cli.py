@@ -215,9 +215,16 @@ def train(
         train_overrides=train_sets,
         resume=not fresh,
     )
+    result = run.result
+    if not result.losses:
+        typer.echo(
+            f"{out} had already trained {run.recipe.name} for {result.steps} steps (final loss "
+            f"{result.final_loss:.4f}); raise --steps to train on. Policy at {run.policy_dir}"
+        )
+        return
     typer.echo(
-        f"trained {run.recipe.name} for {run.result.steps} steps: final loss {run.result.final_loss:.4f}, "
-        f"{run.result.samples_per_s:.1f} samples/s; policy at {run.policy_dir}"
+        f"trained {run.recipe.name} for {result.steps} steps: final loss {result.final_loss:.4f}, "
+        f"{result.samples_per_s:.1f} samples/s; policy at {run.policy_dir}"
     )
 
 

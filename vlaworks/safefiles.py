@@ -22,6 +22,10 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated or corrupt."""
 
 
+def _damaged(path: Path, err: Exception) -> CheckpointError:
+    return CheckpointError(f"{path} is truncated or corrupt ({err}); restore it or use another checkpoint.")
+
+
 def verify_safetensors(path: Path) -> None:
     """The header of ``path`` parses and the file is as long as the header says."""
     path = Path(path)
@@ -31,7 +35,7 @@ def verify_safetensors(path: Path) -> None:
         with safe_open(str(path), framework="pt") as handle:
             handle.keys()
     except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{path} is truncated or corrupt ({err}).") from err
+        raise _damaged(path, err) from err
 
 
 def verify_torch_file(path: Path) -> None:
@@ -43,7 +47,7 @@ def verify_torch_file(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             archive.namelist()
     except (zipfile.BadZipFile, OSError) as err:
-        raise CheckpointError(f"{path} is truncated or corrupt ({err}).") from err
+        raise _damaged(path, err) from err
 
 
 def read_json(path: Path) -> Any:
@@ -54,4 +58,4 @@ def read_json(path: Path) -> Any:
     except FileNotFoundError as err:
         raise CheckpointError(f"{path} is missing; the checkpoint is incomplete.") from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path} is truncated or corrupt ({err}).") from err
+        raise _damaged(path, err) from err
