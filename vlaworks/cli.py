@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from vlaworks.cli_errors import DEBUG_ENV, ErrorReportingGroup
+from vlaworks.cli_errors import DEBUG_ENV, ErrorReportingGroup, show_warnings
 
 HELP = "vlaworks: turn vision-language models into robot policies; train, evaluate, compare."
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP, cls=ErrorReportingGroup)
@@ -49,6 +49,7 @@ def main(
     ] = False,
 ) -> None:
     """vlaworks: turn vision-language models into robot policies; train, evaluate, compare."""
+    show_warnings()
 
 PerturbOpt = Annotated[
     list[str] | None,

@@ -9,7 +9,9 @@ keeps its full traceback, because a traceback is what a bug report needs.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -52,6 +54,29 @@ def debug_requested(ctx: click.Context) -> bool:
     """``--debug`` on the command line or ``VLAWORKS_DEBUG`` set to a true value."""
     flag = bool(ctx.find_root().params.get("debug"))
     return flag or os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record arrives (test runners swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
+def show_warnings() -> None:
+    """Print vlaworks' logged warnings (a cleaned-up partial write, a checkpoint fallback) on
+    stderr as ``warning: ...`` lines; idempotent."""
+    logger = logging.getLogger("vlaworks")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        logger.addHandler(handler)
 
 
 class ErrorReportingGroup(TyperGroup):

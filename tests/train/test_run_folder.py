@@ -11,9 +11,16 @@ from vlaworks.train.run_folder import (
     DATASET_FILE,
     RunFolderError,
     check_paths,
+    check_run_folder,
     dataset_identity,
-    prepare_run_folder,
+    start_run_folder,
 )
+
+
+def prepare_run_folder(out: Path, data: Path, *, fresh: bool, resuming: bool) -> None:
+    """What train_policy does with a run folder: check it, then (after the build) start it."""
+    identity = check_run_folder(out, data, fresh=fresh, resuming=resuming)
+    start_run_folder(out, identity, fresh=fresh)
 
 
 def _dataset(root: Path, stats: dict) -> Path:

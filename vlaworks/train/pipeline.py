@@ -44,7 +44,7 @@ from vlaworks.recipes import Recipe, get_recipe
 from vlaworks.recipes.training import prepare_policy, training_source
 from vlaworks.train.checkpoint import resume_candidates
 from vlaworks.train.config import TrainResult
-from vlaworks.train.run_folder import check_paths, prepare_run_folder
+from vlaworks.train.run_folder import check_paths, check_run_folder, start_run_folder
 from vlaworks.train.trainer import train
 
 POLICY_DIR = "policy"
@@ -140,8 +140,6 @@ def train_policy(
     keys = ("action", "observation.state") if config.use_state else ("action",)
     normalizer = Normalizer(dataset.stats, mode=config.normaliser_mode, keys=keys)
     train_cfg = recipe.train_config(out, **(train_overrides or {}))
-    resuming = resume and bool(resume_candidates(out / "checkpoints"))
-    prepare_run_folder(out, data, fresh=not resume, resuming=resuming)
     windows = WindowDataset(
         dataset,
         cameras=list(config.cameras),
@@ -151,8 +149,11 @@ def train_policy(
         image_size=config.image_size,
         augment=config.augment,
     )
+    resuming = resume and bool(resume_candidates(out / "checkpoints"))
+    identity = check_run_folder(out, data, fresh=not resume, resuming=resuming)
     set_seed(train_cfg.seed)  # the initial weights depend on the seed only, not on the process
     policy = build_policy(config, normalizer)
+    start_run_folder(out, identity, fresh=not resume)
     (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")
     fit = prepare_policy(policy, windows, seed=train_cfg.seed)
     if fit is not None:

@@ -70,12 +70,10 @@ def _listing(folder: Path, limit: int = 5) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def prepare_run_folder(out: Path, data: Path, *, fresh: bool, resuming: bool) -> None:
-    """Apply the run folder rule to ``out`` and record the dataset.
-
-    ``fresh`` removes what an earlier run wrote; otherwise, when ``resuming`` (a checkpoint
-    will be loaded), the recorded dataset must match ``data``.
-    """
+def check_run_folder(out: Path, data: Path, *, fresh: bool, resuming: bool) -> dict[str, str]:
+    """Refuse ``out`` unless the run folder rule allows it and, when ``resuming`` (a checkpoint
+    will be loaded) without ``fresh``, the recorded dataset matches ``data``; writes nothing.
+    Returns the dataset identity for :func:`start_run_folder`."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} is a file; pass a folder for the run.")
@@ -85,6 +83,15 @@ def prepare_run_folder(out: Path, data: Path, *, fresh: bool, resuming: bool) ->
             "empty folder or an earlier run's folder. Choose another --out."
         )
     identity = dataset_identity(data)
+    if resuming and not fresh:
+        _check_same_dataset(out, identity)
+    return identity
+
+
+def start_run_folder(out: Path, identity: dict[str, str], *, fresh: bool) -> None:
+    """Create ``out`` (with ``fresh``, first delete what an earlier run wrote there) and
+    record the dataset identity."""
+    out = Path(out)
     if fresh:
         removed = [name for name in RUN_ENTRIES if (out / name).exists()]
         for name in removed:
@@ -95,8 +102,6 @@ def prepare_run_folder(out: Path, data: Path, *, fresh: bool, resuming: bool) ->
                 path.unlink()
         if removed:
             log.warning("--fresh: removed %s from %s (an earlier run's files)", ", ".join(removed), out)
-    elif resuming:
-        _check_same_dataset(out, identity)
     out.mkdir(parents=True, exist_ok=True)
     (out / DATASET_FILE).write_text(json.dumps(identity, indent=1) + "\n")
 
@@ -107,8 +112,8 @@ def _check_same_dataset(out: Path, identity: dict[str, str]) -> None:
         return
     raise RunFolderError(
         f"Run {out} was trained on {recorded.get('path')} (fingerprint {recorded.get('fingerprint')}) but "
-        f"--data is {identity['path']} (fingerprint {identity['fingerprint']}); pass --fresh to start a new "
-        "run there, or choose another --out."
+        f"--data is {identity['path']} (fingerprint {identity['fingerprint']}); start a new run there with "
+        "`vlaworks train --fresh`, or choose another --out."
     )
 
 
