@@ -150,6 +150,10 @@ def test_next_writer_cleans_up_after_killed_writers_of_any_name(write_dataset, t
     assert LeRobotDataset(old).num_frames == 2  # the old dataset is back
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old"]
     assert "removed partial dataset" in caplog.text and "restored dataset" in caplog.text
+    os.rename(old, tmp_path / f".old.replaced-{dead}")
+    with pytest.raises(FileExistsError, match="already holds a dataset"):  # restored, then refused
+        write_dataset(lengths=(3,), name="old")
+    assert LeRobotDataset(old).num_frames == 2
 
 
 # -- a dataset made by hand to the published v3 layout (independent of our writer) -----------

@@ -156,6 +156,8 @@ class DatasetWriter:
         video_file_mb: float = 500.0,
     ) -> None:
         self.root = Path(root)
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_writes(self.root.parent)  # first: it may restore a dataset at root
         check_replaceable(self.root, overwrite)
         if fps <= 0:
             raise ValueError(f"fps must be positive; got {fps}.")
@@ -171,8 +173,6 @@ class DatasetWriter:
         self.image_keys = [k for k, ft in self.features.items() if ft["dtype"] == "image"]
         self.numeric_keys = [k for k, ft in self.features.items() if layout.is_numeric(ft)]
 
-        self.root.parent.mkdir(parents=True, exist_ok=True)
-        clean_stale_writes(self.root.parent)
         self.tmp = self.root.parent / f".{self.root.name}.writing-{os.getpid()}"
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
