@@ -1,8 +1,11 @@
-"""One entry point: ``vlaworks generate | render | pretrain | train | eval | compare | probe | recipes |
-demo``.
+"""One entry point: ``vlaworks generate | render | check | pretrain | train | eval | compare | probe |
+recipes | demo``.
 
 Each command is a thin shell over a library function, so everything the CLI does is
 also a Python call. Heavy imports happen inside the commands to keep ``--help`` fast.
+Option values are validated where they are parsed (counts >= 1, sizes >= 1, rates > 0,
+non-empty lists), and an expected error exits with status 2 and a one-line message
+(:mod:`vlaworks.cli_errors`); ``--debug`` or ``VLAWORKS_DEBUG=1`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -12,8 +15,41 @@ from typing import Annotated
 
 import typer
 
+from vlaworks.cli_errors import DEBUG_ENV, ErrorReportingGroup, show_warnings
+
 HELP = "vlaworks: turn vision-language models into robot policies; train, evaluate, compare."
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP, cls=ErrorReportingGroup)
+
+
+def _positive(value: float | None) -> float | None:
+    """Callback for rates such as --lr: a finite number > 0 (unset stays unset)."""
+    if value is not None and not 0 < value < float("inf"):
+        raise typer.BadParameter(f"must be a number > 0; got {value}.")
+    return value
+
+
+def _name_list(value: str | None) -> str | None:
+    """Callback for comma lists such as --cameras base,wrist: no empty or repeated names."""
+    if value is None:
+        return None
+    names = [n.strip() for n in value.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        raise typer.BadParameter(f"give distinct names separated by commas (e.g. base,wrist); got {value!r}.")
+    return ",".join(names)
+
+
+Seed = Annotated[int, typer.Option(min=0, help="Random seed (>= 0).")]
+ImageSize = Annotated[int, typer.Option(min=1, help="Square image size in pixels.")]
+
+
+@app.callback()
+def main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help=f"Show full tracebacks (also: {DEBUG_ENV}=1).")
+    ] = False,
+) -> None:
+    """vlaworks: turn vision-language models into robot policies; train, evaluate, compare."""
+    show_warnings()
 
 PerturbOpt = Annotated[
     list[str] | None,
@@ -27,14 +63,18 @@ LayoutOpt = Annotated[
 @app.command()
 def generate(
     suite: Annotated[list[str], typer.Option(help="Task suite(s): spatial, object, goal, long.")],
-    episodes: Annotated[int, typer.Option(help="Demonstrations per suite.")],
+    episodes: Annotated[int, typer.Option(min=1, help="Demonstrations per suite.")],
     out: Annotated[Path, typer.Option(help="Dataset folder to write (LeRobotDataset v3 layout).")],
-    seed: int = 0,
-    image_size: int = 128,
+    seed: Seed = 0,
+    image_size: ImageSize = 128,
     perturb: PerturbOpt = None,
     depth: Annotated[bool, typer.Option(help="Also store depth and segmentation per camera.")] = False,
-    noise: Annotated[float, typer.Option(help="Scripted expert's action noise (std, action units).")] = 0.1,
-    overwrite: bool = False,
+    noise: Annotated[
+        float, typer.Option(min=0.0, help="Scripted expert's action noise (std, action units).")
+    ] = 0.1,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace OUT if it holds a dataset (anything else is never deleted).")
+    ] = False,
     layout: LayoutOpt = "random",
     render_check: Annotated[Path | None, typer.Option(help="Also write a PNG of base + wrist views.")] = None,
 ) -> None:
@@ -64,14 +104,39 @@ def generate(
 def render(
     out: Annotated[Path, typer.Option(help="PNG to write.")],
     suite: str = "spatial",
-    seed: int = 0,
-    image_size: int = 256,
+    seed: Seed = 0,
+    image_size: ImageSize = 256,
     perturb: PerturbOpt = None,
 ) -> None:
     """Write a picture of the base and wrist views (and depth / segmentation) of one scene."""
     from vlaworks.sim.render_check import render_check
 
     render_check(out, suite=suite, seed=seed, image_size=image_size, perturb=perturb or [])
+
+
+@app.command()
+def check(
+    data: Annotated[Path, typer.Argument(help="Dataset folder (LeRobotDataset v3 layout).")],
+    recompute_stats: Annotated[
+        bool, typer.Option(help="First rewrite meta/stats.json from the data files.")
+    ] = False,
+) -> None:
+    """Integrity pass over a dataset: metadata, files, video frame counts, finite statistics,
+    actions and state. Lists each problem with its file, episodes and fix; exits 2 if any."""
+    from vlaworks.data.check import check_dataset
+    from vlaworks.data.check import recompute_stats as recompute
+
+    if recompute_stats:
+        typer.echo(f"rewrote {recompute(data)}")
+    report = check_dataset(data)
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    for problem in report.problems:
+        typer.echo(f"problem: {problem}", err=True)
+    if not report.ok:
+        typer.echo(f"error: {len(report.problems)} problem(s) in {data}; fix them before training.", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"ok: {data} ({report.episodes} episodes, {report.frames} frames) passes the integrity check")
 
 
 def _parse_sets(items: list[str] | None) -> dict[str, object]:
@@ -99,21 +164,29 @@ def train(
         str | None,
         typer.Option(help="prismatic-tiny | qwen2.5-vl-tiny | paligemma-tiny | kosmos2-tiny | PATH"),
     ] = None,
-    steps: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Samples per step (per process).")] = None,
+    lr: Annotated[float | None, typer.Option(callback=_positive, help="Peak learning rate.")] = None,
     freeze: Annotated[str | None, typer.Option(help="Comma list: vision, embeddings.")] = None,
     from_scratch: Annotated[bool, typer.Option(help="Re-initialise every VLM weight.")] = False,
-    lora: Annotated[int | None, typer.Option(help="LoRA rank on the LM (full fine-tune if unset).")] = None,
-    cameras: Annotated[str | None, typer.Option(help="Comma list of camera views, e.g. base,wrist.")] = None,
-    image_size: int | None = None,
-    save_every: int | None = None,
-    seed: int = 0,
+    lora: Annotated[
+        int | None, typer.Option(min=1, help="LoRA rank on the LM (full fine-tune if unset).")
+    ] = None,
+    cameras: Annotated[
+        str | None, typer.Option(callback=_name_list, help="Comma list of camera views, e.g. base,wrist.")
+    ] = None,
+    image_size: Annotated[int | None, typer.Option(min=1, help="Square image size in pixels.")] = None,
+    save_every: Annotated[
+        int | None, typer.Option(min=0, help="Checkpoint every N steps (0: only at the end).")
+    ] = None,
+    seed: Seed = 0,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override: policy.chunk_size=8, train.lr=1e-4, cotrain.vl_fraction=0.5"),
     ] = None,
-    fresh: Annotated[bool, typer.Option(help="Ignore existing checkpoints in OUT.")] = False,
+    fresh: Annotated[
+        bool, typer.Option(help="Start a new run in OUT, replacing the files an earlier run wrote there.")
+    ] = False,
 ) -> None:
     """Train a recipe on a dataset; writes RUN/policy and resumable RUN/checkpoints."""
     from vlaworks.train.pipeline import build_recipe, train_policy
@@ -126,10 +199,10 @@ def train(
     overrides |= {"policy.freeze_vision": True} if "vision" in freezes else {}
     overrides |= {"policy.freeze_word_embeddings": True} if "embeddings" in freezes else {}
     overrides |= {"policy.from_scratch": True} if from_scratch else {}
-    if lora:
+    if lora is not None:
         overrides |= {"policy.lora.enabled": True, "policy.lora.r": lora, "policy.lora.alpha": 2 * lora}
-    overrides |= {"policy.cameras": cameras.split(",")} if cameras else {}
-    overrides |= {"policy.image_size": image_size} if image_size else {}
+    overrides |= {"policy.cameras": cameras.split(",")} if cameras is not None else {}
+    overrides |= {"policy.image_size": image_size} if image_size is not None else {}
     recipe_sets = {k: v for k, v in overrides.items() if not k.startswith("train.")}
     train_sets = {k.removeprefix("train."): v for k, v in overrides.items() if k.startswith("train.")}
     for key, value in (("steps", steps), ("batch_size", batch_size), ("lr", lr), ("save_every", save_every)):
@@ -143,9 +216,16 @@ def train(
         train_overrides=train_sets,
         resume=not fresh,
     )
+    result = run.result
+    if not result.losses:
+        typer.echo(
+            f"{out} had already trained {run.recipe.name} for {result.steps} steps (final loss "
+            f"{result.final_loss:.4f}); raise --steps to train on. Policy at {run.policy_dir}"
+        )
+        return
     typer.echo(
-        f"trained {run.recipe.name} for {run.result.steps} steps: final loss {run.result.final_loss:.4f}, "
-        f"{run.result.samples_per_s:.1f} samples/s; policy at {run.policy_dir}"
+        f"trained {run.recipe.name} for {result.steps} steps: final loss {result.final_loss:.4f}, "
+        f"{result.samples_per_s:.1f} samples/s; policy at {run.policy_dir}"
     )
 
 
@@ -154,16 +234,16 @@ def evaluate(
     policy: Annotated[str, typer.Option(help="'expert', a run folder or a policy folder.")],
     suite: Annotated[list[str], typer.Option(help="Suite(s) to evaluate.")],
     out: Annotated[Path, typer.Option(help="Report folder.")],
-    episodes: Annotated[int, typer.Option(help="Episodes per task.")] = 10,
+    episodes: Annotated[int, typer.Option(min=1, help="Episodes per task.")] = 10,
     chunk_exec: Annotated[
         str, typer.Option(help="full | half | 1 | ensemble[:M] (actions run per chunk; ensemble: ACT's).")
     ] = "full",
     perturb: PerturbOpt = None,
-    workers: int = 1,
-    envs_per_worker: Annotated[int, typer.Option(help="Envs in lockstep per worker (batched).")] = 1,
-    seed: int = 1000,
-    videos: Annotated[int, typer.Option(help="Episodes recorded per task.")] = 1,
-    image_size: int = 128,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    envs_per_worker: Annotated[int, typer.Option(min=1, help="Envs in lockstep per worker (batched).")] = 1,
+    seed: Seed = 1000,
+    videos: Annotated[int, typer.Option(min=0, help="Episodes recorded per task.")] = 1,
+    image_size: ImageSize = 128,
     task: Annotated[list[str] | None, typer.Option(help="Only these task(s) of the suite.")] = None,
     layout: LayoutOpt = "random",
 ) -> None:
@@ -195,11 +275,11 @@ def evaluate(
 def probe(
     policy: Annotated[str, typer.Option(help="A run folder or a policy folder.")],
     out: Annotated[Path, typer.Option(help="Folder for probe.md / vqa.md.")],
-    n_train: int = 400,
-    n_test: int = 200,
-    vqa: Annotated[int, typer.Option(help="Held-out VQA questions (0 skips VQA).")] = 200,
-    seed: int = 0,
-    image_size: int = 128,
+    n_train: Annotated[int, typer.Option(min=1, help="Probe training images.")] = 400,
+    n_test: Annotated[int, typer.Option(min=1, help="Probe test images.")] = 200,
+    vqa: Annotated[int, typer.Option(min=0, help="Held-out VQA questions (0 skips VQA).")] = 200,
+    seed: Seed = 0,
+    image_size: ImageSize = 128,
 ) -> None:
     """Seed 004 representation probes: linear probe of vision features and VQA accuracy,
     before (the initial backbone) vs after VLA training."""
@@ -231,15 +311,17 @@ def export_backbone(
 def pretrain(
     out: Annotated[Path, typer.Option(help="Run folder; the backbone lands in OUT/vlm.")],
     backbone: Annotated[str, typer.Option(help="Registry name or checkpoint folder.")] = "prismatic-tiny",
-    samples: Annotated[int, typer.Option(help="Rendered vision-language samples.")] = 8000,
-    steps: int = 2000,
-    batch_size: int = 32,
-    lr: float = 5e-4,
-    image_size: int = 64,
-    patch_size: int = 8,
-    cameras: Annotated[str, typer.Option(help="Comma list; the VL image goes to the first.")] = "base",
+    samples: Annotated[int, typer.Option(min=1, help="Rendered vision-language samples.")] = 8000,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 2000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per step.")] = 32,
+    lr: Annotated[float, typer.Option(callback=_positive, help="Peak learning rate.")] = 5e-4,
+    image_size: ImageSize = 64,
+    patch_size: Annotated[int, typer.Option(min=1, help="Vision patch size in pixels.")] = 8,
+    cameras: Annotated[
+        str, typer.Option(callback=_name_list, help="Comma list; the VL image goes to the first.")
+    ] = "base",
     mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16")] = "no",
-    seed: int = 0,
+    seed: Seed = 0,
 ) -> None:
     """Vision-language pretraining (captions, pointing, boxes, spatial questions) of a
     backbone; train recipes on it with --backbone OUT/vlm."""
@@ -264,27 +346,27 @@ def compare(
         typer.Option(help="clean | masked | variant | paraphrase (repeatable; default all)."),
     ] = None,
     backbone: str = "prismatic-tiny",
-    cameras: Annotated[str, typer.Option(help="Comma list of camera views.")] = "base",
-    image_size: int = 64,
-    patch_size: int = 8,
-    chunk: int = 8,
-    steps: int = 2000,
-    batch_size: int = 32,
-    lr: float = 5e-4,
-    episodes: Annotated[int, typer.Option(help="Evaluation episodes per task.")] = 10,
+    cameras: Annotated[str, typer.Option(callback=_name_list, help="Comma list of camera views.")] = "base",
+    image_size: ImageSize = 64,
+    patch_size: Annotated[int, typer.Option(min=1, help="Vision patch size in pixels.")] = 8,
+    chunk: Annotated[int, typer.Option(min=1, help="Action chunk length.")] = 8,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps per recipe.")] = 2000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per step.")] = 32,
+    lr: Annotated[float, typer.Option(callback=_positive, help="Peak learning rate.")] = 5e-4,
+    episodes: Annotated[int, typer.Option(min=1, help="Evaluation episodes per task.")] = 10,
     task: Annotated[list[str] | None, typer.Option(help="Only these task(s) of the suite.")] = None,
-    workers: int = 1,
-    envs_per_worker: int = 5,
-    parallel: Annotated[int, typer.Option(help="Recipes trained and evaluated at once.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Evaluation worker processes.")] = 1,
+    envs_per_worker: Annotated[int, typer.Option(min=1, help="Envs in lockstep per worker.")] = 5,
+    parallel: Annotated[int, typer.Option(min=1, help="Recipes trained and evaluated at once.")] = 1,
     mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16")] = "no",
-    seed: int = 0,
+    seed: Seed = 0,
     heldout: Annotated[
         Path | None,
         typer.Option(help="Demonstrations no recipe trains on: adds each policy's open-loop action error."),
     ] = None,
     probes: Annotated[
         int,
-        typer.Option(help="Per recipe, also run linear probes and N held-out VQA questions (0: off)."),
+        typer.Option(min=0, help="Per recipe, also run linear probes and N held-out VQA questions (0: off)."),
     ] = 0,
     set_: Annotated[
         list[str] | None,
@@ -344,14 +426,20 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for data, run and report.")] = Path("runs/demo"),
     suite: Annotated[str | None, typer.Option(help="Task suite [default: spatial].")] = None,
     layout: Annotated[str | None, typer.Option(help="fixed | random [default: fixed].")] = None,
-    episodes: Annotated[int | None, typer.Option(help="Expert demonstrations [default: 120].")] = None,
+    episodes: Annotated[int | None, typer.Option(min=1, help="Expert demonstrations [default: 120].")] = None,
     recipe: Annotated[str | None, typer.Option(help="Recipe [default: vlm4vla+proprio].")] = None,
-    steps: Annotated[int | None, typer.Option(help="Training steps [default: 6000].")] = None,
-    eval_episodes: Annotated[int | None, typer.Option(help="Episodes per task [default: 10].")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Training steps [default: 6000].")] = None,
+    eval_episodes: Annotated[
+        int | None, typer.Option(min=1, help="Episodes per task [default: 10].")
+    ] = None,
     chunk_exec: Annotated[str | None, typer.Option(help="full|half|1|ensemble [default: ensemble].")] = None,
-    workers: Annotated[int | None, typer.Option(help="Evaluation worker processes [default: 2].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Evaluation worker processes [default: 2].")
+    ] = None,
     backbone: Annotated[str | None, typer.Option(help="Backbone [default: prismatic-tiny].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of data, training, eval [default: 0].")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, help="Seed of data, training, eval [default: 0].")
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override: policy.augment.shift=0, train.lr=1e-3 (as for train)."),

@@ -87,7 +87,8 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     console.rule(f"1/3 data: {cfg.episodes} demonstrations, {cfg.suite!r} suite, {cfg.layout} layouts")
     t = time.perf_counter()
-    if _dataset_ready(data_dir, cfg):
+    reuse_data = _dataset_ready(data_dir, cfg)
+    if reuse_data:
         console.print(f"reusing {data_dir}")
     else:
         generate(
@@ -124,6 +125,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         train_overrides=budget_overrides(
             cfg.steps, cfg.batch_size, cfg.lr, cfg.seed, checkpoints=5, mixed_precision=precision
         ) | train_sets,
+        resume=reuse_data,  # a run of the old dataset cannot resume on a regenerated one
     )
     timings["train_s"] = time.perf_counter() - t
 

@@ -108,11 +108,52 @@ def test_random_frame_access_and_cache(write_dataset):
 
 def test_overwrite_replaces_and_refuses_by_default(write_dataset, tmp_path):
     root, _ = write_dataset(lengths=(3,))
-    with pytest.raises(FileExistsError, match="overwrite=True"):
+    with pytest.raises(FileExistsError, match="already holds a dataset; rerun with --overwrite"):
         DatasetWriter(root, 10, tabletop_features())
     root2, _ = write_dataset(lengths=(2, 2), overwrite=True)
     assert root2 == root and LeRobotDataset(root).num_episodes == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_overwrite_never_deletes_what_a_writer_did_not_make(write_dataset, tmp_path):
+    foreign = tmp_path / "ds"
+    (foreign / "important").mkdir(parents=True)
+    (foreign / "important" / "notes.txt").write_text("keep me")
+    (foreign / "thesis.tex").write_text("keep me too")
+    with pytest.raises(FileExistsError, match=r"not a dataset folder \(it holds important/, thesis.tex\)"):
+        write_dataset(lengths=(2,), overwrite=True)
+    assert (foreign / "important" / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no partial write left behind
+
+    root, _ = write_dataset(lengths=(2,), name="real")
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"entries vlaworks did not write \(notes.txt\)"):
+        write_dataset(lengths=(3,), name="real", overwrite=True)
+    assert LeRobotDataset(root).num_frames == 2 and (root / "notes.txt").exists()
+
+
+def test_empty_folder_is_written_without_overwrite(write_dataset, tmp_path):
+    (tmp_path / "ds").mkdir()
+    root, _ = write_dataset(lengths=(2,))
+    assert LeRobotDataset(root).num_frames == 2
+
+
+def test_next_writer_cleans_up_after_killed_writers_of_any_name(write_dataset, tmp_path, caplog):
+    old, _ = write_dataset(lengths=(2,), name="old")
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    partial = tmp_path / f".other.writing-{dead}"
+    (partial / "data").mkdir(parents=True)
+    os.rename(old, tmp_path / f".old.replaced-{dead}")  # an --overwrite killed between its renames
+    caplog.set_level("WARNING", logger="vlaworks.data.lerobot")
+    write_dataset(lengths=(3,), name="new")
+    assert not partial.exists()
+    assert LeRobotDataset(old).num_frames == 2  # the old dataset is back
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old"]
+    assert "removed partial dataset" in caplog.text and "restored dataset" in caplog.text
+    os.rename(old, tmp_path / f".old.replaced-{dead}")
+    with pytest.raises(FileExistsError, match="already holds a dataset"):  # restored, then refused
+        write_dataset(lengths=(3,), name="old")
+    assert LeRobotDataset(old).num_frames == 2
 
 
 # -- a dataset made by hand to the published v3 layout (independent of our writer) -----------
@@ -260,7 +301,7 @@ def test_exception_mid_write_leaves_nothing(tmp_path):
         writer.save_episode()
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(DatasetError, match="info.json is missing"):
+    with pytest.raises(DatasetError, match="folder does not exist"):
         LeRobotDataset(root)
 
 
@@ -297,9 +338,10 @@ def test_killed_writer_leaves_no_readable_dataset(tmp_path):
     assert not root.exists()
     leftovers = list(tmp_path.glob(".ds.writing-*"))
     assert len(leftovers) == 1 and (leftovers[0] / "data").exists()
-    for path in (root, leftovers[0]):
-        with pytest.raises(DatasetError, match="info.json is missing"):
-            LeRobotDataset(path)
+    with pytest.raises(DatasetError, match="folder does not exist"):
+        LeRobotDataset(root)
+    with pytest.raises(DatasetError, match="info.json is missing"):
+        LeRobotDataset(leftovers[0])
     time.sleep(0.05)
     rng = np.random.default_rng(0)
     with DatasetWriter(root, 10, tabletop_features()) as writer:

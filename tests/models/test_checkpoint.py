@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from vlaworks.models.checkpoint import load_policy, save_policy
+from vlaworks.models.checkpoint import load_policy, save_policy, verify_policy_folder
 from vlaworks.models.config import LoraOptions, PartSpec, PolicyConfig
 from vlaworks.models.policy import build_policy
+from vlaworks.safefiles import CheckpointError
 
 pytestmark = pytest.mark.usefixtures("fake_backbones")
 
@@ -95,3 +96,32 @@ def test_save_without_normaliser_is_a_clear_error(tmp_path) -> None:
 def test_not_a_checkpoint_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         load_policy(tmp_path)
+
+
+def test_truncated_or_corrupt_files_are_named(tmp_path, normalizer) -> None:
+    folder = save_policy(build_policy(_config(), normalizer), tmp_path / "ckpt")
+    weights = folder / "model.safetensors"
+    intact = weights.read_bytes()
+    weights.write_bytes(intact[: len(intact) // 2])
+    with pytest.raises(CheckpointError, match=r"ckpt/model.safetensors is truncated or corrupt"):
+        load_policy(folder)
+    weights.write_bytes(intact)
+    state = json.loads((folder / "normalizer.json").read_text())
+    state["stats"]["action"]["q01"][0] = float("nan")
+    (folder / "normalizer.json").write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match=r"normalizer.json cannot be used: .*q01 is NaN or inf at dims"):
+        verify_policy_folder(folder)
+    (folder / "config.json").write_text('{"backbone": ')
+    with pytest.raises(CheckpointError, match="config.json is truncated or corrupt"):
+        load_policy(folder)
+
+
+def test_saving_over_a_policy_swaps_it_in_whole(tmp_path, normalizer) -> None:
+    first = build_policy(_config(), normalizer)
+    save_policy(first, tmp_path / "ckpt")
+    second = build_policy(_config(), normalizer)
+    _perturb(second)
+    save_policy(second, tmp_path / "ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    loaded = load_policy(tmp_path / "ckpt").state_dict()
+    assert all(torch.equal(v, second.state_dict()[k]) for k, v in loaded.items())

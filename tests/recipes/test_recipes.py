@@ -9,7 +9,7 @@ from vlaworks.recipes import get_recipe, recipe_names
 
 
 def test_unknown_recipe_lists_known_names() -> None:
-    with pytest.raises(KeyError, match="Unknown recipe 'nope'.*vlm4vla, vlm4vla-freeze-embeddings"):
+    with pytest.raises(KeyError, match=r"Unknown recipe .nope.*vlm4vla, vlm4vla\+proprio, vlm4vla-freeze"):
         get_recipe("nope")
 
 

@@ -34,3 +34,14 @@ def test_resume_drops_rows_after_the_checkpoint(tmp_path):
     assert _rows(path) == []
     with pytest.raises(ValueError, match="step"):
         resumed.log({"loss": 1.0})
+
+
+def test_resume_drops_a_line_torn_by_a_kill(tmp_path):
+    path = tmp_path / "metrics.csv"
+    log = MetricsCsv(path)
+    for step in (1, 2):
+        log.log({"step": step, "loss": 0.5, "lr": 0.1, "samples_per_s": 1.0})
+    with path.open("a") as f:
+        f.write("3,0.4")  # the process died inside the write of step 3's row
+    MetricsCsv(path, keep_until_step=5)
+    assert [r["step"] for r in _rows(path)] == ["1", "2"]

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from vlaworks.batch import Batch
+from vlaworks.safefiles import CheckpointError
 from vlaworks.train.checkpoint import latest_checkpoint, list_checkpoints
 from vlaworks.train.config import TrainConfig
 from vlaworks.train.sampler import MixedBatchSource
@@ -44,6 +45,11 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def _without_timing(path: Path) -> list[dict[str, str]]:
+    """CSV rows without samples_per_s, the wall-clock column (the only one allowed to differ)."""
+    return [{k: v for k, v in row.items() if k != "samples_per_s"} for row in _read_csv(path)]
+
+
 @pytest.mark.parametrize("num_workers", [0, 1])
 def test_resume_reproduces_uninterrupted_run(windows, make_model, make_cfg, num_workers):
     straight_cfg = make_cfg("straight", grad_accum=2, num_workers=num_workers)
@@ -65,6 +71,50 @@ def test_resume_reproduces_uninterrupted_run(windows, make_model, make_cfg, num_
     for a, b in zip(straight_rows, resumed_rows, strict=True):
         assert float(a["loss"]) == pytest.approx(float(b["loss"]), abs=1e-6)
         assert float(a["lr"]) == pytest.approx(float(b["lr"]), abs=1e-12)
+
+
+def test_resumed_csv_rows_average_the_same_steps(windows, make_model, make_cfg):
+    """A row logged after a resume averages the steps before the checkpoint too."""
+    straight_cfg = make_cfg("straight", steps=6, save_every=3, log_every=2)
+    straight = train(make_model(0), windows, collate_windows, straight_cfg)
+    cfg = make_cfg("resumed", steps=6, save_every=3, log_every=2)
+    with pytest.raises(_Killed):
+        train(_DiesAfter(make_model(0), calls=5), windows, collate_windows, cfg)
+    resumed = train(make_model(7), windows, collate_windows, cfg, resume=True)
+    assert resumed.start_step == 3 and resumed.losses == straight.losses[3:]
+    rows, expected = (_without_timing(c.out_dir / "metrics.csv") for c in (cfg, straight_cfg))
+    assert [r["step"] for r in rows] == ["2", "4", "6"] and rows == expected
+
+
+def test_rerunning_a_finished_run_reports_its_final_loss(windows, make_model, make_cfg):
+    cfg = make_cfg(steps=3, save_every=3)
+    first = train(make_model(0), windows, collate_windows, cfg)
+    again = train(make_model(0), windows, collate_windows, cfg, resume=True)
+    assert again.start_step == 3 and again.losses == [] and again.final_loss == first.final_loss
+    assert math.isnan(again.samples_per_s)
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(windows, make_model, make_cfg, caplog):
+    straight = train(make_model(0), windows, collate_windows, make_cfg("straight", steps=6, save_every=3))
+    cfg = make_cfg("damaged", steps=6, save_every=3)
+    train(make_model(0), windows, collate_windows, cfg)
+    root = cfg.out_dir / "checkpoints"
+    weights = root / "step-000006" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    resumed = train(make_model(7), windows, collate_windows, cfg, resume=True)
+    assert "step-000006/model.safetensors is truncated or corrupt" in caplog.text
+    assert "Resuming from" in caplog.text and "step-000003" in caplog.text
+    assert resumed.start_step == 3 and resumed.losses == straight.losses[3:]
+    assert (root / "step-000006.corrupt").is_dir() and latest_checkpoint(root).name == "step-000006"
+
+
+def test_no_intact_checkpoint_is_an_error_naming_the_file(windows, make_model, make_cfg):
+    cfg = make_cfg(steps=3, save_every=3)
+    train(make_model(0), windows, collate_windows, cfg)
+    (cfg.out_dir / "checkpoints" / "step-000003" / "optimizer.pt").write_bytes(b"PK\x03\x04 cut")
+    with pytest.raises(CheckpointError, match=r"step-000003/optimizer.pt is truncated or corrupt.*--fresh"):
+        train(make_model(0), windows, collate_windows, cfg, resume=True)
+    assert (cfg.out_dir / "checkpoints" / "step-000003").is_dir()  # kept as it was
 
 
 def test_loss_decreases_and_result_fields(windows, make_model, make_cfg):

@@ -9,12 +9,18 @@ numeric features; they live in the data parquet like any other column.
 Writes are atomic: everything goes into a hidden sibling folder
 ``.<name>.writing-<pid>`` and only a clean exit renames it to ``root``; ``meta/info.json``
 is written last, so an interrupted write never leaves a folder that reads as a dataset.
+Overwriting replaces only what a writer made: ``root`` must be absent, empty or a dataset
+folder holding nothing but dataset entries; the old dataset is renamed to
+``.<name>.replaced-<pid>`` and deleted only after the new one is in place. Leftovers of
+killed writers anywhere in the parent folder are cleaned up (a half-replaced dataset is
+restored) by the next writer and logged.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import warnings
@@ -34,6 +40,50 @@ from vlaworks.data.video import VideoFileEncoder, decode_span, get_codec
 
 class DatasetError(ValueError):
     """A dataset on disk is missing, incomplete or inconsistent."""
+
+
+log = logging.getLogger(__name__)
+
+#: top-level entries of a LeRobotDataset folder (ours, or one downloaded from the Hub)
+DATASET_ENTRIES = frozenset({"data", "meta", "videos", "images", "README.md", ".gitattributes"})
+
+
+def _entries(path: Path, limit: int = 5) -> str:
+    """``a/, b.txt, ...``: what a folder holds, for error messages."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def check_replaceable(root: Path, overwrite: bool) -> None:
+    """Raise ``FileExistsError`` unless writing a dataset to ``root`` loses nothing.
+
+    ``root`` may be absent or an empty folder; with ``overwrite`` it may also be a dataset
+    folder (``meta/info.json`` present) holding only :data:`DATASET_ENTRIES`. Anything
+    else is refused with a message naming what is there.
+    """
+    root = Path(root)
+    if not root.exists() and not root.is_symlink():
+        return
+    if not root.is_dir() or root.is_symlink():
+        raise FileExistsError(f"{root} exists and is not a folder; choose another output path.")
+    if not any(root.iterdir()):
+        return
+    if not (root / layout.INFO_PATH).is_file():
+        raise FileExistsError(
+            f"{root} is not a dataset folder (it holds {_entries(root)}); --overwrite only replaces a "
+            "dataset or an empty folder. Choose another --out or move those files away."
+        )
+    foreign = sorted(p.name for p in root.iterdir() if p.name not in DATASET_ENTRIES)
+    if foreign:
+        raise FileExistsError(
+            f"{root} holds a dataset plus entries vlaworks did not write ({', '.join(foreign)}); replacing "
+            "it would delete them. Move them out of the folder or choose another --out."
+        )
+    if not overwrite:
+        raise FileExistsError(
+            f"{root} already holds a dataset; rerun with --overwrite (overwrite=True in Python) to replace "
+            "it, or choose another --out."
+        )
 
 
 RESERVED_KEYS = ("task", *layout.DEFAULT_FEATURES)
@@ -73,7 +123,7 @@ def _validate_features(features: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
-def _stats_keys(features: dict[str, dict]) -> list[str]:
+def stats_keys(features: dict[str, dict]) -> list[str]:
     """Features that get statistics: numeric scalars and vectors (actions, state, rewards)."""
     return [k for k, ft in features.items() if layout.is_numeric(ft) and len(ft["shape"]) == 1]
 
@@ -106,10 +156,9 @@ class DatasetWriter:
         video_file_mb: float = 500.0,
     ) -> None:
         self.root = Path(root)
-        if self.root.exists() and not overwrite:
-            raise FileExistsError(
-                f"{self.root} already exists; pass overwrite=True to replace it or choose another path."
-            )
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_writes(self.root.parent)  # first: it may restore a dataset at root
+        check_replaceable(self.root, overwrite)
         if fps <= 0:
             raise ValueError(f"fps must be positive; got {fps}.")
         self.fps = int(fps)
@@ -124,8 +173,6 @@ class DatasetWriter:
         self.image_keys = [k for k, ft in self.features.items() if ft["dtype"] == "image"]
         self.numeric_keys = [k for k, ft in self.features.items() if layout.is_numeric(ft)]
 
-        self.root.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temp_dirs(self.root)
         self.tmp = self.root.parent / f".{self.root.name}.writing-{os.getpid()}"
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
@@ -135,7 +182,7 @@ class DatasetWriter:
         self._frame_tasks: list[str] = []
         self._tasks: dict[str, int] = {}
         self._episodes: list[dict[str, Any]] = []
-        self._stat_values: dict[str, list[np.ndarray]] = {k: [] for k in _stats_keys(self.features)}
+        self._stat_values: dict[str, list[np.ndarray]] = {k: [] for k in stats_keys(self.features)}
         self._total_frames = 0
         self._data_file = (0, 0)
         self._data_writer: pq.ParquetWriter | None = None
@@ -366,14 +413,14 @@ class DatasetWriter:
         (self.tmp / layout.INFO_PATH).write_text(json.dumps(info, indent=2))
 
     def _install(self) -> None:
+        check_replaceable(self.root, self.overwrite)  # again: the folder may have changed meanwhile
         old = None
-        if self.root.exists():
-            if not self.overwrite:
-                raise FileExistsError(
-                    f"{self.root} appeared while writing; not replacing it (overwrite=False)."
-                )
+        if self.root.is_dir() and any(self.root.iterdir()):
             old = self.root.parent / f".{self.root.name}.replaced-{os.getpid()}"
             os.rename(self.root, old)
+        elif self.root.is_dir():
+            self.root.rmdir()
+        # A kill between these renames leaves the old dataset in ``old``; the next writer restores it.
         os.rename(self.tmp, self.root)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
@@ -388,12 +435,32 @@ class DatasetWriter:
             self.abort()
 
 
-def _remove_stale_temp_dirs(root: Path) -> None:
-    """Delete ``.<name>.writing-<pid>`` folders left by writers that were killed."""
-    for path in root.parent.glob(f".{root.name}.writing-*"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+def clean_stale_writes(parent: Path) -> list[Path]:
+    """Clean up after writers in ``parent`` that were killed; returns the paths dealt with.
+
+    ``.<name>.writing-<pid>`` folders of dead processes are deleted. A
+    ``.<name>.replaced-<pid>`` folder (an old dataset an overwrite was replacing) is
+    deleted when ``<name>`` exists (the new dataset was installed) and renamed back to
+    ``<name>`` otherwise (the overwrite died between its two renames). Each is logged.
+    """
+    handled: list[Path] = []
+    for path in sorted(Path(parent).glob(".*.*-*")):
+        stem, _, pid = path.name.rpartition("-")
+        name, dot, kind = stem[1:].rpartition(".")
+        if not (dot and kind in ("writing", "replaced") and pid.isdigit() and path.is_dir()):
+            continue
+        if int(pid) == os.getpid() or _pid_alive(int(pid)):
+            continue
+        target = path.parent / name
+        if kind == "replaced" and not target.exists():
+            os.rename(path, target)
+            log.warning("restored dataset %s, which a killed overwrite (pid %s) had moved aside", target, pid)
+        else:
             shutil.rmtree(path, ignore_errors=True)
+            what = "partial dataset" if kind == "writing" else "replaced old dataset"
+            log.warning("removed %s %s left by a killed writer (pid %s)", what, path, pid)
+        handled.append(path)
+    return handled
 
 
 def _pid_alive(pid: int) -> bool:
@@ -431,6 +498,11 @@ class LeRobotDataset:
     def __init__(self, root: Path, cache_mb: float = 2048.0) -> None:
         self.root = Path(root)
         info_path = self.root / layout.INFO_PATH
+        if not self.root.is_dir():
+            raise DatasetError(
+                f"No dataset at {self.root}: the folder does not exist. Pass the folder that holds "
+                f"{layout.INFO_PATH}, or make one with `vlaworks generate --out {self.root}`."
+            )
         if not info_path.is_file():
             raise DatasetError(
                 f"No LeRobotDataset at {self.root}: {layout.INFO_PATH} is missing (an interrupted write "
@@ -510,7 +582,7 @@ class LeRobotDataset:
                 f"to {lengths}."
             )
         data_rows = 0
-        for path in sorted({self._data_path(ep) for ep in self.episodes}):
+        for path in sorted({self.data_path(ep) for ep in self.episodes}):
             if not path.is_file():
                 raise DatasetError(f"Data file {path} is missing; the dataset is incomplete.")
             try:
@@ -525,19 +597,21 @@ class LeRobotDataset:
                 f"but the data files hold {data_rows} rows."
             )
         for key in self.video_keys:
-            for path in sorted({self._video_path(ep, key) for ep in self.episodes}):
+            for path in sorted({self.video_path(ep, key) for ep in self.episodes}):
                 if not path.is_file():
                     raise DatasetError(
                         f"Video file {path} for {key!r} is missing; the dataset is incomplete."
                     )
 
-    def _data_path(self, ep: dict[str, Any]) -> Path:
+    def data_path(self, ep: dict[str, Any]) -> Path:
+        """The data parquet file holding episode ``ep`` (a row of :attr:`episodes`)."""
         rel = self.info["data_path"].format(
             chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"]
         )
         return self.root / rel
 
-    def _video_path(self, ep: dict[str, Any], key: str) -> Path:
+    def video_path(self, ep: dict[str, Any], key: str) -> Path:
+        """The mp4 file holding video feature ``key`` of episode ``ep``."""
         template = self.info.get("video_path")
         if not template:
             raise DatasetError(f"{self.root}: info.json has video features but no 'video_path' template.")
@@ -618,7 +692,7 @@ class LeRobotDataset:
         return data
 
     def _load_episode(self, ep: dict[str, Any]) -> dict[str, Any]:
-        path = self._data_path(ep)
+        path = self.data_path(ep)
         table = _read_parquet(path, filters=[("episode_index", "==", int(ep["episode_index"]))])
         length = int(ep["length"])
         if table.num_rows != length:
@@ -652,7 +726,7 @@ class LeRobotDataset:
         return out
 
     def _decode_video(self, ep: dict[str, Any], key: str, length: int) -> np.ndarray:
-        path = self._video_path(ep, key)
+        path = self.video_path(ep, key)
         start = float(ep.get(f"videos/{key}/from_timestamp", 0.0))
         try:
             return decode_span(path, start, length, self.fps)
@@ -680,14 +754,14 @@ class LeRobotDataset:
 
     def compute_stats(self, keys: list[str] | None = None) -> dict[str, dict[str, list]]:
         """Recompute statistics of numeric features from the data files (e.g. stats.json lacks q01/q99)."""
-        keys = keys if keys is not None else _stats_keys(self.features)
+        keys = keys if keys is not None else stats_keys(self.features)
         unknown = [k for k in keys if k not in self.features or not layout.is_numeric(self.features[k])]
         if unknown:
             raise KeyError(
                 f"No numeric features {unknown} in {self.root}; numeric features: "
-                f"{_stats_keys(self.features)}."
+                f"{stats_keys(self.features)}."
             )
-        paths = sorted({self._data_path(ep) for ep in self.episodes})
+        paths = sorted({self.data_path(ep) for ep in self.episodes})
         values: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         for path in paths:
             table = _read_parquet(path, columns=keys)

@@ -72,6 +72,13 @@ class Normalizer:
             }
             self._lo[key] = np.asarray(entry[lo_name], dtype=np.float64).reshape(-1)
             self._hi[key] = np.asarray(entry[hi_name], dtype=np.float64).reshape(-1)
+            for name, bound in ((lo_name, self._lo[key]), (hi_name, self._hi[key])):
+                if not np.isfinite(bound).all():
+                    raise ValueError(
+                        f"Statistics for {key!r}: {name} is NaN or inf at dims "
+                        f"{np.flatnonzero(~np.isfinite(bound)).tolist()}; recompute the dataset's "
+                        "meta/stats.json (vlaworks check DATA --recompute-stats)."
+                    )
         chosen = self._default_skip() if skip_dims is None else skip_dims
         self.skip_dims = {k: tuple(int(d) for d in v) for k, v in chosen.items()}
         unknown = [k for k in self.skip_dims if k not in self.keys]

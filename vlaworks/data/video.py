@@ -104,6 +104,22 @@ class VideoFileEncoder:
         self._container = None
 
 
+def packet_times(path: Path) -> np.ndarray:
+    """Presentation times (seconds, ascending) of every video packet in ``path``, read without
+    decoding: one packet per frame, so this counts the frames a file really holds, fast.
+    Raises ``ValueError`` when the file cannot be demuxed (e.g. truncated)."""
+    times: list[float] = []
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            for packet in container.demux(stream):
+                if packet.size and packet.pts is not None:
+                    times.append(float(packet.pts * packet.time_base))
+    except (av.error.FFmpegError, IndexError) as err:
+        raise ValueError(f"Could not read video file {path}: {err}") from err
+    return np.sort(np.asarray(times, dtype=np.float64))
+
+
 def decode_span(path: Path, from_timestamp: float, num_frames: int, fps: float) -> np.ndarray:
     """Decode ``num_frames`` frames starting at ``from_timestamp`` seconds of ``path``.
 

@@ -26,6 +26,7 @@ from vlaworks.eval.workers import (
     make_groups,
     parse_perturbation,
     policy_label,
+    resolve_checkpoint,
     run_groups,
 )
 
@@ -116,6 +117,11 @@ def evaluate(
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1; got {episodes}.")
+    if not callable(policy_spec) and str(policy_spec) != "expert":
+        from vlaworks.models.checkpoint import verify_policy_folder
+
+        # before any worker starts: a missing or damaged checkpoint is one clear error, not one per worker
+        verify_policy_folder(resolve_checkpoint(policy_spec))
     if not suites:
         raise ValueError("Name at least one suite to evaluate, e.g. --suite spatial.")
     chunk_exec = validate_chunk_exec(chunk_exec)

@@ -11,16 +11,21 @@ Layout of ``path/``:
 * ``tokenizer/``: the backbone tokenizer's own files, for tools that read text without
   building the model.
 
-Loading rebuilds the module tree from ``config.json`` (the backbone from its registry
-name or the model folder named in the config, then from-scratch / LoRA / freezing
-switches) and loads ``model.safetensors`` strictly. The trainer's checkpoints share this
-layout: its ``model.safetensors`` is the same state, and :func:`write_policy_files`
-writes the rest.
+Loading first checks the files (:func:`verify_policy_folder`: a truncated or corrupt file
+is a :class:`~vlaworks.safefiles.CheckpointError` naming it), then rebuilds the module
+tree from ``config.json`` (the backbone from its registry name or the model folder named
+in the config, then from-scratch / LoRA / freezing switches) and loads
+``model.safetensors`` strictly. Saving is atomic: the folder is written beside the target
+and swapped in, so a killed save leaves the previous policy. The trainer's checkpoints
+share this layout: its ``model.safetensors`` is the same state, and
+:func:`write_policy_files` writes the rest.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +37,7 @@ from safetensors.torch import load_model, save_model
 from vlaworks.data.normalize import Normalizer
 from vlaworks.models.config import PolicyConfig
 from vlaworks.models.policy import VLAPolicy, build_policy
+from vlaworks.safefiles import CheckpointError, read_json, verify_safetensors
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -56,11 +62,42 @@ def write_policy_files(policy: VLAPolicy, path: str | Path) -> None:
 
 
 def save_policy(policy: VLAPolicy, path: str | Path) -> Path:
-    """Write the checkpoint folder described in the module docstring; returns its path."""
+    """Write the checkpoint folder described in the module docstring (atomically: into a
+    sibling temp folder, then swapped in); returns its path."""
     out = Path(path)
-    write_policy_files(policy, out)
-    save_model(policy, str(out / WEIGHTS_FILE))
+    tmp, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
+    for stale in (tmp, old):
+        shutil.rmtree(stale, ignore_errors=True)
+    write_policy_files(policy, tmp)
+    save_model(policy, str(tmp / WEIGHTS_FILE))
+    if out.exists():
+        os.rename(out, old)
+    os.rename(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def verify_policy_folder(path: str | Path) -> Path:
+    """Check that ``path`` holds a complete, readable policy checkpoint without building the
+    model: config and normaliser parse (finite statistics), weights are not truncated.
+    Raises ``FileNotFoundError`` when it is no checkpoint at all, :class:`CheckpointError`
+    naming the damaged file otherwise; returns the folder."""
+    folder = Path(path)
+    missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE, NORMALIZER_FILE) if not (folder / f).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder} is not a policy checkpoint: missing {missing}. Point at a folder written by "
+            "save_policy (or a trainer checkpoint step folder)."
+        )
+    for name, parse in ((CONFIG_FILE, PolicyConfig.from_dict), (NORMALIZER_FILE, Normalizer.from_state_dict)):
+        data = read_json(folder / name)
+        try:
+            parse(data)
+        except (KeyError, TypeError, ValueError) as err:
+            reason = err.args[0] if err.args else type(err).__name__
+            raise CheckpointError(f"{folder / name} cannot be used: {reason}") from err
+    verify_safetensors(folder / WEIGHTS_FILE)
+    return folder
 
 
 def load_policy(
@@ -74,13 +111,7 @@ def load_policy(
     against the checkpoint's normaliser: a missing key or a different dimension is an
     error, so a policy never silently runs with another robot's action layout.
     """
-    folder = Path(path)
-    missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE, NORMALIZER_FILE) if not (folder / f).exists()]
-    if missing:
-        raise FileNotFoundError(
-            f"{folder} is not a policy checkpoint: missing {missing}. Point at a folder written by "
-            "save_policy (or a trainer checkpoint step folder)."
-        )
+    folder = verify_policy_folder(path)
     config = PolicyConfig.load(folder / CONFIG_FILE)
     normalizer = Normalizer.from_state_dict(json.loads((folder / NORMALIZER_FILE).read_text()))
     if expected_stats is not None:

@@ -91,8 +91,18 @@ class PolicyConfig:
             raise ValueError(f"PolicyConfig.chunk_size must be >= 1; got {self.chunk_size}.")
         if self.action_dim < 2:
             raise ValueError(f"PolicyConfig.action_dim must be >= 2 (pose + gripper); got {self.action_dim}.")
-        if not self.cameras:
-            raise ValueError("PolicyConfig.cameras is empty; name at least one camera, e.g. ('base',).")
+        if not self.cameras or not all(self.cameras):
+            raise ValueError(
+                f"PolicyConfig.cameras must name at least one camera, none empty (e.g. ('base',)); "
+                f"got {self.cameras!r}."
+            )
+        if not isinstance(self.image_size, int) or self.image_size < 1:
+            raise ValueError(f"PolicyConfig.image_size must be an integer >= 1; got {self.image_size!r}.")
+        if self.lora.r < 1 or self.lora.alpha <= 0 or not 0 <= self.lora.dropout < 1:
+            raise ValueError(
+                f"PolicyConfig.lora needs r >= 1, alpha > 0 and 0 <= dropout < 1; got r={self.lora.r}, "
+                f"alpha={self.lora.alpha}, dropout={self.lora.dropout} (--lora R sets r=R, alpha=2R)."
+            )
         if self.state_dim is not None and self.state_dim < 1:
             raise ValueError(f"PolicyConfig.state_dim must be >= 1 (proprio length); got {self.state_dim}.")
         if self.normaliser_mode not in ("q99", "meanstd", "minmax"):

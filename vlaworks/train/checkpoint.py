@@ -17,6 +17,12 @@ with ``os.replace``; only then are old checkpoints pruned. A crash at any point 
 ``latest`` pointing at a complete checkpoint. Stale temp folders are removed by the
 next save or resume.
 
+Damage after the fact (a truncated file, a partial copy): :func:`load_latest` checks each
+checkpoint's files before loading (:mod:`vlaworks.safefiles`) and falls back from a
+damaged ``latest`` to the newest intact checkpoint, with a warning; the damaged folder is
+renamed ``step-XXXXXX.corrupt`` so that it is kept for inspection but never pruned into
+or resumed from again.
+
 Multi-process: every rank calls :func:`save_checkpoint` (each writes its own RNG
 state); rank 0 writes the rest and does the renames, with barriers in between. This
 suits DDP (each rank holds the full model); FSDP would need sharded state dicts.
@@ -25,6 +31,7 @@ suits DDP (each rank holds the full model); FSDP would need sharded state dicts.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -41,8 +48,11 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from vlaworks.safefiles import CheckpointError, read_json, verify_safetensors, verify_torch_file
+
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
 LATEST = "latest"
+log = logging.getLogger(__name__)
 
 
 def step_dir_name(step: int) -> str:
@@ -69,6 +79,67 @@ def latest_checkpoint(ckpt_root: Path) -> Path | None:
             f"point it at one of {[p.name for p in list_checkpoints(ckpt_root)]} or remove it."
         )
     return target
+
+
+def verify_checkpoint(path: Path) -> None:
+    """Raise :class:`CheckpointError` naming the first missing, truncated or corrupt file of
+    checkpoint ``path`` (headers and directories only; no tensor is loaded)."""
+    path = Path(path)
+    state = read_json(path / "trainer_state.json")
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"{path / 'trainer_state.json'} has no 'step'; the checkpoint is incomplete.")
+    verify_safetensors(path / "model.safetensors")
+    for name in ("optimizer.pt", "scheduler.pt", *(["scaler.pt"] if (path / "scaler.pt").exists() else [])):
+        verify_torch_file(path / name)
+    for rng in sorted(path.glob("rng-rank*.json")):
+        read_json(rng)
+        verify_safetensors(rng.with_suffix(".safetensors"))
+
+
+def resume_candidates(ckpt_root: Path) -> list[Path]:
+    """Checkpoints to resume from, best first: the one ``latest`` points at, then the
+    others from the newest step down."""
+    found = list(reversed(list_checkpoints(ckpt_root)))
+    link = ckpt_root / LATEST
+    target = link.resolve() if link.is_symlink() else None
+    return sorted(found, key=lambda p: p.resolve() != target)  # stable: the rest keep their order
+
+
+def load_latest(
+    accelerator: Accelerator,
+    ckpt_root: Path,
+    model: nn.Module,
+    optimizer: Optimizer,
+    scheduler: LRScheduler,
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """Restore the newest intact checkpoint (see the module docstring); ``(None, None)``
+    when there is none yet. Damaged ones before it are renamed ``*.corrupt`` and logged;
+    if every checkpoint is damaged, raise :class:`CheckpointError` naming the newest."""
+    damaged: list[tuple[Path, CheckpointError]] = []
+    chosen: Path | None = None
+    state: dict[str, Any] | None = None
+    for path in resume_candidates(ckpt_root):
+        try:
+            verify_checkpoint(path)
+        except CheckpointError as err:
+            damaged.append((path, err))
+            continue
+        chosen, state = path, load_checkpoint(accelerator, path, model, optimizer, scheduler)
+        break
+    if damaged and chosen is None:
+        raise CheckpointError(
+            f"No usable checkpoint in {ckpt_root}: {damaged[0][1]} Start the run again with --fresh "
+            "(train(resume=False)) or restore the checkpoint files."
+        )
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and damaged:
+        for path, err in damaged:
+            path.rename(path.with_name(path.name + ".corrupt"))
+            log.warning("%s Resuming from %s instead; the damaged checkpoint is kept as %s.corrupt.",
+                        err, chosen, path.name)
+        _point_latest(ckpt_root, chosen)  # type: ignore[arg-type]
+    accelerator.wait_for_everyone()
+    return chosen, state
 
 
 def save_checkpoint(

@@ -51,9 +51,12 @@ class TrainConfig:
     find_unused_parameters: bool = False
     progress: bool = True
     tensorboard: bool = False
+    #: torch's deterministic algorithms during training (bit-identical CPU runs for one seed)
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
+        self._check_types()
         self.adam_betas = (float(self.adam_betas[0]), float(self.adam_betas[1]))
         positive = {"steps": self.steps, "batch_size": self.batch_size, "grad_accum": self.grad_accum,
                     "log_every": self.log_every, "keep_last": self.keep_last}
@@ -75,6 +78,21 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.mixed_precision must be 'no', 'bf16' or 'fp16'; got {self.mixed_precision!r}."
             )
+
+    def _check_types(self) -> None:
+        """Numbers must be numbers (a ``--set train.steps=abc`` typo is an error, not a crash)."""
+        kinds = {"int": (int, "an integer"), "float": ((int, float), "a number"),
+                 "bool": (bool, "true or false")}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if str(f.type) not in kinds:
+                continue
+            kind, words = kinds[str(f.type)]
+            if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+                raise ValueError(
+                    f"TrainConfig.{f.name} must be {words}; got {value!r}. Fix the value given with "
+                    f"--set train.{f.name}=..."
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings)."""
@@ -98,7 +116,9 @@ class TrainResult:
     """What :func:`vlaworks.train.trainer.train` returns.
 
     ``losses`` holds the globally averaged loss of every optimizer step run by *this*
-    call (a resumed call starts after the checkpoint's step).
+    call (a resumed call starts after the checkpoint's step ``start_step``). A call that
+    finds the run already finished runs no step: ``final_loss`` is then the checkpoint's
+    last loss and ``samples_per_s`` is NaN.
     """
 
     final_loss: float
@@ -107,3 +127,4 @@ class TrainResult:
     last_checkpoint: Path | None
     run_dir: Path
     losses: list[float] = field(default_factory=list)
+    start_step: int = 0

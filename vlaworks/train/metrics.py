@@ -3,7 +3,8 @@
 Columns start with ``step, loss, lr, samples_per_s``; any other key a model reports
 (``l1``, ``vl_loss``, ``grad_norm``, ...) becomes a column the first time it is seen
 (the file is rewritten with the wider header; earlier rows get empty cells). On resume,
-rows after the checkpoint's step are dropped, so the file matches an uninterrupted run.
+rows after the checkpoint's step are dropped, so the file matches an uninterrupted run;
+so is a last line torn by a kill mid-write.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class MetricsCsv:
                 for name in reader.fieldnames or []:
                     if name not in self.columns:
                         self.columns.append(name)
-                self.rows = [r for r in reader if int(r["step"]) <= keep_until_step]
+                self.rows = [r for r in reader if _complete(r) and int(r["step"]) <= keep_until_step]
         self._rewrite()
 
     def log(self, row: Mapping[str, float | int | str]) -> None:
@@ -61,3 +62,8 @@ def _fmt(value: float | int | str) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+def _complete(row: dict) -> bool:
+    """A row with every column (empty cells allowed) and an integer step: not a torn line."""
+    return None not in row and None not in row.values() and row["step"].isdigit()

@@ -8,6 +8,7 @@ source (robot windows, mixed 50/50 with vision-language batches for co-training 
 and the resumable trainer. A run folder holds::
 
     RUN/recipe.json              the recipe actually trained (after overrides)
+    RUN/dataset.json             the dataset's path and fingerprint (resuming on another is an error)
     RUN/metrics.csv              per-step loss, lr, throughput
     RUN/checkpoints/step-N/      resumable trainer checkpoints (each also a loadable policy)
     RUN/policy/                  the final policy (config, safetensors, normaliser, tokenizer)
@@ -15,6 +16,12 @@ and the resumable trainer. A run folder holds::
     RUN/tokenizer_fit.json       a fitted (FAST) tokenizer's reconstruction error and tokens per chunk
 
 Running the same command again resumes from ``RUN/checkpoints/latest``.
+
+Before anything is built the dataset passes the integrity check
+(:func:`vlaworks.data.check.check_dataset`) and the run folder rule
+(:mod:`vlaworks.train.run_folder`); then every RNG is seeded from the train seed, so the
+same command and seed build the same initial policy and, on a CPU, train to
+bit-identical weights, losses and ``metrics.csv`` (wall-clock throughput aside).
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from accelerate.utils import set_seed
+
+from vlaworks.data.check import check_dataset
 from vlaworks.data.dataset import WindowDataset, collate_windows
 from vlaworks.data.lerobot import LeRobotDataset
 from vlaworks.data.normalize import Normalizer
@@ -32,7 +42,9 @@ from vlaworks.models.checkpoint import load_policy, save_policy, write_policy_fi
 from vlaworks.models.policy import DUAL_ENCODER_OPTION, VLAPolicy, build_policy
 from vlaworks.recipes import Recipe, get_recipe
 from vlaworks.recipes.training import prepare_policy, training_source
+from vlaworks.train.checkpoint import resume_candidates
 from vlaworks.train.config import TrainResult
+from vlaworks.train.run_folder import check_paths, check_run_folder, start_run_folder
 from vlaworks.train.trainer import train
 
 POLICY_DIR = "policy"
@@ -114,8 +126,12 @@ def train_policy(
     train_overrides: dict[str, Any] | None = None,
     resume: bool = True,
 ) -> TrainRun:
-    """Train ``recipe`` on the dataset at ``data`` into run folder ``out`` (see module doc)."""
-    dataset = LeRobotDataset(Path(data))
+    """Train ``recipe`` on the dataset at ``data`` into run folder ``out`` (see module doc);
+    ``resume=False`` starts again, replacing what an earlier run wrote in ``out``."""
+    data, out = Path(data), Path(out)
+    check_paths(data, out)
+    check_dataset(data).raise_for_problems()
+    dataset = LeRobotDataset(data)
     config = recipe.policy
     if config.use_state and config.state_dim is None:
         state_dim = int(dataset.features["observation.state"]["shape"][0])
@@ -123,7 +139,7 @@ def train_policy(
         config = recipe.policy
     keys = ("action", "observation.state") if config.use_state else ("action",)
     normalizer = Normalizer(dataset.stats, mode=config.normaliser_mode, keys=keys)
-    policy = build_policy(config, normalizer)
+    train_cfg = recipe.train_config(out, **(train_overrides or {}))
     windows = WindowDataset(
         dataset,
         cameras=list(config.cameras),
@@ -133,8 +149,11 @@ def train_policy(
         image_size=config.image_size,
         augment=config.augment,
     )
-    train_cfg = recipe.train_config(out, **(train_overrides or {}))
-    out.mkdir(parents=True, exist_ok=True)
+    resuming = resume and bool(resume_candidates(out / "checkpoints"))
+    identity = check_run_folder(out, data, fresh=not resume, resuming=resuming)
+    set_seed(train_cfg.seed)  # the initial weights depend on the seed only, not on the process
+    policy = build_policy(config, normalizer)
+    start_run_folder(out, identity, fresh=not resume)
     (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")
     fit = prepare_policy(policy, windows, seed=train_cfg.seed)
     if fit is not None:

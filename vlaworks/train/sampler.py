@@ -141,7 +141,10 @@ class MixedBatchSource:
                 f"{sorted(self.names)}; resume with the same data sources."
             )
         if int(state["seed"]) != self.seed:
-            raise ValueError(f"Sampler state was saved with seed {state['seed']}, this run uses {self.seed}.")
+            raise ValueError(
+                f"The checkpoint was trained with seed {state['seed']} but this run uses {self.seed}; resume "
+                f"with --seed {state['seed']}, or pass --fresh to start again."
+            )
         self.draws = int(state["draws"])
         self.positions = {k: int(v) for k, v in state["positions"].items()}
 

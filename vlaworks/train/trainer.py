@@ -8,10 +8,15 @@ Data is a torch ``Dataset`` plus a collate function returning a ``Batch``, or a
 ``None``).
 
 Exact resume: the data order is a function of ``(seed, epoch)`` with a saved position,
-the RNG states of every process are saved, and DataLoader creation does not touch the
-global RNG, so ``train(steps=N)`` and ``train(steps=N)`` killed at a checkpoint then
-``train(..., resume=True)`` in a fresh process produce the same per-step losses
-(same world size, same hardware; see ``tests/train/test_trainer.py``).
+the RNG states of every process are saved, DataLoader creation does not touch the
+global RNG, and the metrics of steps not yet written to ``metrics.csv`` travel in the
+checkpoint, so ``train(steps=N)`` and ``train(steps=N)`` killed at a checkpoint then
+``train(..., resume=True)`` in a fresh process produce the same per-step losses, weights
+and ``metrics.csv`` rows (same world size, same hardware; see
+``tests/train/test_trainer.py`` and ``tests/test_reliability.py``). With
+``cfg.deterministic`` (the default) torch's deterministic algorithms are on during
+training, so on a CPU the same seed gives bit-identical runs. A damaged latest
+checkpoint falls back to the previous intact one (:func:`~vlaworks.train.checkpoint.load_latest`).
 
 Launching (one code path for all):
 
@@ -39,8 +44,8 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -51,12 +56,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from vlaworks.train.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    remove_stale_temps,
-    save_checkpoint,
-)
+from vlaworks.train.checkpoint import load_latest, remove_stale_temps, save_checkpoint
 from vlaworks.train.config import TrainConfig, TrainResult
 from vlaworks.train.metrics import MetricsCsv
 from vlaworks.train.optim import build_optimizer, build_scheduler
@@ -75,6 +75,36 @@ def train(
     """Train ``model`` for ``cfg.steps`` optimizer steps; write ``cfg.out_dir`` (metrics.csv,
     train_config.json, checkpoints/). With ``resume=True`` continue from
     ``checkpoints/latest`` when it exists (otherwise start fresh)."""
+    with deterministic_algorithms(cfg.deterministic):
+        return _train(model, dataset, collate, cfg, extra_save=extra_save, resume=resume)
+
+
+@contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """Use torch's deterministic kernels (where it has them; others only warn) inside the block."""
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
+def _train(
+    model: nn.Module,
+    dataset: Dataset | MixedBatchSource,
+    collate: Collate | None,
+    cfg: TrainConfig,
+    *,
+    extra_save: Callable[[Path], None] | None,
+    resume: bool,
+) -> TrainResult:
     run_dir = cfg.out_dir
     ckpt_root = run_dir / "checkpoints"
     # The accelerator state is a process-wide singleton; every train() call is its own stage
@@ -97,22 +127,22 @@ def train(
 
     start_step = 0
     last_ckpt: Path | None = None
+    state: dict | None = None
     if resume:
         if accelerator.is_main_process:
             remove_stale_temps(ckpt_root)
         accelerator.wait_for_everyone()
-        last_ckpt = latest_checkpoint(ckpt_root)
-        if last_ckpt is not None:
-            state = load_checkpoint(accelerator, last_ckpt, model, optimizer, scheduler)
+        last_ckpt, state = load_latest(accelerator, ckpt_root, model, optimizer, scheduler)
+        if state is not None:
             source.load_state_dict(state["sampler"])
             start_step = int(state["step"])
     if start_step > cfg.steps:
         raise ValueError(
-            f"Checkpoint {last_ckpt} is at step {start_step}, beyond cfg.steps={cfg.steps}; "
-            "raise steps or start a new run folder."
+            f"Checkpoint {last_ckpt} is at step {start_step}, beyond --steps {cfg.steps}; "
+            "raise --steps, or pass --fresh to start again."
         )
 
-    log = _Logger(accelerator, cfg, run_dir, start_step)
+    log = _Logger(accelerator, cfg, run_dir, start_step, (state or {}).get("log_window"))
     stream = batch_stream(source, num_workers=cfg.num_workers)
     samples_per_step = cfg.batch_size * cfg.grad_accum * accelerator.num_processes
     losses: list[float] = []
@@ -160,7 +190,8 @@ def train(
 
         if cfg.save_every and (step % cfg.save_every == 0 or step == cfg.steps):
             trainer_state = {"sampler": source.state_dict(), "samples_seen": step * samples_per_step,
-                             "epochs": {n: source.epoch(n) for n in source.names}}
+                             "epochs": {n: source.epoch(n) for n in source.names}, "loss": step_loss,
+                             "log_window": log.state_dict()}
             last_ckpt = save_checkpoint(
                 accelerator, ckpt_root, step, model, optimizer, scheduler, trainer_state,
                 keep_last=cfg.keep_last, extra_save=extra_save,
@@ -168,12 +199,13 @@ def train(
     log.close()
     ran = len(losses)
     return TrainResult(
-        final_loss=losses[-1] if losses else math.nan,
+        final_loss=losses[-1] if losses else float((state or {}).get("loss", math.nan)),
         steps=cfg.steps,
-        samples_per_s=ran * samples_per_step / total_time if total_time > 0 else 0.0,
+        samples_per_s=ran * samples_per_step / total_time if total_time > 0 else math.nan,
         last_checkpoint=last_ckpt,
         run_dir=run_dir,
         losses=losses,
+        start_step=start_step,
     )
 
 
@@ -197,12 +229,13 @@ def _as_source(
 class _Logger:
     """Progress bar, metrics.csv and optional TensorBoard on the main process."""
 
-    def __init__(self, accelerator: Accelerator, cfg: TrainConfig, run_dir: Path, start_step: int) -> None:
+    def __init__(self, accelerator: Accelerator, cfg: TrainConfig, run_dir: Path, start_step: int,
+                 window: dict | None = None) -> None:
         self.main = accelerator.is_main_process
         self.every = cfg.log_every
-        self.window: dict[str, list[float]] = defaultdict(list)
-        self.window_samples = 0
-        self.window_time = 0.0
+        self.window: dict[str, list[float]] = defaultdict(list, (window or {}).get("values", {}))
+        self.window_samples = int((window or {}).get("samples", 0))
+        self.window_time = float((window or {}).get("seconds", 0.0))
         self.csv: MetricsCsv | None = None
         self.tb = None
         self.bar = None
@@ -252,6 +285,12 @@ class _Logger:
         self.window.clear()
         self.window_samples = 0
         self.window_time = 0.0
+
+    def state_dict(self) -> dict:
+        """The per-step values since the last CSV row; a resumed run averages them into its
+        next row, so the row equals the uninterrupted run's."""
+        return {"values": {k: list(v) for k, v in self.window.items()}, "samples": self.window_samples,
+                "seconds": self.window_time}
 
     def close(self) -> None:
         if self.bar is not None:
