@@ -128,8 +128,8 @@ def load_latest(
         break
     if damaged and chosen is None:
         raise CheckpointError(
-            f"No usable checkpoint in {ckpt_root}: {damaged[0][1]} Start the run again with --fresh "
-            "(train(resume=False)) or restore the checkpoint files."
+            f"No usable checkpoint in {ckpt_root}: {damaged[0][1]} Otherwise start the run again with "
+            "--fresh (train(resume=False))."
         )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and damaged:
