@@ -14,13 +14,12 @@ from typing import Any
 
 from torch import nn
 
-from vlaworks.data.dataset import WindowDataset, collate_windows
+from vlaworks.data.dataset import collate_windows
 from vlaworks.data.lerobot import LeRobotDataset
-from vlaworks.data.normalize import Normalizer
 from vlaworks.demo import DemoConfig
 from vlaworks.models.policy import build_policy
 from vlaworks.sim.generate import generate
-from vlaworks.train.pipeline import build_recipe, view_overrides
+from vlaworks.train.pipeline import build_recipe, training_windows, view_overrides
 
 IMAGE_SIZE = 64
 
@@ -28,18 +27,9 @@ IMAGE_SIZE = 64
 def _windows_and_policy(recipe_name: str, overrides: dict) -> tuple[nn.Module, Any, Callable]:
     data = Path(tempfile.mkdtemp(prefix="vlaworks-bench-")) / "data"
     generate(["spatial"], episodes=4, out=data, seed=0, image_size=IMAGE_SIZE)
-    ds = LeRobotDataset(data)
     recipe = build_recipe(recipe_name, backbone="prismatic-tiny", overrides=overrides)
-    if recipe.policy.use_state:
-        recipe = recipe.override({"policy.state_dim": int(ds.features["observation.state"]["shape"][0])})
-    config = recipe.policy
-    keys = ("action", "observation.state") if config.use_state else ("action",)
-    normalizer = Normalizer(ds.stats, mode=config.normaliser_mode, keys=keys)
-    windows = WindowDataset(
-        ds, cameras=list(config.cameras), chunk=config.chunk_size, normalizer=normalizer,
-        with_state=config.use_state, image_size=config.image_size, augment=config.augment,
-    )
-    return build_policy(config, normalizer), windows, collate_windows
+    recipe, normalizer, windows = training_windows(recipe, LeRobotDataset(data))
+    return build_policy(recipe.policy, normalizer), windows, collate_windows
 
 
 def demo_policy(batch_size: int) -> tuple[nn.Module, Any, Callable]:

@@ -189,7 +189,7 @@ def train(
     ] = False,
 ) -> None:
     """Train a recipe on a dataset; writes RUN/policy and resumable RUN/checkpoints."""
-    from vlaworks.train.pipeline import build_recipe, train_policy
+    from vlaworks.train.pipeline import build_recipe, split_overrides, train_policy
 
     overrides = _parse_sets(set_)
     freezes = {f.strip() for f in (freeze or "").split(",") if f.strip()}
@@ -203,8 +203,7 @@ def train(
         overrides |= {"policy.lora.enabled": True, "policy.lora.r": lora, "policy.lora.alpha": 2 * lora}
     overrides |= {"policy.cameras": cameras.split(",")} if cameras is not None else {}
     overrides |= {"policy.image_size": image_size} if image_size is not None else {}
-    recipe_sets = {k: v for k, v in overrides.items() if not k.startswith("train.")}
-    train_sets = {k.removeprefix("train."): v for k, v in overrides.items() if k.startswith("train.")}
+    recipe_sets, train_sets = split_overrides(overrides)
     for key, value in (("steps", steps), ("batch_size", batch_size), ("lr", lr), ("save_every", save_every)):
         if value is not None:
             train_sets[key] = value

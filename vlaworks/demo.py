@@ -78,7 +78,13 @@ def run_demo(cfg: DemoConfig) -> dict:
     from vlaworks.eval.run import evaluate
     from vlaworks.sim.generate import generate
     from vlaworks.train.config import default_mixed_precision
-    from vlaworks.train.pipeline import budget_overrides, build_recipe, train_policy, view_overrides
+    from vlaworks.train.pipeline import (
+        budget_overrides,
+        build_recipe,
+        split_overrides,
+        train_policy,
+        view_overrides,
+    )
 
     console = Console()
     out = Path(cfg.out)
@@ -105,6 +111,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     console.rule(f"2/3 train: {cfg.recipe} on {cfg.backbone}, {cfg.steps} steps")
     t = time.perf_counter()
+    recipe_sets, train_sets = split_overrides(cfg.overrides)
     recipe = build_recipe(
         cfg.recipe,
         backbone=cfg.backbone,
@@ -113,10 +120,9 @@ def run_demo(cfg: DemoConfig) -> dict:
                 cfg.cameras, cfg.image_size, cfg.patch_size, cfg.chunk, token_merge=cfg.token_merge,
                 shift=cfg.shift, attn_implementation=cfg.attn_implementation,
             ),
-            **{k: v for k, v in cfg.overrides.items() if not k.startswith("train.")},
+            **recipe_sets,
         },
     )
-    train_sets = {k.removeprefix("train."): v for k, v in cfg.overrides.items() if k.startswith("train.")}
     precision = default_mixed_precision() if cfg.mixed_precision == "auto" else cfg.mixed_precision
     run = train_policy(
         recipe,

@@ -118,6 +118,37 @@ def budget_overrides(
     }
 
 
+def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Dotted ``--set`` overrides split into recipe keys (``policy.*`` / ``cotrain.*``) and
+    trainer keys (``train.*``, prefix removed), as ``build_recipe`` and ``train_policy`` take them."""
+    recipe_sets = {k: v for k, v in overrides.items() if not k.startswith("train.")}
+    train_sets = {k.removeprefix("train."): v for k, v in overrides.items() if k.startswith("train.")}
+    return recipe_sets, train_sets
+
+
+def training_windows(recipe: Recipe, dataset: LeRobotDataset) -> tuple[Recipe, Normalizer, WindowDataset]:
+    """The recipe with its proprio length read from the dataset (when it uses state and
+    leaves ``state_dim`` unset), the dataset's normaliser for the keys the policy reads, and
+    the training windows (with the recipe's augmentation)."""
+    config = recipe.policy
+    if config.use_state and config.state_dim is None:
+        state_dim = int(dataset.features["observation.state"]["shape"][0])
+        recipe = recipe.override({"policy.state_dim": state_dim})
+        config = recipe.policy
+    keys = ("action", "observation.state") if config.use_state else ("action",)
+    normalizer = Normalizer(dataset.stats, mode=config.normaliser_mode, keys=keys)
+    windows = WindowDataset(
+        dataset,
+        cameras=list(config.cameras),
+        chunk=config.chunk_size,
+        normalizer=normalizer,
+        with_state=config.use_state,
+        image_size=config.image_size,
+        augment=config.augment,
+    )
+    return recipe, normalizer, windows
+
+
 def train_policy(
     recipe: Recipe,
     data: Path,
@@ -131,24 +162,9 @@ def train_policy(
     data, out = Path(data), Path(out)
     check_paths(data, out)
     check_dataset(data).raise_for_problems()
-    dataset = LeRobotDataset(data)
+    recipe, normalizer, windows = training_windows(recipe, LeRobotDataset(data))
     config = recipe.policy
-    if config.use_state and config.state_dim is None:
-        state_dim = int(dataset.features["observation.state"]["shape"][0])
-        recipe = recipe.override({"policy.state_dim": state_dim})
-        config = recipe.policy
-    keys = ("action", "observation.state") if config.use_state else ("action",)
-    normalizer = Normalizer(dataset.stats, mode=config.normaliser_mode, keys=keys)
     train_cfg = recipe.train_config(out, **(train_overrides or {}))
-    windows = WindowDataset(
-        dataset,
-        cameras=list(config.cameras),
-        chunk=config.chunk_size,
-        normalizer=normalizer,
-        with_state=config.use_state,
-        image_size=config.image_size,
-        augment=config.augment,
-    )
     resuming = resume and bool(resume_candidates(out / "checkpoints"))
     identity = check_run_folder(out, data, fresh=not resume, resuming=resuming)
     set_seed(train_cfg.seed)  # the initial weights depend on the seed only, not on the process
