@@ -18,6 +18,7 @@ from vlaworks.data.dataset import WindowDataset
 from vlaworks.data.lerobot import LeRobotDataset
 from vlaworks.data.normalize import Normalizer
 from vlaworks.models.heads.token import FastTokenizer
+from vlaworks.processing import PolicyProcessor
 from vlaworks.recipes.training import action_chunks
 
 
@@ -34,9 +35,8 @@ def main() -> None:
           "| max abs err |")
     print("|---|---|---|---|---|---|---|")
     for chunk in args.chunk:
-        windows = WindowDataset(
-            ds, cameras=ds.camera_names[:1], chunk=chunk, normalizer=normalizer, with_state=False
-        )
+        processor = PolicyProcessor(ds.camera_names[:1], chunk_size=chunk, normalizer=normalizer)
+        windows = WindowDataset(ds, processor)
         chunks = action_chunks(windows, max_chunks=100_000)  # episodes in a seeded order
         split = int(len(chunks) * (1 - args.held_out))
         for vocab in args.vocab:

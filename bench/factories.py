@@ -14,10 +14,10 @@ from typing import Any
 
 from torch import nn
 
-from vlaworks.data.dataset import collate_windows
 from vlaworks.data.lerobot import LeRobotDataset
 from vlaworks.demo import DemoConfig
 from vlaworks.models.policy import build_policy
+from vlaworks.processing import collate
 from vlaworks.sim.generate import generate
 from vlaworks.train.pipeline import build_recipe, training_windows, view_overrides
 
@@ -29,7 +29,7 @@ def _windows_and_policy(recipe_name: str, overrides: dict) -> tuple[nn.Module, A
     generate(["spatial"], episodes=4, out=data, seed=0, image_size=IMAGE_SIZE)
     recipe = build_recipe(recipe_name, backbone="prismatic-tiny", overrides=overrides)
     recipe, normalizer, windows = training_windows(recipe, LeRobotDataset(data))
-    return build_policy(recipe.policy, normalizer), windows, collate_windows
+    return build_policy(recipe.policy, normalizer), windows, collate
 
 
 def demo_policy(batch_size: int) -> tuple[nn.Module, Any, Callable]:

@@ -9,7 +9,12 @@ import torch
 from vlaworks.data.augment import AugmentOptions, augment_views, random_shift
 from vlaworks.data.dataset import WindowDataset
 from vlaworks.data.lerobot import LeRobotDataset
+from vlaworks.processing import PolicyProcessor
 from vlaworks.train.sampler import load_sample
+
+
+def windows(dataset: LeRobotDataset, augment: AugmentOptions | None = None) -> WindowDataset:
+    return WindowDataset(dataset, PolicyProcessor(("base", "wrist"), chunk_size=2, augment=augment))
 
 
 @pytest.fixture
@@ -30,20 +35,20 @@ def test_shift_is_a_translated_copy_with_replicated_border() -> None:
 
 
 def test_augmentation_is_seeded_per_sample(dataset) -> None:
-    windows = WindowDataset(dataset, chunk=2, augment=AugmentOptions(shift=4, brightness=0.2, contrast=0.2))
-    a = load_sample(windows, ("robot", 3, 1234))["images"]
-    b = load_sample(windows, ("robot", 3, 1234))["images"]
-    c = load_sample(windows, ("robot", 3, 999))["images"]
+    augmented = windows(dataset, AugmentOptions(shift=4, brightness=0.2, contrast=0.2))
+    a = load_sample(augmented, ("robot", 3, 1234))["images"]
+    b = load_sample(augmented, ("robot", 3, 1234))["images"]
+    c = load_sample(augmented, ("robot", 3, 999))["images"]
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
-    plain = WindowDataset(dataset, chunk=2)[3]["images"]
+    plain = windows(dataset)[3]["images"]
     assert not torch.equal(a, plain)
 
 
 def test_no_augmentation_returns_exact_frames(dataset) -> None:
-    windows = WindowDataset(dataset, chunk=2, augment=AugmentOptions())
-    assert windows.augment is None
-    item = load_sample(windows, ("robot", 7, 5))
+    plain = windows(dataset, AugmentOptions())
+    assert plain.processor.augment is None
+    item = load_sample(plain, ("robot", 7, 5))
     frame = dataset.episode(1)["observation.images.base"][1]
     np.testing.assert_array_equal(item["images"][0].permute(1, 2, 0).numpy(), frame)
 

@@ -1,4 +1,4 @@
-"""VLDataset / collate_vl: materialisation, view filling, npz cache, VL batches."""
+"""VLDataset: materialisation, view filling, npz cache, VL batches."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vlaworks.data.vl import VLDataset, collate_vl
+from vlaworks.data.vl import VLDataset
+from vlaworks.processing import collate
 
 
 def fake_samples(n: int = 3, size: int = 24) -> list[dict]:
@@ -34,7 +35,7 @@ def test_items_put_the_image_in_view_zero_and_black_elsewhere() -> None:
 
 def test_collate_gives_a_vl_batch_resized_to_the_policy_size() -> None:
     data = VLDataset.from_samples(fake_samples(), image_size=16)
-    batch = collate_vl([data[0], data[2]])
+    batch = collate([data[0], data[2]])
     assert batch.is_vl and batch.actions is None
     assert batch.images.shape == (2, 1, 3, 16, 16)
     assert batch.instructions == batch.vl_prompt == ["Point to object 0.", "Point to object 2."]
@@ -61,7 +62,7 @@ def test_bad_input_is_named() -> None:
     with pytest.raises(KeyError, match="answer"):
         VLDataset.from_samples([{"image": np.zeros((4, 4, 3), np.uint8), "prompt": "x"}])
     with pytest.raises(ValueError, match="different camera"):
-        collate_vl([{**VLDataset.from_samples(fake_samples())[0]}, {
+        collate([{**VLDataset.from_samples(fake_samples())[0]}, {
             **VLDataset.from_samples(fake_samples(), cameras=("base", "wrist"))[0]}])
 
 

@@ -7,7 +7,6 @@ from torch import nn
 
 from vlaworks.eval.vqa import (
     box_iou,
-    greedy_decode,
     parse_numbers,
     score_answer,
     vqa_accuracy,
@@ -15,6 +14,7 @@ from vlaworks.eval.vqa import (
 )
 from vlaworks.models.backbones import build_backbone
 from vlaworks.models.text_tokenizer import build_tiny_tokenizer
+from vlaworks.processing import PolicyProcessor
 
 torch.set_num_threads(1)
 
@@ -73,17 +73,6 @@ def _images(n: int, seed: int) -> torch.Tensor:
     return torch.randint(0, 256, (n, 1, 3, 32, 32), dtype=torch.uint8, generator=g)
 
 
-def test_cached_greedy_decoding_equals_full_reforward(chatty_backbone):
-    prompts = ["point to the red cube", "how many cubes are on the table?", "describe the scene"]
-    images = _images(3, 0)
-    cached = greedy_decode(chatty_backbone, images, prompts, 8)
-    full = greedy_decode(chatty_backbone, images, prompts, 8, use_cache=False)
-    assert cached == full
-    assert len({*cached}) > 1 and all(cached)  # rows differ: left padding is exercised
-    with pytest.raises(ValueError, match="max_new_tokens"):
-        greedy_decode(chatty_backbone, images, prompts, 0)
-
-
 def test_policy_answers_match_backbone_decoding(chatty_backbone):
     from vlaworks.eval.vqa import answer_questions
     from vlaworks.models.config import PartSpec, PolicyConfig
@@ -107,7 +96,7 @@ class OraclePolicy(nn.Module):
     def __init__(self, answers: dict[str, str], cameras: tuple[str, ...]) -> None:
         super().__init__()
         self.answers = answers
-        self.config = type("Config", (), {"cameras": cameras, "image_size": 16})()
+        self.processor = PolicyProcessor(cameras, image_size=16)
         self.backbone = type("Backbone", (), {"tokenizer": build_tiny_tokenizer()})()
         self.seen_shapes: list[tuple[int, ...]] = []
 

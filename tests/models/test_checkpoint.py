@@ -125,3 +125,19 @@ def test_saving_over_a_policy_swaps_it_in_whole(tmp_path, normalizer) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
     loaded = load_policy(tmp_path / "ckpt").state_dict()
     assert all(torch.equal(v, second.state_dict()[k]) for k, v in loaded.items())
+
+
+def test_processor_is_saved_and_must_agree_with_the_config(tmp_path, normalizer) -> None:
+    from vlaworks.processing import PolicyProcessor
+
+    policy = build_policy(_config(use_state=True, state_dim=8), normalizer)
+    folder = save_policy(policy, tmp_path / "policy")
+    saved = json.loads((folder / "processor.json").read_text())
+    assert saved == {"cameras": ["base", "wrist"], "image_size": 16, "chunk_size": 2, "use_state": True,
+                     "augment": None}
+    client = PolicyProcessor.from_dict(saved, load_policy(folder).normalizer)
+    batch = client.batch(_observations())
+    assert torch.equal(batch.images, policy.processor.batch(_observations()).images)
+    (folder / "processor.json").write_text(json.dumps({**saved, "image_size": 32}))
+    with pytest.raises(CheckpointError, match="processor.json disagrees"):
+        load_policy(folder)

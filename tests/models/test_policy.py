@@ -78,7 +78,7 @@ def test_predict_chunk_from_env_observations(normalizer) -> None:
     policy.reset()
     chunk = policy.predict_chunk([_observation(), _observation()])
     assert chunk.shape == (2, 3, 7) and chunk.dtype == np.float32
-    normalised = policy.predict(policy.batch_from_observations([_observation()]))
+    normalised = policy.predict(policy.processor.batch([_observation()]))
     expected = normalizer.unnormalize("action", normalised).numpy()
     np.testing.assert_allclose(chunk[:1], expected, rtol=1e-5, atol=1e-6)
     assert policy.training  # predict_chunk restores the mode it found
@@ -106,7 +106,7 @@ def test_proprio_token_source_feeds_state(normalizer) -> None:
     loss, _ = policy(_batch(state=True))
     loss.backward()
     assert policy.token_sources[0].proj.weight.grad.abs().sum() > 0
-    batch = policy.batch_from_observations([_observation()])
+    batch = policy.processor.batch([_observation()])
     assert batch.state.shape == (1, 8)
 
 

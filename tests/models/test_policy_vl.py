@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from vlaworks.batch import Batch
 from vlaworks.models.backbones.base import ExtraTokens
 from vlaworks.models.config import PartSpec, PolicyConfig
+from vlaworks.models.lm_text import text_answer_ids
 from vlaworks.models.policy import VL_ANSWER_BLOCK, build_policy
 
 SIZE = 32
@@ -47,7 +48,7 @@ def test_text_loss_is_the_answer_token_mean_and_ignores_padding() -> None:
     batch = vl_batch(["Point to the red cube.", "How many cubes?"], ["(0.25, 0.50)", "2"])
     loss, metrics = policy(batch)
     assert metrics["vl_ce"] == pytest.approx(loss.item()) and 0.0 <= metrics["vl_token_acc"] <= 1.0
-    ids, keep = policy.answer_ids(batch.vl_answer)
+    ids, keep = text_answer_ids(policy.backbone, batch.vl_answer)
     counts = keep.sum(1).tolist()
     assert counts[0] > counts[1] > 1  # padded second row: answer + EOS only count
     singles = [policy(rows(batch, i))[0].item() for i in range(2)]
@@ -58,7 +59,7 @@ def test_text_loss_is_the_answer_token_mean_and_ignores_padding() -> None:
 def test_text_loss_matches_next_token_cross_entropy() -> None:
     policy = policy_with(PartSpec("token", {"tokenizer": "bins"})).eval()
     batch = vl_batch(["Where is the bowl?"], ["left"])
-    ids, _ = policy.answer_ids(batch.vl_answer)
+    ids, _ = text_answer_ids(policy.backbone, batch.vl_answer)
     out = policy.backbone(batch.images, batch.vl_prompt, [ExtraTokens(VL_ANSWER_BLOCK, ids=ids)])
     logits = policy.backbone.lm_logits(out.hidden[0, -ids.shape[1] - 1 : -1]).float()
     assert policy(batch)[0].item() == pytest.approx(F.cross_entropy(logits, ids[0]).item(), rel=1e-5)

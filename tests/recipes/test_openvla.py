@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from vlaworks.batch import Batch
-from vlaworks.data.dataset import WindowDataset, collate_windows
+from vlaworks.data.dataset import WindowDataset
 from vlaworks.data.lerobot import DatasetWriter, LeRobotDataset
 from vlaworks.data.normalize import Normalizer
-from vlaworks.data.vl import VLDataset, collate_vl
+from vlaworks.data.vl import VLDataset
 from vlaworks.models.config import PartSpec
 from vlaworks.models.policy import build_policy
 from vlaworks.models.vision.dual import is_dual
+from vlaworks.processing import PolicyProcessor, collate
 from vlaworks.recipes import get_recipe
 from vlaworks.recipes.training import action_chunks, prepare_policy, training_source
 
@@ -46,7 +47,7 @@ def vl_batch() -> Batch:
         ["Point to the red cube.", "How many cubes are on the table?"],
         ["(0.25, 0.50)", "2"],
     )
-    return collate_vl([data[0], data[1]])
+    return collate([data[0], data[1]])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -116,18 +117,18 @@ def test_training_source_mixes_vl_batches_at_the_recipe_fraction() -> None:
               "actions": torch.zeros(CHUNK, 7), "action_mask": torch.ones(CHUNK, dtype=torch.bool),
               "episode_index": 0, "frame_index": i, "camera_names": ("base",)} for i in range(4)]
     vl = VLDataset(np.zeros((4, SIZE, SIZE, 3), np.uint8), ["q"] * 4, ["a"] * 4)
-    mixed = training_source(tiny("openvla+C"), robot, collate_windows, 2, vl=vl)
+    mixed = training_source(tiny("openvla+C"), robot, collate, 2, vl=vl)
     kinds = [name for name, _ in (next(iter(mixed)) for _ in range(200))]
     assert 0.35 < kinds.count("vl") / len(kinds) < 0.65
     name, batch = next(iter(mixed))
     assert batch.is_vl == (name == "vl")
-    plain = training_source(tiny("openvla"), robot, collate_windows, 2)
+    plain = training_source(tiny("openvla"), robot, collate, 2)
     assert plain.names == ("robot",)
     with pytest.raises(ValueError, match="does not co-train"):
-        training_source(tiny("openvla"), robot, collate_windows, 2, vl=vl)
+        training_source(tiny("openvla"), robot, collate, 2, vl=vl)
     wrist = VLDataset(np.zeros((4, SIZE, SIZE, 3), np.uint8), ["q"] * 4, ["a"] * 4, cameras=("base", "wrist"))
     with pytest.raises(ValueError, match="cameras"):
-        training_source(tiny("openvla+C"), robot, collate_windows, 2, vl=wrist)
+        training_source(tiny("openvla+C"), robot, collate, 2, vl=wrist)
 
 
 def write_robot_dataset(root: Path) -> LeRobotDataset:
@@ -151,7 +152,7 @@ def write_robot_dataset(root: Path) -> LeRobotDataset:
 def test_prepare_fits_a_fast_head_on_the_window_chunks(tmp_path: Path) -> None:
     ds = write_robot_dataset(tmp_path / "ds")
     normalizer = Normalizer(ds.stats, mode="q99", keys=("action",))
-    windows = WindowDataset(ds, cameras=["base"], chunk=CHUNK, normalizer=normalizer, with_state=False)
+    windows = WindowDataset(ds, PolicyProcessor(("base",), chunk_size=CHUNK, normalizer=normalizer))
     chunks = action_chunks(windows)
     assert chunks.shape == (11, CHUNK, 7)
     item = windows[3]
@@ -164,7 +165,7 @@ def test_prepare_fits_a_fast_head_on_the_window_chunks(tmp_path: Path) -> None:
     # DCT quantisation at scale 10 codes each coefficient to within 0.05: a small, non-zero error
     assert 0 < report["mean_abs_error"] <= report["max_abs_error"] < 0.5
     assert 1 <= report["tokens_per_chunk"] <= CHUNK * 7
-    loss, _ = policy(collate_windows([windows[0], windows[1]]))
+    loss, _ = policy(collate([windows[0], windows[1]]))
     assert torch.isfinite(loss)
     bins = build_policy(tiny("openvla").policy, normalizer)
     assert prepare_policy(bins, windows) is None
@@ -177,19 +178,18 @@ def test_cotraining_runs_through_the_trainer_and_resumes(tmp_path: Path) -> None
     ds = write_robot_dataset(tmp_path / "ds")
     recipe = tiny("openvla+", vl_samples=4)
     normalizer = Normalizer(ds.stats, mode="q99", keys=("action",))
-    windows = WindowDataset(ds, cameras=["base"], chunk=CHUNK, normalizer=normalizer, with_state=False,
-                            image_size=SIZE)
+    windows = WindowDataset(ds, PolicyProcessor.from_config(recipe.policy, normalizer))
     vl = VLDataset(np.zeros((4, SIZE, SIZE, 3), np.uint8), ["Point to the cube."] * 4, ["(0.50, 0.50)"] * 4)
     run = {"batch_size": 2, "save_every": 2, "log_every": 1, "progress": False}
     cfg = recipe.train_config(tmp_path / "run", steps=4, **run)
     policy = build_policy(recipe.policy, normalizer)
-    source = training_source(recipe, windows, collate_windows, cfg.batch_size, seed=cfg.seed, vl=vl)
+    source = training_source(recipe, windows, collate, cfg.batch_size, seed=cfg.seed, vl=vl)
     result = train(policy, source, None, cfg, extra_save=lambda folder: write_policy_files(policy, folder))
     assert len(result.losses) == 4 and all(np.isfinite(result.losses))
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
     assert "vl_ce" in header and "token_ce" in header
     loaded = load_policy(tmp_path / "run" / "checkpoints" / "latest")
-    assert loaded.predict(collate_windows([windows[0]])).shape == (1, CHUNK, 7)
+    assert loaded.predict(collate([windows[0]])).shape == (1, CHUNK, 7)
     more = recipe.train_config(tmp_path / "run", steps=6, **run)
-    source = training_source(recipe, windows, collate_windows, 2, seed=more.seed, vl=vl)
+    source = training_source(recipe, windows, collate, 2, seed=more.seed, vl=vl)
     assert len(train(build_policy(recipe.policy, normalizer), source, None, more, resume=True).losses) == 2

@@ -3,13 +3,15 @@
 :class:`VLDataset` materialises samples ``{"image": uint8 [H, W, 3], "prompt", "answer",
 "kind"}`` (from :func:`vlaworks.sim.vl_data.generate_vl_samples` or any iterable of such
 dicts) once into memory, optionally cached to an ``.npz`` file, so training never
-re-renders scenes. :func:`collate_vl` turns its items into a :class:`~vlaworks.batch.Batch`
-with ``vl_prompt`` / ``vl_answer`` and no actions (``Batch.is_vl``), which
-:meth:`vlaworks.models.policy.VLAPolicy.forward` trains with next-token prediction.
+re-renders scenes. :func:`vlaworks.processing.collate` turns its items into a
+:class:`~vlaworks.batch.Batch` with ``vl_prompt`` / ``vl_answer`` and no actions
+(``Batch.is_vl``), which :meth:`vlaworks.models.policy.VLAPolicy.forward` trains with
+next-token prediction.
 
-Camera views: a VL sample has one image, a policy may read several cameras. The image
-goes to view 0 (the first of ``cameras``, the policy's base view) and every other view is
-**black (zeros)**. Zeros rather than copies of the image because the other views (a
+Camera views (laid out by :meth:`vlaworks.processing.PolicyProcessor.vision_language`,
+the same step VQA uses): a VL sample has one image, a policy may read several cameras.
+The image goes to view 0 (the first of ``cameras``, the policy's base view) and every
+other view is **black (zeros)**. Zeros rather than copies of the image because the other views (a
 wrist camera) show something else in robot data: a black view is an unambiguous "no
 view", while a copied third-person image would teach the model wrong correspondences for
 that camera. ``cameras`` must equal the policy's ``PolicyConfig.cameras`` (the policy
@@ -24,15 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
-from vlaworks.batch import Batch
-from vlaworks.data.dataset import resize_images
+from vlaworks.processing import PolicyProcessor
 
 
 class VLDataset(Dataset):
-    """In-memory vision-language samples; items are read by :func:`collate_vl`.
+    """In-memory vision-language samples; items are stacked by :func:`vlaworks.processing.collate`.
 
     ``images`` is uint8 ``[N, H, W, 3]``; ``prompts``, ``answers`` and ``kinds`` have ``N``
     entries. ``image_size`` resizes to a square on read (the policy's ``image_size``).
@@ -59,14 +59,11 @@ class VLDataset(Dataset):
                 f"VLDataset got {len(images)} images, {len(prompts)} prompts, {len(answers)} answers "
                 f"and {len(kinds)} kinds; give one of each per sample."
             )
-        if not cameras:
-            raise ValueError("VLDataset cameras is empty; pass the policy's cameras, e.g. ('base',).")
         self.images = images
         self.prompts = [str(p) for p in prompts]
         self.answers = [str(a) for a in answers]
         self.kinds = [str(k) for k in kinds]
-        self.cameras = tuple(cameras)
-        self.image_size = image_size
+        self.processor = PolicyProcessor(cameras, image_size=image_size)
         #: how the samples were made (``generate`` keys its cache on it)
         self.meta: dict[str, Any] = {}
 
@@ -131,37 +128,14 @@ class VLDataset(Dataset):
         dataset.meta = dict(texts.get("meta", {}))
         return dataset
 
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        return self.processor.cameras
+
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image = torch.from_numpy(np.ascontiguousarray(self.images[index])).permute(2, 0, 1)
-        if self.image_size is not None:
-            image = resize_images(image, self.image_size)
-        views = torch.zeros((len(self.cameras), *image.shape), dtype=torch.uint8)
-        views[0] = image
-        return {
-            "images": views,
-            "prompt": self.prompts[index],
-            "answer": self.answers[index],
-            "kind": self.kinds[index],
-            "camera_names": self.cameras,
-        }
-
-
-def collate_vl(items: Sequence[dict[str, Any]]) -> Batch:
-    """Stack :class:`VLDataset` items into a VL :class:`Batch` (``instructions = vl_prompt``)."""
-    if not items:
-        raise ValueError("collate_vl got an empty list of items.")
-    names = items[0]["camera_names"]
-    if any(it["camera_names"] != names for it in items):
-        raise ValueError("collate_vl: items come from different camera selections; use one VLDataset.")
-    prompts = [it["prompt"] for it in items]
-    return Batch(
-        images=torch.stack([it["images"] for it in items]),
-        instructions=list(prompts),
-        camera_names=tuple(names),
-        vl_prompt=prompts,
-        vl_answer=[it["answer"] for it in items],
-        meta={"kind": [it["kind"] for it in items]},
-    )
+        return self.processor.vision_language(
+            self.images[index], self.prompts[index], self.answers[index], self.kinds[index]
+        )

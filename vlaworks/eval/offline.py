@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
-from vlaworks.data.dataset import WindowDataset, collate_windows
+from vlaworks.data.dataset import WindowDataset
 from vlaworks.data.lerobot import LeRobotDataset
+from vlaworks.processing import collate
 
 TRANSLATION, ROTATION, GRIPPER = slice(0, 3), slice(3, 6), 6
 
@@ -38,14 +39,7 @@ def action_error(
     config = policy.config
     if config.action_dim != 7:
         raise ValueError(f"action_error scores 7-D end-effector actions; the policy has {config.action_dim}.")
-    windows = WindowDataset(
-        LeRobotDataset(Path(data)),
-        cameras=list(config.cameras),
-        chunk=config.chunk_size,
-        normalizer=policy.normalizer,
-        with_state=config.use_state,
-        image_size=config.image_size,
-    )
+    windows = WindowDataset(LeRobotDataset(Path(data)), policy.processor, training=False)
     frames = list(range(0, len(windows), every))
     sums = {"translation": 0.0, "rotation": 0.0, "gripper": 0.0}
     steps = 0
@@ -53,7 +47,7 @@ def action_error(
     policy.eval()
     try:
         for start in range(0, len(frames), batch_size):
-            batch = collate_windows([windows[i] for i in frames[start : start + batch_size]])
+            batch = collate([windows[i] for i in frames[start : start + batch_size]])
             pred = policy.predict(batch.to(policy.device)).float().cpu()
             true, valid = batch.actions.float(), batch.action_mask.bool()
             error = (pred - true).abs()[valid]

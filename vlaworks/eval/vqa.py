@@ -3,8 +3,9 @@
 Questions come from :func:`vlaworks.sim.vl_data.generate_vl_samples` with a seed of its
 own (:data:`HELD_OUT_SEED`, far from the small seeds training runs use; the generator's
 stream is keyed on the seed, so the scenes differ from any training seed's), and are
-answered by greedy decoding: :meth:`VLAPolicy.answer` for a policy, :func:`greedy_decode`
-through the backbone contract for a bare backbone (the VLM before VLA training).
+answered by greedy decoding: :meth:`VLAPolicy.answer` for a policy,
+:func:`vlaworks.models.lm_text.greedy_decode` through the backbone contract for a bare
+backbone (the VLM before VLA training).
 
 Scoring per kind (:func:`score_answer`):
 
@@ -29,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from vlaworks.batch import Batch
-from vlaworks.models.backbones.base import Backbone, ExtraTokens
+from vlaworks.models.backbones.base import Backbone
+from vlaworks.models.lm_text import greedy_decode
+from vlaworks.processing import PolicyProcessor, collate
 
 #: default seed of the held-out VQA questions (training uses small seeds)
 HELD_OUT_SEED = 900_001
@@ -83,81 +84,21 @@ def score_answer(kind: str, prediction: str, truth: str, tol: float = POINT_TOLE
     return normalise_text(prediction) == normalise_text(truth)
 
 
-# ----------------------------------------------------------------------------- decoding
-@torch.no_grad()
-def greedy_decode(
-    backbone: Backbone,
-    images: torch.Tensor,
-    prompts: list[str],
-    max_new_tokens: int = 32,
-    *,
-    use_cache: bool = True,
-) -> list[str]:
-    """Greedy answers of a bare backbone to ``prompts`` about ``images`` (``[B, V, 3, H, W]``).
-
-    With ``use_cache`` the prompt is encoded once and tokens are fed by ``step``; without,
-    the whole sequence (generated tokens as an id block) is re-run for every token, which is
-    slower and serves as the reference the cached path must match. Stops at EOS.
-    """
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}.")
-    eos = getattr(backbone.tokenizer, "eos_token_id", None)
-    if eos is None:
-        raise ValueError("Greedy decoding needs backbone.tokenizer.eos_token_id to stop answers.")
-    eos = int(eos)
-    out = backbone(images, prompts, [], use_cache=use_cache)
-    last, cache = out.hidden[:, -1], out.cache
-    done = torch.zeros(len(prompts), dtype=torch.bool, device=last.device)
-    generated: list[torch.Tensor] = []
-    for _ in range(max_new_tokens):
-        token = backbone.lm_logits(last).argmax(-1)
-        token = torch.where(done, torch.full_like(token, eos), token)
-        generated.append(token)
-        done |= token == eos
-        if bool(done.all()):
-            break
-        if use_cache:
-            hidden, cache = backbone.step(token[:, None], cache)
-            last = hidden[:, -1]
-        else:
-            block = ExtraTokens("answer", ids=torch.stack(generated, dim=1))
-            last = backbone(images, prompts, [block]).hidden[:, -1]
-    texts = []
-    for row in torch.stack(generated, dim=1).tolist():
-        row = row[: row.index(eos)] if eos in row else row
-        texts.append(backbone.tokenizer.decode(row, skip_special_tokens=True))
-    return texts
-
-
-def _images_for(model: Any, images: np.ndarray) -> tuple[torch.Tensor, tuple[str, ...]]:
-    """uint8 ``[B, H, W, 3]`` -> ``[B, V, 3, S, S]`` and camera names: for a policy, the
-    image in view 0 at the policy's size and black other views (the co-training layout of
-    ``vlaworks.data.vl``); for a bare backbone, one view as rendered."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)[:, None]
-    config = getattr(model, "config", None)
-    if config is None or not hasattr(config, "cameras"):
-        return x, ("base",)
-    from vlaworks.models.policy import resize_images
-
-    x = resize_images(x, config.image_size)
-    views = torch.zeros((x.shape[0], len(config.cameras), *x.shape[2:]), dtype=torch.uint8)
-    views[:, 0] = x[:, 0]
-    return views, tuple(config.cameras)
-
-
+# ----------------------------------------------------------------------------- answering
 def answer_questions(
     model: Any, images: np.ndarray, prompts: list[str], max_new_tokens: int = 32
 ) -> list[str]:
-    """Greedy answers of a policy (``.answer``) or a bare backbone (:func:`greedy_decode`)."""
-    views, cameras = _images_for(model, images)
-    if hasattr(model, "answer"):
-        device = model.device
-        batch = Batch(images=views, instructions=list(prompts), camera_names=cameras, vl_prompt=list(prompts))
-        return model.answer(batch.to(device), max_new_tokens=max_new_tokens)
-    if not isinstance(model, Backbone):
+    """Greedy answers of a policy (``.answer``, images laid out by its processor as in
+    co-training: view 0 at the policy's size, black other views) or of a bare backbone
+    (:func:`vlaworks.models.lm_text.greedy_decode`, one view as rendered)."""
+    if not hasattr(model, "answer") and not isinstance(model, Backbone):
         raise TypeError(f"Expected a VLAPolicy or a Backbone; got {type(model).__name__}.")
+    processor = getattr(model, "processor", None) or PolicyProcessor(("base",))
+    batch = collate([processor.vision_language(image, p) for image, p in zip(images, prompts, strict=True)])
+    if hasattr(model, "answer"):
+        return model.answer(batch.to(model.device), max_new_tokens=max_new_tokens)
     device = next(model.parameters()).device
-    return greedy_decode(model, views.to(device), list(prompts), max_new_tokens)
+    return greedy_decode(model, batch.images.to(device), list(prompts), max_new_tokens=max_new_tokens)
 
 
 def vqa_accuracy(

@@ -8,6 +8,8 @@ Layout of ``path/``:
   LoRA adapters are stored *unmerged* (``...base_layer.weight`` + ``...lora_A/B``): loading
   re-injects them from the config, so a checkpoint resumes training exactly as it was;
 * ``normalizer.json``: the action / state statistics (``Normalizer.state_dict()``);
+* ``processor.json``: the :class:`~vlaworks.processing.PolicyProcessor` settings (cameras,
+  image size, chunk, state, training augmentation) that turn observations into batches;
 * ``tokenizer/``: the backbone tokenizer's own files, for tools that read text without
   building the model.
 
@@ -37,6 +39,7 @@ from safetensors.torch import load_model, save_model
 from vlaworks.data.normalize import Normalizer
 from vlaworks.models.config import PolicyConfig
 from vlaworks.models.policy import VLAPolicy, build_policy
+from vlaworks.processing import PROCESSOR_FILE, PolicyProcessor
 from vlaworks.safefiles import CheckpointError, read_json, verify_safetensors
 
 CONFIG_FILE = "config.json"
@@ -56,6 +59,7 @@ def write_policy_files(policy: VLAPolicy, path: str | Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     policy.config.save(out / CONFIG_FILE)
     (out / NORMALIZER_FILE).write_text(json.dumps(policy.normalizer.state_dict(), indent=1) + "\n")
+    policy.processor.save(out)
     tokenizer = policy.backbone.tokenizer
     if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
         tokenizer.save_pretrained(str(out / TOKENIZER_DIR))
@@ -83,13 +87,20 @@ def verify_policy_folder(path: str | Path) -> Path:
     Raises ``FileNotFoundError`` when it is no checkpoint at all, :class:`CheckpointError`
     naming the damaged file otherwise; returns the folder."""
     folder = Path(path)
-    missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE, NORMALIZER_FILE) if not (folder / f).exists()]
+    missing = [
+        f for f in (CONFIG_FILE, WEIGHTS_FILE, NORMALIZER_FILE, PROCESSOR_FILE) if not (folder / f).exists()
+    ]
     if missing:
         raise FileNotFoundError(
             f"{folder} is not a policy checkpoint: missing {missing}. Point at a folder written by "
             "save_policy (or a trainer checkpoint step folder)."
         )
-    for name, parse in ((CONFIG_FILE, PolicyConfig.from_dict), (NORMALIZER_FILE, Normalizer.from_state_dict)):
+    parsers = (
+        (CONFIG_FILE, PolicyConfig.from_dict),
+        (NORMALIZER_FILE, Normalizer.from_state_dict),
+        (PROCESSOR_FILE, PolicyProcessor.from_dict),
+    )
+    for name, parse in parsers:
         data = read_json(folder / name)
         try:
             parse(data)
@@ -119,6 +130,11 @@ def load_policy(
     # Weights come from the file, so skip the (possibly slow) from-scratch re-initialisation.
     policy = build_policy(replace(config, from_scratch=False), normalizer)
     policy.config = config
+    if read_json(folder / PROCESSOR_FILE) != policy.processor.to_dict():
+        raise CheckpointError(
+            f"{folder / PROCESSOR_FILE} disagrees with {CONFIG_FILE} (cameras, image size, chunk, state); "
+            "the folder mixes files of two policies: save the policy again."
+        )
     missing_keys, unexpected = load_model(policy, str(folder / WEIGHTS_FILE), strict=False)
     if missing_keys or unexpected:
         raise ValueError(

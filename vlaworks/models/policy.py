@@ -16,8 +16,9 @@
 * before training, :meth:`VLAPolicy.prepare` fits data-dependent action tokenizers (FAST)
   on normalised training chunks; ``vlaworks.recipes.training.prepare_policy`` calls it;
 * inference: ``predict(batch)`` -> normalised chunk ``[B, T, 7]``; ``predict_chunk`` takes
-  env observations (``vlaworks/envs/base.py``) and returns raw env actions, so it satisfies
-  :class:`vlaworks.policy_api.ChunkPolicy`.
+  env observations (``vlaworks/envs/base.py``) and returns raw env actions through the
+  policy's :class:`~vlaworks.processing.PolicyProcessor` (the same step that made the
+  training windows), so it satisfies :class:`vlaworks.policy_api.ChunkPolicy`.
 
 Trainability (freezing, LoRA, from-scratch re-initialisation) and the seed 004 dual vision
 encoder (``backbone_options["dual_encoder"] = True``, see ``vlaworks.models.vision.dual``)
@@ -31,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vlaworks.batch import Batch
@@ -39,8 +39,10 @@ from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
 from vlaworks.models.config import PartRegistry, PolicyConfig
 from vlaworks.models.heads import build_head
 from vlaworks.models.heads.base import ActionHead
+from vlaworks.models.lm_text import answer_span_loss, greedy_decode, text_answer_ids
 from vlaworks.models.tokens import build_token_source
 from vlaworks.models.tokens.base import TokenSource
+from vlaworks.processing import PolicyProcessor
 
 if TYPE_CHECKING:
     from vlaworks.data.normalize import Normalizer
@@ -88,7 +90,13 @@ class VLAPolicy(nn.Module):
         self.head = head
         self.token_sources = nn.ModuleList(token_sources or [])
         self.aux_losses = nn.ModuleList(aux_losses or [])
-        self.normalizer = normalizer
+        #: the one observation -> Batch -> env action step (holds the normaliser)
+        self.processor = PolicyProcessor.from_config(config, normalizer)
+
+    @property
+    def normalizer(self) -> Normalizer | None:
+        """The action / state statistics the policy was trained with (the processor's)."""
+        return self.processor.normalizer
 
     @property
     def chunk_size(self) -> int:
@@ -141,23 +149,6 @@ class VLAPolicy(nn.Module):
         return loss, metrics
 
     # --- vision-language co-training and answering -------------------------------------------
-    def answer_ids(self, answers: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher-forced answer ids ``[B, L]`` (each answer + EOS, right-padded with EOS) and
-        the mask ``[B, L]`` of real answer tokens (padding excluded from the loss)."""
-        tok = self.backbone.tokenizer
-        eos = getattr(tok, "eos_token_id", None)
-        if eos is None:
-            raise ValueError("VL co-training needs backbone.tokenizer.eos_token_id to end answers.")
-        rows = [[*tok(text, add_special_tokens=False).input_ids, int(eos)] for text in answers]
-        width = max(map(len, rows))
-        ids = torch.full((len(rows), width), int(eos), dtype=torch.long)
-        keep = torch.zeros((len(rows), width), dtype=torch.bool)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row)
-            keep[i, : len(row)] = True
-        device = self.backbone.input_embeddings().weight.device
-        return ids.to(device), keep.to(device)
-
     def text_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Next-token cross-entropy on the answer tokens of a vision-language batch.
 
@@ -173,46 +164,18 @@ class VLAPolicy(nn.Module):
                 f"{len(batch.vl_answer)} vl_answer entries."
             )
         self._check_cameras(batch)
-        ids, keep = self.answer_ids(batch.vl_answer)
+        ids, keep = text_answer_ids(self.backbone, batch.vl_answer)
         out = self.backbone(batch.images, batch.vl_prompt, [ExtraTokens(VL_ANSWER_BLOCK, ids=ids)])
-        span = out.spans[VL_ANSWER_BLOCK]
-        hidden = out.hidden[:, span.start - 1 : span.stop - 1]  # position i predicts answer token i
-        logits = self.backbone.lm_logits(hidden).float()
-        ce = F.cross_entropy(logits.flatten(0, 1), ids.flatten(), reduction="none").view_as(ids)
-        weight = keep.float()
-        loss = (ce * weight).sum() / weight.sum()
-        with torch.no_grad():
-            acc = ((logits.argmax(-1) == ids).float() * weight).sum() / weight.sum()
+        loss, acc = answer_span_loss(self.backbone, out, VL_ANSWER_BLOCK, ids, keep)
         return loss, {"vl_ce": float(loss.detach()), "vl_token_acc": float(acc), "loss": float(loss.detach())}
 
     @torch.no_grad()
     def answer(self, batch: Batch, max_new_tokens: int = 32) -> list[str]:
         """Greedy text answers (KV-cached) to ``batch.vl_prompt`` (or the instructions when
         absent), stopping at EOS or after ``max_new_tokens``; special tokens are stripped."""
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1; got {max_new_tokens}.")
         self._check_cameras(batch)
         prompts = batch.vl_prompt if batch.vl_prompt is not None else batch.instructions
-        eos = int(self.backbone.tokenizer.eos_token_id)
-        out = self.backbone(batch.images, list(prompts), [], use_cache=True)
-        cache, last = out.cache, out.hidden[:, -1]
-        done = torch.zeros(batch.size, dtype=torch.bool, device=last.device)
-        generated: list[torch.Tensor] = []
-        for _ in range(max_new_tokens):
-            token = self.backbone.lm_logits(last).argmax(-1)
-            token = torch.where(done, torch.full_like(token, eos), token)
-            generated.append(token)
-            done |= token == eos
-            if bool(done.all()):
-                break
-            hidden, cache = self.backbone.step(token[:, None], cache)
-            last = hidden[:, -1]
-        rows = torch.stack(generated, dim=1).tolist()
-        texts = []
-        for row in rows:
-            row = row[: row.index(eos)] if eos in row else row
-            texts.append(self.backbone.tokenizer.decode(row, skip_special_tokens=True))
-        return texts
+        return greedy_decode(self.backbone, batch.images, list(prompts), max_new_tokens=max_new_tokens)
 
     def prepare(self, action_chunks: np.ndarray) -> bool:
         """Fit data-dependent parts on normalised training chunks ``[N, chunk, action_dim]``
@@ -237,57 +200,16 @@ class VLAPolicy(nn.Module):
         self._check_cameras(batch)
         return self.head.predict(batch, self.backbone, self.prefix(batch))
 
-    def batch_from_observations(self, observations: list[dict[str, Any]]) -> Batch:
-        """Env observations -> a uint8 :class:`Batch` on the policy's device.
-
-        Takes the config's cameras in order, resizes each view to ``image_size`` square and,
-        with ``use_state``, normalises the state with the policy's normaliser.
-        """
-        if not observations:
-            raise ValueError("predict_chunk got no observations; pass a list with one dict per env.")
-        views = []
-        for obs in observations:
-            images = obs.get("images", {})
-            missing = [c for c in self.config.cameras if c not in images]
-            if missing:
-                raise KeyError(
-                    f"Observation lacks camera(s) {missing}; it has {sorted(images)}. The policy was "
-                    f"configured with cameras {list(self.config.cameras)}."
-                )
-            views.append(np.stack([np.asarray(images[c], dtype=np.uint8) for c in self.config.cameras]))
-        images = torch.from_numpy(np.stack(views)).permute(0, 1, 4, 2, 3).contiguous()
-        images = resize_images(images, self.config.image_size)
-        state = None
-        if self.config.use_state:
-            raw = torch.as_tensor(np.stack([np.asarray(o["state"], dtype=np.float32) for o in observations]))
-            state = self._require_normalizer().normalize("observation.state", raw).float()
-        batch = Batch(
-            images=images,
-            instructions=[str(o["instruction"]) for o in observations],
-            camera_names=self.config.cameras,
-            state=state,
-        )
-        return batch.to(self.device)
-
     def predict_chunk(self, observations: list[dict[str, Any]]) -> np.ndarray:
-        """Raw env-unit action chunks ``[B, chunk, action_dim]`` (float32) for env observations."""
-        normalizer = self._require_normalizer()
+        """Raw env-unit action chunks ``[B, chunk, action_dim]`` (float32) for env observations,
+        prepared and returned by the policy's :class:`~vlaworks.processing.PolicyProcessor`."""
         was_training = self.training
         self.eval()
         try:
-            chunk = self.predict(self.batch_from_observations(observations))
+            chunk = self.predict(self.processor.batch(observations).to(self.device))
         finally:
             self.train(was_training)
-        raw = normalizer.unnormalize("action", chunk.float().cpu())
-        return np.asarray(raw, dtype=np.float32)
-
-    def _require_normalizer(self) -> Normalizer:
-        if self.normalizer is None:
-            raise ValueError(
-                "This policy has no normaliser: build it with the dataset's Normalizer or load a "
-                "checkpoint (which stores normalizer.json)."
-            )
-        return self.normalizer
+        return self.processor.env_actions(chunk)
 
     def _check_cameras(self, batch: Batch) -> None:
         if tuple(batch.camera_names) != self.config.cameras:
@@ -295,16 +217,6 @@ class VLAPolicy(nn.Module):
                 f"Batch cameras {list(batch.camera_names)} differ from the policy's "
                 f"{list(self.config.cameras)}; select the same views in the same order."
             )
-
-
-def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize uint8 ``[B, V, 3, H, W]`` to ``size`` x ``size`` (antialiased bilinear), uint8 out."""
-    b, v, c, h, w = images.shape
-    if (h, w) == (size, size):
-        return images
-    flat = images.reshape(b * v, c, h, w).float()
-    out = F.interpolate(flat, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return out.round().clamp(0, 255).to(torch.uint8).reshape(b, v, c, size, size)
 
 
 def build_policy(config: PolicyConfig, normalizer: Normalizer | None = None) -> VLAPolicy:

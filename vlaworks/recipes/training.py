@@ -55,16 +55,10 @@ def action_chunks(windows: WindowDataset, max_chunks: int = 4096, seed: int = 0)
     order = np.random.default_rng(seed).permutation(episode_ids)
     chunks: list[np.ndarray] = []
     for episode in order:
-        actions = np.asarray(windows.ds.episode(int(episode))["action"], dtype=np.float32)
-        padded = np.concatenate([actions, np.repeat(actions[-1:], windows.chunk - 1, axis=0)])
-        starts = np.arange(len(actions))[:, None] + np.arange(windows.chunk)[None]
-        chunks.extend(padded[starts])
+        chunks.extend(windows.processor.action_windows(windows.ds.episode(int(episode))["action"]))
         if len(chunks) >= max_chunks:
             break
-    out = np.stack(chunks[:max_chunks])
-    if windows.normalizer is not None:
-        out = np.asarray(windows.normalizer.normalize("action", out), dtype=np.float32)
-    return out
+    return windows.processor.normalize_actions(np.stack(chunks[:max_chunks]))
 
 
 def prepare_policy(
@@ -109,7 +103,7 @@ def training_source(
 ) -> MixedBatchSource:
     """The trainer's batch source for ``recipe``: robot batches, mixed with VL batches at
     ``recipe.cotrain["vl_fraction"]`` when co-training (``vl`` or rendered VL samples)."""
-    from vlaworks.data.vl import collate_vl
+    from vlaworks.processing import collate
     from vlaworks.train.sampler import MixedBatchSource
 
     if not recipe.cotrain:
@@ -128,7 +122,7 @@ def training_source(
         )
     fraction = float(recipe.cotrain["vl_fraction"])
     return MixedBatchSource(
-        {"robot": (robot, robot_collate), "vl": (vl, collate_vl)},
+        {"robot": (robot, robot_collate), "vl": (vl, collate)},
         {"robot": 1.0 - fraction, "vl": fraction},
         batch_size,
         seed=seed,

@@ -35,11 +35,12 @@ from typing import Any
 from accelerate.utils import set_seed
 
 from vlaworks.data.check import check_dataset
-from vlaworks.data.dataset import WindowDataset, collate_windows
+from vlaworks.data.dataset import WindowDataset
 from vlaworks.data.lerobot import LeRobotDataset
 from vlaworks.data.normalize import Normalizer
 from vlaworks.models.checkpoint import load_policy, save_policy, write_policy_files
 from vlaworks.models.policy import DUAL_ENCODER_OPTION, VLAPolicy, build_policy
+from vlaworks.processing import PolicyProcessor, collate
 from vlaworks.recipes import Recipe, get_recipe
 from vlaworks.recipes.training import prepare_policy, training_source
 from vlaworks.train.checkpoint import resume_candidates
@@ -137,15 +138,7 @@ def training_windows(recipe: Recipe, dataset: LeRobotDataset) -> tuple[Recipe, N
         config = recipe.policy
     keys = ("action", "observation.state") if config.use_state else ("action",)
     normalizer = Normalizer(dataset.stats, mode=config.normaliser_mode, keys=keys)
-    windows = WindowDataset(
-        dataset,
-        cameras=list(config.cameras),
-        chunk=config.chunk_size,
-        normalizer=normalizer,
-        with_state=config.use_state,
-        image_size=config.image_size,
-        augment=config.augment,
-    )
+    windows = WindowDataset(dataset, PolicyProcessor.from_config(config, normalizer))
     return recipe, normalizer, windows
 
 
@@ -175,7 +168,7 @@ def train_policy(
     if fit is not None:
         (out / "tokenizer_fit.json").write_text(json.dumps(fit, indent=1) + "\n")
     source = training_source(
-        recipe, windows, collate_windows, train_cfg.batch_size, seed=train_cfg.seed,
+        recipe, windows, collate, train_cfg.batch_size, seed=train_cfg.seed,
         vl_cache=out / "vl_cotrain.npz",
     )
     result = train(

@@ -47,8 +47,9 @@ def pretrain_vlm(
     ``samples`` are drawn with a seed disjoint from the co-training recipes' default
     (``vl_seed`` 0), so VQA evaluations on those stay held out from pretraining.
     """
-    from vlaworks.data.vl import VLDataset, collate_vl
+    from vlaworks.data.vl import VLDataset
     from vlaworks.models.policy import build_policy
+    from vlaworks.processing import collate
     from vlaworks.train.config import TrainConfig
     from vlaworks.train.pipeline import budget_overrides
     from vlaworks.train.sampler import MixedBatchSource
@@ -72,7 +73,7 @@ def pretrain_vlm(
         samples, seed + 7919, render_size=image_size, cache=out / "vl_pretrain.npz",
         cameras=tuple(cameras), image_size=image_size,
     )
-    source = MixedBatchSource({"vl": (vl, collate_vl)}, {"vl": 1.0}, batch_size, seed=seed)
+    source = MixedBatchSource({"vl": (vl, collate)}, {"vl": 1.0}, batch_size, seed=seed)
     budget = budget_overrides(steps, batch_size, lr, seed, mixed_precision=mixed_precision)
     cfg = TrainConfig(out_dir=out, **budget)
     train(policy, source, None, cfg, resume=resume)

@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from vlaworks.batch import Batch
 from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
 from vlaworks.models.heads.base import ActionHead
 from vlaworks.models.heads.token.base import ActionTokenizer, Grammar
+from vlaworks.models.lm_text import answer_span_loss, pad_answers
 
 if TYPE_CHECKING:
     from vlaworks.models.config import PolicyConfig
@@ -226,12 +226,7 @@ class TokenActionHead(ActionHead):
                 symbols, mask = [*symbols, end], [*mask, True]
             rows.append(symbols)
             masks.append(mask)
-        width = max(map(len, rows))
-        sym = torch.full((len(rows), width), end, dtype=torch.long)
-        keep = torch.zeros((len(rows), width), dtype=torch.bool)
-        for i, (row, mask) in enumerate(zip(rows, masks, strict=True)):
-            sym[i, : len(row)] = torch.tensor(row)
-            keep[i, : len(row)] = torch.tensor(mask)
+        sym, keep = pad_answers(rows, end, masks)
         device = self.symbol_ids.device
         return self.symbol_ids[sym.to(device)], keep.to(device)
 
@@ -243,19 +238,8 @@ class TokenActionHead(ActionHead):
         return [ExtraTokens(self.name, ids=ids, attention="causal")]
 
     def loss(self, out: BackboneOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        span = out.spans.get(self.name)
-        if span is None:
-            raise KeyError(
-                f"Backbone output has no {self.name!r} span; run extra_tokens(training=True) first."
-            )
         ids, keep = self.answer_ids(batch)
-        hidden = out.hidden[:, span.start - 1 : span.stop - 1]  # position i predicts answer token i
-        logits = self.backbone.lm_logits(hidden).float()
-        ce = F.cross_entropy(logits.flatten(0, 1), ids.flatten(), reduction="none").view_as(ids)
-        weight = keep.float()
-        loss = (ce * weight).sum() / weight.sum().clamp(min=1.0)
-        with torch.no_grad():
-            acc = ((logits.argmax(-1) == ids).float() * weight).sum() / weight.sum().clamp(min=1.0)
+        loss, acc = answer_span_loss(self.backbone, out, self.name, ids, keep)
         return loss, {"token_ce": float(loss.detach()), "token_acc": float(acc)}
 
     # --- inference --------------------------------------------------------------------------

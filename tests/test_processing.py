@@ -1,0 +1,126 @@
+"""PolicyProcessor: camera selection and resizing, state normalisation, action targets and
+their padding, the VL view layout, env actions, persistence, and collation into a Batch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vlaworks.data.augment import AugmentOptions
+from vlaworks.data.normalize import Normalizer
+from vlaworks.processing import PolicyProcessor, collate, resize_images
+
+
+def stats() -> dict:
+    def stat(dim: int, low: float, high: float) -> dict:
+        return {
+            "min": [low] * dim, "max": [high] * dim, "mean": [0.0] * dim, "std": [1.0] * dim,
+            "q01": [low] * dim, "q99": [high] * dim, "count": [100],
+        }
+
+    return {"action": stat(7, -2.0, 2.0), "observation.state": stat(4, -1.0, 3.0)}
+
+
+def observation(size: int = 24, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        "images": {c: rng.integers(0, 256, (size, size, 3), np.uint8) for c in ("wrist", "base", "side")},
+        "state": np.array([-1.0, 1.0, 3.0, 0.0], np.float32),
+        "instruction": "pick up the red cube",
+    }
+
+
+def processor(**options) -> PolicyProcessor:
+    base = dict(chunk_size=3, use_state=True, normalizer=Normalizer(stats()), image_size=16)
+    base.update(options)
+    return PolicyProcessor(("base", "wrist"), **base)
+
+
+def test_resize_images_keeps_uint8_and_constant_images() -> None:
+    images = torch.full((2, 3, 32, 32), 77, dtype=torch.uint8)
+    out = resize_images(images, 8)
+    assert out.shape == (2, 3, 8, 8) and out.dtype == torch.uint8 and (out == 77).all()
+
+
+def test_observation_selects_cameras_in_order_resizes_and_normalises_state() -> None:
+    obs = observation()
+    row = processor().observation(obs)
+    assert row["images"].shape == (2, 3, 16, 16) and row["images"].dtype == torch.uint8
+    expected = resize_images(torch.from_numpy(obs["images"]["wrist"]).permute(2, 0, 1), 16)
+    assert torch.equal(row["images"][1], expected)
+    assert row["camera_names"] == ("base", "wrist") and row["instruction"] == "pick up the red cube"
+    np.testing.assert_allclose(row["state"].numpy(), [-1.0, 0.0, 1.0, -0.5], atol=1e-6)
+
+
+def test_augmentation_only_when_training() -> None:
+    shifted = processor(augment=AugmentOptions(shift=4))
+    obs = observation()
+    plain = processor().observation(obs)["images"]
+    assert torch.equal(shifted.observation(obs)["images"], plain)
+    torch.manual_seed(0)
+    assert not torch.equal(shifted.observation(obs, training=True)["images"], plain)
+
+
+def test_batch_of_observations_and_clear_errors() -> None:
+    batch = processor().batch([observation(seed=0), observation(seed=1)])
+    assert batch.images.shape == (2, 2, 3, 16, 16) and batch.state.shape == (2, 4)
+    assert batch.actions is None and not batch.is_vl
+    with pytest.raises(KeyError, match="front"):
+        PolicyProcessor(("front",)).batch([observation()])
+    with pytest.raises(ValueError, match="no observations"):
+        processor().batch([])
+    no_state = observation()
+    del no_state["state"]
+    with pytest.raises(KeyError, match="state"):
+        processor().batch([no_state])
+    with pytest.raises(ValueError, match="normaliser"):
+        processor(normalizer=None).env_actions(torch.zeros(1, 3, 7))
+    with pytest.raises(ValueError, match="different image sizes"):
+        obs = observation()
+        obs["images"]["wrist"] = obs["images"]["wrist"][:8]
+        processor(image_size=None).batch([obs])
+
+
+def test_targets_pad_by_repeating_the_last_action_and_mask_the_padding() -> None:
+    actions = np.arange(5 * 7, dtype=np.float32).reshape(5, 7) / 40.0
+    proc = processor(normalizer=None)
+    target = proc.target(actions, 3)
+    assert target["action_mask"].tolist() == [True, True, False]
+    np.testing.assert_array_equal(target["actions"].numpy(), actions[[3, 4, 4]])
+    windows = proc.action_windows(actions)
+    assert windows.shape == (5, 3, 7)
+    for t in range(5):
+        np.testing.assert_array_equal(windows[t], proc.target(actions, t)["actions"].numpy())
+
+
+def test_env_actions_invert_the_action_normalisation() -> None:
+    proc = processor()
+    raw = np.random.default_rng(0).uniform(-2, 2, (2, 3, 7)).astype(np.float32)
+    normalised = torch.from_numpy(proc.normalize_actions(raw))
+    assert normalised.abs().max() <= 1.0
+    np.testing.assert_allclose(proc.env_actions(normalised), raw, atol=1e-5)
+
+
+def test_vision_language_rows_put_the_image_in_view_zero() -> None:
+    image = np.full((24, 24, 3), 200, np.uint8)
+    row = processor().vision_language(image, "Point to the cube.", "(0.50, 0.50)", "point")
+    assert row["images"].shape == (2, 3, 16, 16) and (row["images"][0] == 200).all()
+    assert not row["images"][1].any()
+    batch = collate([row, row])
+    assert batch.is_vl and batch.vl_prompt == batch.instructions == ["Point to the cube."] * 2
+    assert batch.meta["kind"] == ["point", "point"]
+    with pytest.raises(ValueError, match="mix"):
+        collate([row, processor().observation(observation())])
+
+
+def test_saved_settings_rebuild_the_same_processor(tmp_path) -> None:
+    proc = processor(augment=AugmentOptions(shift=2))
+    proc.save(tmp_path)
+    back = PolicyProcessor.from_dict(json.loads((tmp_path / "processor.json").read_text()), proc.normalizer)
+    assert back.to_dict() == proc.to_dict()
+    assert torch.equal(back.observation(observation())["images"], proc.observation(observation())["images"])
+    with pytest.raises(ValueError, match="Unknown processor setting"):
+        PolicyProcessor.from_dict({**proc.to_dict(), "camras": ["base"]})
