@@ -73,9 +73,11 @@ class FakeBackbone(Backbone):
             parts.append(emb)
             spans[block.name] = slice(pos, pos + block.length)
             pos += block.length
-        hidden = self.block(torch.cat(parts, dim=1))
+        inputs = torch.cat(parts, dim=1)
+        hidden = self.block(inputs)
         mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
-        return BackboneOutput(hidden=hidden, spans=spans, attention_mask=mask)
+        states = (inputs, hidden) if output_hidden_states else None
+        return BackboneOutput(hidden=hidden, spans=spans, attention_mask=mask, hidden_states=states)
 
     def step(self, ids: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
         raise NotImplementedError("FakeBackbone does not decode; token heads test on real backbones.")

@@ -135,7 +135,8 @@ class VLAPolicy(nn.Module):
             batch.images,
             batch.instructions,
             blocks,
-            output_hidden_states=any(a.needs_hidden_states for a in self.aux_losses),
+            output_hidden_states=self.head.needs_hidden_states
+            or any(a.needs_hidden_states for a in self.aux_losses),
         )
         loss, metrics = self.head.loss(out, batch)
         metrics = dict(metrics)

@@ -2,8 +2,9 @@
 
 Each entry is a builder returning a :class:`~vlaworks.recipes.base.Recipe`: VLM4VLA (seed
 003) and its ablations, OpenVLA and seed 004's D / S / C variants (``openvla``,
-``openvla+D`` ... ``openvla+``), and the non-VLA floor ``bc-cnn``; later systems
-(PixelVLA, PokeVLA, OFT, pi0-flow) are more entries here. ``vlaworks.recipes.training``
+``openvla+D`` ... ``openvla+``), π0 with its flow-matching action expert and seed 004's
+π0⁺ (``pi0``, ``pi0+``), and the non-VLA floor ``bc-cnn``; later systems (PixelVLA,
+PokeVLA, OFT) are more entries here. ``vlaworks.recipes.training``
 joins a recipe's co-training mix and FAST fitting to the training data.
 """
 
@@ -31,6 +32,8 @@ RECIPES = PartRegistry(
         "openvla+DS": "vlaworks.recipes.openvla:openvla_ds",
         "openvla+SC": "vlaworks.recipes.openvla:openvla_sc",
         "openvla+": "vlaworks.recipes.openvla:openvla_plus",
+        "pi0": "vlaworks.recipes.pi0:pi0",
+        "pi0+": "vlaworks.recipes.pi0:pi0_plus",
         "bc-cnn": "vlaworks.recipes.bc_cnn:bc_cnn",
     },
 )

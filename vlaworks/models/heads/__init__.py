@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 HEADS = PartRegistry(
     "head",
     {
+        "flow": "vlaworks.models.heads.flow:FlowMatchingHead.from_config",
         "query_mlp": "vlaworks.models.heads.query_mlp:QueryMLPHead.from_config",
         "token": "vlaworks.models.heads.token.head:TokenActionHead.from_config",
     },

@@ -25,6 +25,8 @@ class ActionHead(nn.Module, ABC):
 
     chunk: int
     action_dim: int
+    #: whether :meth:`loss` and :meth:`predict` read every layer's hidden states (flow expert)
+    needs_hidden_states: bool = False
 
     @abstractmethod
     def extra_tokens(self, batch: Batch, backbone: Backbone, *, training: bool) -> list[ExtraTokens]:
