@@ -1,4 +1,5 @@
-"""Per-chunk inference latency of the token heads (bins / string / FAST) vs the query head.
+"""Per-chunk inference latency of the token heads (bins / string / FAST) vs the query head
+and π0's flow-matching expert (10 Euler steps over a prefix encoded once).
 
 All heads run on the same randomly initialised ``prismatic-tiny`` backbone, one chunk at
 a time (batch 1, the serving case) and for a small batch. Reported per head: tokens per
@@ -21,6 +22,8 @@ import torch
 from vlaworks.batch import Batch
 from vlaworks.models.backbones import build_backbone
 from vlaworks.models.heads.base import ActionHead
+from vlaworks.models.heads.flow import FlowMatchingHead
+from vlaworks.models.heads.query_mlp import QueryMLPHead
 from vlaworks.models.heads.token import BinTokenizer, FastTokenizer, StringTokenizer, TokenActionHead
 
 
@@ -89,7 +92,7 @@ def main() -> None:
     fast_err = float(
         np.mean([np.abs(fast.decode(fast.encode(c), args.chunk, args.dim) - c).mean() for c in sample])
     )
-    heads: dict[str, tuple[ActionHead, float]] = {
+    heads: dict[str, tuple[ActionHead, float | None]] = {  # tokens per chunk (None: no LM tokens)
         "bins (OpenVLA)": (TokenActionHead(BinTokenizer(), args.chunk, args.dim), args.chunk * args.dim),
         "string (seed 004)": (
             TokenActionHead(StringTokenizer(), args.chunk, args.dim),
@@ -100,12 +103,9 @@ def main() -> None:
             float(np.mean([len(fast.encode(c)) + 1 for c in sample])),
         ),
     }
-    try:
-        from vlaworks.models.heads.query_mlp import QueryMLPHead
-
-        heads["query MLP (continuous)"] = (QueryMLPHead(backbone.hidden_size, args.chunk, args.dim), 1.0)
-    except ImportError:
-        pass
+    heads["query MLP (continuous)"] = (QueryMLPHead(backbone.hidden_size, args.chunk, args.dim), 1.0)
+    flow = FlowMatchingHead(backbone.hidden_size, args.chunk, args.dim)
+    heads["flow expert (pi0, 10 steps)"] = (flow, None)
     for head, _ in heads.values():
         head.to(args.device).eval()
 
@@ -121,8 +121,9 @@ def main() -> None:
         for name, (head, tokens) in heads.items():
             seconds, calls = time_head(head, backbone, batch, args.repeats)
             base = base or seconds
+            count = "-" if tokens is None else f"{tokens:.1f}"
             print(
-                f"| {name} | {b} | {tokens:.1f} | {calls} | {seconds * 1e3:.1f} | {seconds * 1e3 / b:.1f} | "
+                f"| {name} | {b} | {count} | {calls} | {seconds * 1e3:.1f} | {seconds * 1e3 / b:.1f} | "
                 f"{seconds / base:.2f}x |"
             )
 
