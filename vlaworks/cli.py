@@ -248,11 +248,9 @@ def evaluate(
 ) -> None:
     """Closed-loop evaluation: success per task with 95% CIs, report.md, plot and videos."""
     from vlaworks.eval.run import evaluate as run_evaluate
-    from vlaworks.train.pipeline import resolve_policy_dir
 
-    spec = policy if policy == "expert" else str(resolve_policy_dir(Path(policy)))
     result = run_evaluate(
-        spec,
+        policy,
         suite,
         episodes,
         chunk_exec,

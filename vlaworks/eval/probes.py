@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from vlaworks.models.backbones.base import Backbone
+from vlaworks.models.checkpoint import load_policy
 from vlaworks.models.vision.featurizer import VisionFeaturizer
 
 #: probe tasks and their classes (``color`` is probed on cubes / cylinders only)
@@ -292,16 +293,6 @@ def probe_features(
     return out
 
 
-def load_any_policy(path_or_policy: Any) -> Any:
-    """A policy object as is, or a checkpoint / training-run folder loaded on CPU."""
-    if isinstance(path_or_policy, (str, Path)):
-        from vlaworks.eval.workers import resolve_checkpoint
-        from vlaworks.models.checkpoint import load_policy
-
-        return load_policy(resolve_checkpoint(path_or_policy))
-    return path_or_policy
-
-
 def probe_backbone(
     policy_or_backbone: Any,
     train_samples: Sequence[ProbeSample],
@@ -350,7 +341,7 @@ def probe_policy(
     fed to :func:`probe_samples`). Returns feature set -> task -> accuracy, e.g.
     ``{"frozen": {"color": 0.9, "kind": 0.8}, "trained": {...}, "joint": {...}}``.
     """
-    model = load_any_policy(path_or_policy)
+    model = load_policy(path_or_policy)
     train = probe_samples(n_train, 2 * seed, image_size)
     test = probe_samples(n_test, 2 * seed + 1, image_size)
     return probe_backbone(model, train, test)
@@ -364,7 +355,7 @@ def initial_backbone(path_or_policy: Any) -> Backbone:
     from vlaworks.models.backbones import build_backbone
     from vlaworks.models.policy import DUAL_ENCODER_OPTION
 
-    policy = load_any_policy(path_or_policy)
+    policy = load_policy(path_or_policy)
     config = getattr(policy, "config", None)
     if config is None:
         raise TypeError(f"initial_backbone needs a VLAPolicy or a checkpoint; got {type(policy).__name__}.")
@@ -477,7 +468,7 @@ def run_probe_comparison(
     the :func:`initial_backbone` against the policy's encoder, with :func:`probe_references`,
     all on the same samples. Returns ``{"before", "after", "references", "rows"}`` and, with
     ``out``, writes the markdown report there (what ``vlaworks probe`` prints)."""
-    policy = load_any_policy(path_or_policy)
+    policy = load_policy(path_or_policy)
     train = probe_samples(n_train, 2 * seed, image_size)
     test = probe_samples(n_test, 2 * seed + 1, image_size)
     before = probe_backbone(initial_backbone(policy), train, test)

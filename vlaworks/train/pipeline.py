@@ -15,7 +15,8 @@ and the resumable trainer. A run folder holds::
     RUN/vl_cotrain.npz           rendered vision-language samples (co-training recipes only)
     RUN/tokenizer_fit.json       a fitted (FAST) tokenizer's reconstruction error and tokens per chunk
 
-Running the same command again resumes from ``RUN/checkpoints/latest``.
+Running the same command again resumes from ``RUN/checkpoints/latest``. Every command that
+reads the trained policy takes the run folder (:func:`vlaworks.models.checkpoint.load_policy`).
 
 Before anything is built the dataset passes the integrity check
 (:func:`vlaworks.data.check.check_dataset`) and the run folder rule
@@ -38,7 +39,13 @@ from vlaworks.data.check import check_dataset
 from vlaworks.data.dataset import WindowDataset, collate_windows
 from vlaworks.data.lerobot import LeRobotDataset
 from vlaworks.data.normalize import Normalizer
-from vlaworks.models.checkpoint import load_policy, save_policy, write_policy_files
+from vlaworks.models.checkpoint import (
+    RUN_CHECKPOINTS_DIR,
+    RUN_POLICY_DIR,
+    load_policy,
+    save_policy,
+    write_policy_files,
+)
 from vlaworks.models.policy import DUAL_ENCODER_OPTION, VLAPolicy, build_policy
 from vlaworks.recipes import Recipe, get_recipe
 from vlaworks.recipes.training import prepare_policy, training_source
@@ -46,8 +53,6 @@ from vlaworks.train.checkpoint import resume_candidates
 from vlaworks.train.config import TrainResult
 from vlaworks.train.run_folder import check_paths, check_run_folder, start_run_folder
 from vlaworks.train.trainer import train
-
-POLICY_DIR = "policy"
 
 
 @dataclass
@@ -165,7 +170,7 @@ def train_policy(
     recipe, normalizer, windows = training_windows(recipe, LeRobotDataset(data))
     config = recipe.policy
     train_cfg = recipe.train_config(out, **(train_overrides or {}))
-    resuming = resume and bool(resume_candidates(out / "checkpoints"))
+    resuming = resume and bool(resume_candidates(out / RUN_CHECKPOINTS_DIR))
     identity = check_run_folder(out, data, fresh=not resume, resuming=resuming)
     set_seed(train_cfg.seed)  # the initial weights depend on the seed only, not on the process
     policy = build_policy(config, normalizer)
@@ -186,24 +191,16 @@ def train_policy(
         extra_save=lambda folder: write_policy_files(policy, folder),
         resume=resume,
     )
-    policy_dir = save_policy(policy, out / POLICY_DIR)
+    policy_dir = save_policy(policy, out / RUN_POLICY_DIR)
     return TrainRun(recipe=recipe, policy=policy, result=result, policy_dir=policy_dir)
 
 
-def resolve_policy_dir(path: Path) -> Path:
-    """A run folder's final policy, else its latest checkpoint; a policy folder as is."""
-    path = Path(path)
-    for candidate in (path / POLICY_DIR, path / "checkpoints" / "latest"):
-        if (candidate / "config.json").exists():
-            return candidate.resolve()
-    return path
-
-
 def export_backbone(policy: Path, out: Path) -> Path:
-    """Write the backbone of a trained policy (run or policy folder) as a backbone folder
-    that any recipe starts from with ``--backbone out``: the hand-off of two-stage recipes
-    such as seed 003's FAST action-token fine-tuning of the VLM before VLA training."""
-    trained = load_policy(resolve_policy_dir(policy))
+    """Write the backbone of a trained policy (run or policy folder, as :func:`load_policy`
+    reads it) as a backbone folder that any recipe starts from with ``--backbone out``: the
+    hand-off of two-stage recipes such as seed 003's FAST action-token fine-tuning of the
+    VLM before VLA training."""
+    trained = load_policy(policy)
     config = trained.config
     if config.backbone_options.get(DUAL_ENCODER_OPTION):
         raise ValueError(
