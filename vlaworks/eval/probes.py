@@ -50,6 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vlaworks.miniature import PROBE_SCENE_STREAM, probe_seeds
 from vlaworks.models.backbones.base import Backbone
 from vlaworks.models.checkpoint import load_policy
 from vlaworks.models.vision.featurizer import VisionFeaturizer
@@ -57,8 +58,6 @@ from vlaworks.models.vision.featurizer import VisionFeaturizer
 #: probe tasks and their classes (``color`` is probed on cubes / cylinders only)
 KINDS = ("cube", "cylinder", "bowl", "plate")
 MIN_OBJECT_PIXELS = 12
-#: seed offset so probe scenes never coincide with VL (pretraining / co-training) scenes
-PROBE_STREAM = 717171
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,7 @@ def probe_samples(n: int, seed: int, image_size: int = 128) -> list[ProbeSample]
 
     if n < 1:
         raise ValueError(f"probe_samples needs n >= 1; got {n}.")
-    rng = np.random.default_rng([seed, PROBE_STREAM])
+    rng = np.random.default_rng([seed, PROBE_SCENE_STREAM])
     scene = Scene(image_size)
     out: list[ProbeSample] = []
     try:
@@ -131,6 +130,15 @@ def probe_samples(n: int, seed: int, image_size: int = 128) -> list[ProbeSample]
     finally:
         scene.close()
     return out
+
+
+def train_test_samples(
+    n_train: int, n_test: int, seed: int, image_size: int
+) -> tuple[list[ProbeSample], list[ProbeSample]]:
+    """The probe's training and test samples, from disjoint scene streams
+    (:func:`vlaworks.miniature.probe_seeds`)."""
+    train_seed, test_seed = probe_seeds(seed)
+    return probe_samples(n_train, train_seed, image_size), probe_samples(n_test, test_seed, image_size)
 
 
 def probe_labels(samples: Sequence[ProbeSample], task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -337,14 +345,12 @@ def probe_policy(
 ) -> dict[str, dict[str, float]]:
     """Probe a policy (object, checkpoint folder or training-run folder) or a backbone.
 
-    Train and test samples come from disjoint scene streams (``seed`` and ``seed + 1``
-    fed to :func:`probe_samples`). Returns feature set -> task -> accuracy, e.g.
+    Train and test samples come from disjoint scene streams (:func:`train_test_samples`).
+    Returns feature set -> task -> accuracy, e.g.
     ``{"frozen": {"color": 0.9, "kind": 0.8}, "trained": {...}, "joint": {...}}``.
     """
-    model = load_policy(path_or_policy)
-    train = probe_samples(n_train, 2 * seed, image_size)
-    test = probe_samples(n_test, 2 * seed + 1, image_size)
-    return probe_backbone(model, train, test)
+    train, test = train_test_samples(n_train, n_test, seed, image_size)
+    return probe_backbone(load_policy(path_or_policy), train, test)
 
 
 def initial_backbone(path_or_policy: Any) -> Backbone:
@@ -469,8 +475,7 @@ def run_probe_comparison(
     all on the same samples. Returns ``{"before", "after", "references", "rows"}`` and, with
     ``out``, writes the markdown report there (what ``vlaworks probe`` prints)."""
     policy = load_policy(path_or_policy)
-    train = probe_samples(n_train, 2 * seed, image_size)
-    test = probe_samples(n_test, 2 * seed + 1, image_size)
+    train, test = train_test_samples(n_train, n_test, seed, image_size)
     before = probe_backbone(initial_backbone(policy), train, test)
     after = probe_backbone(policy, train, test)
     references = probe_references(train, test)

@@ -28,7 +28,6 @@ bit-identical weights, losses and ``metrics.csv`` (wall-clock throughput aside).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,52 +74,6 @@ def build_recipe(
     options = {"backbone": backbone} if backbone else {}
     recipe = get_recipe(name, **options)
     return recipe.override(overrides) if overrides else recipe
-
-
-def view_overrides(
-    cameras: Sequence[str],
-    image_size: int,
-    patch_size: int,
-    chunk: int,
-    *,
-    token_merge: int = 1,
-    shift: int = 0,
-    attn_implementation: str | None = None,
-) -> dict[str, Any]:
-    """Recipe overrides for the policy's views, image and token grid, chunk length and
-    training-time random shift (nested keys, so a recipe's other backbone options such as
-    ``dual_encoder`` survive). ``token_merge`` > 1 merges k x k patches per LM token and
-    ``attn_implementation`` picks the attention kernel (prismatic backbones)."""
-    overrides: dict[str, Any] = {
-        "policy.cameras": list(cameras),
-        "policy.image_size": image_size,
-        "policy.backbone_options.image_size": image_size,
-        "policy.backbone_options.patch_size": patch_size,
-        "policy.chunk_size": chunk,
-        "policy.augment.shift": shift,
-    }
-    if token_merge != 1:
-        overrides["policy.backbone_options.token_merge"] = token_merge
-    if attn_implementation is not None:
-        overrides["policy.backbone_options.attn_implementation"] = attn_implementation
-    return overrides
-
-
-def budget_overrides(
-    steps: int, batch_size: int, lr: float, seed: int, checkpoints: int = 4, **extra: Any
-) -> dict[str, Any]:
-    """Train overrides for a fixed budget: warm-up over 10 % of the steps (at most 200),
-    weight decay 0.01, ``checkpoints`` resumable checkpoints over the run."""
-    return {
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "warmup_steps": min(200, steps // 10),
-        "weight_decay": 0.01,
-        "save_every": max(1, steps // checkpoints),
-        "seed": seed,
-        **extra,
-    }
 
 
 def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
