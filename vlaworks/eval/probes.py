@@ -4,11 +4,9 @@ Seed 004 argues that fine-tuning a VLM into a VLA erodes the visual representati
 that a frozen anchor (the dual encoder) preserves it. This module measures it on the
 tabletop world.
 
-Probe design: **mask-pooled patch features -> object class.** Random tabletop scenes
-(2-4 cubes / cylinders in any of the twelve colours, optionally a bowl and a plate, random
-gripper pose, lighting and table / floor texture) are rendered with ground-truth
-segmentation. Every visible object becomes one probe sample: the scene image, the
-object's mask and its labels (``color`` over the twelve colours for cubes / cylinders,
+Probe design: **mask-pooled patch features -> object class.** The samples are the
+objects of random tabletop scenes (:mod:`vlaworks.sim.probe_data`: the scene image, the
+object's mask and its labels, ``color`` over the twelve colours for cubes / cylinders,
 ``kind`` over cube / cylinder / bowl / plate). The vision encoder sees the *whole scene*
 (never a crop, so the features are the ones the policy uses); the object's feature is
 the mean of its patch features weighted by the fraction of each patch covered by its
@@ -44,92 +42,27 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vlaworks.miniature import PROBE_SCENE_STREAM, probe_seeds
+from vlaworks.miniature import probe_seeds
 from vlaworks.models.backbones.base import Backbone
 from vlaworks.models.checkpoint import load_policy
 from vlaworks.models.vision.featurizer import VisionFeaturizer
 
-#: probe tasks and their classes (``color`` is probed on cubes / cylinders only)
-KINDS = ("cube", "cylinder", "bowl", "plate")
-MIN_OBJECT_PIXELS = 12
-
-
-@dataclass(frozen=True)
-class ProbeSample:
-    """One object in one rendered scene: the scene ``image`` (uint8 ``[H, W, 3]``), the
-    object's ``mask`` (bool ``[H, W]``), its ``kind`` and ``color`` (``""`` for containers)."""
-
-    image: np.ndarray
-    mask: np.ndarray
-    kind: str
-    color: str
+if TYPE_CHECKING:
+    from vlaworks.sim.probe_data import ProbeSample
 
 
 def probe_classes() -> dict[str, tuple[str, ...]]:
-    """Probe task -> its ordered class names."""
+    """Probe task -> its ordered class names (``color`` is probed on cubes / cylinders only)."""
+    from vlaworks.sim.probe_data import KINDS
     from vlaworks.sim.scene import ALL_COLORS
 
     return {"color": tuple(ALL_COLORS), "kind": KINDS}
-
-
-def _layout(rng: np.random.Generator) -> list[tuple[str, str]]:
-    from vlaworks.sim.scene import ALL_COLORS, POOL
-
-    colors = list(ALL_COLORS)
-    objects: list[tuple[str, str]] = []
-    target = int(rng.integers(2, 5))
-    while len(objects) < target:
-        cand = (str(rng.choice(["cube", "cylinder"])), colors[int(rng.integers(len(colors)))])
-        if cand not in objects and sum(1 for k, _ in objects if k == cand[0]) < POOL[cand[0]]:
-            objects.append(cand)
-    objects += [(c, "") for c in ("bowl", "plate") if rng.random() < 0.5]
-    return [objects[i] for i in rng.permutation(len(objects))]
-
-
-def probe_samples(n: int, seed: int, image_size: int = 128) -> list[ProbeSample]:
-    """``n`` probe samples from random tabletop scenes (see the module docstring).
-
-    Deterministic in ``seed``; all visible objects of a scene are used, in scene order.
-    """
-    from vlaworks.sim import perturb
-    from vlaworks.sim.scene import Scene
-    from vlaworks.sim.tasks import sample_positions
-
-    if n < 1:
-        raise ValueError(f"probe_samples needs n >= 1; got {n}.")
-    rng = np.random.default_rng([seed, PROBE_SCENE_STREAM])
-    scene = Scene(image_size)
-    out: list[ProbeSample] = []
-    try:
-        while len(out) < n:
-            objects = _layout(rng)
-            xy = sample_positions([k for k, _ in objects], rng, margin=0.02)
-            while xy is None:
-                objects = objects[:-1]
-                xy = sample_positions([k for k, _ in objects], rng, margin=0.02)
-            yaws = rng.uniform(-np.pi, np.pi, len(objects))
-            placements = [(k, c, x, y, float(a)) for (k, c), (x, y), a in zip(objects, xy, yaws, strict=True)]
-            ee = np.array([rng.uniform(-0.2, 0.2), rng.uniform(-0.15, 0.05), rng.uniform(0.18, 0.3)])
-            scene.restore_defaults()
-            active = scene.reset(placements, ee_pos=ee)
-            perturb.apply_lighting(scene, float(rng.uniform(0.0, 0.5)), rng)
-            if rng.random() < 0.5:
-                perturb.apply_background(scene, float(rng.uniform(0.0, 1.0)), rng)
-            scene.refresh()
-            image, _, seg = scene.render("base", segmentation=True)
-            for obj in active:
-                mask = seg == obj.seg_id
-                if int(mask.sum()) >= MIN_OBJECT_PIXELS and len(out) < n:
-                    out.append(ProbeSample(image.copy(), mask, obj.kind, obj.color))
-    finally:
-        scene.close()
-    return out
 
 
 def train_test_samples(
@@ -137,6 +70,8 @@ def train_test_samples(
 ) -> tuple[list[ProbeSample], list[ProbeSample]]:
     """The probe's training and test samples, from disjoint scene streams
     (:func:`vlaworks.miniature.probe_seeds`)."""
+    from vlaworks.sim.probe_data import probe_samples
+
     train_seed, test_seed = probe_seeds(seed)
     return probe_samples(n_train, train_seed, image_size), probe_samples(n_test, test_seed, image_size)
 
