@@ -131,9 +131,10 @@ PRETRAIN_VL_SEED_OFFSET = 7919
 
 def generation_seed(seed: int, suite_index: int, attempt: int) -> int:
     """Reset seed of demonstration ``attempt`` of suite ``suite_index`` in a dataset generated
-    with ``seed``: blocks of :data:`GENERATE_SEED_OFFSET` per seed, far above the small seeds
-    evaluation bases use, so generated layouts never coincide with evaluation episodes.
-    ``attempt`` must stay below :data:`GENERATE_SUITE_STRIDE` (else it reaches the next suite)."""
+    with ``seed``: one block of :data:`GENERATE_SEED_OFFSET` per dataset seed, one stride per
+    suite, all above the small seeds users and evaluation bases take, so two suites or two
+    dataset seeds never share a layout. ``attempt`` must stay below
+    :data:`GENERATE_SUITE_STRIDE` (else it reaches the next suite's seeds)."""
     return GENERATE_SEED_OFFSET * (seed + 1) + GENERATE_SUITE_STRIDE * suite_index + attempt
 
 
