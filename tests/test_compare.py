@@ -34,8 +34,15 @@ def test_compare_trains_each_recipe_once_and_evaluates_every_condition(tmp_path,
     vlm = tmp_path / "vlm"
     build_backbone("prismatic-tiny", image_size=32, patch_size=16).save_pretrained(str(vlm))
     budget = replace(
-        MINIATURE, backbone=str(vlm), image_size=32, patch_size=16, chunk=2, steps=2, batch_size=2,
-        eval_episodes=1, envs_per_worker=1,
+        MINIATURE,
+        backbone=str(vlm),
+        image_size=32,
+        patch_size=16,
+        chunk=2,
+        steps=2,
+        batch_size=2,
+        eval_episodes=1,
+        envs_per_worker=1,
     )
     cfg = CompareConfig(
         recipes=("openvla", "openvla+D"),

@@ -31,7 +31,12 @@ def test_the_demo_trains_and_evaluates_with_its_measured_budget():
     """BENCHMARKS.md's demo row: changing any of these numbers changes the demo's result."""
     cfg = DemoConfig()
     assert (cfg.recipe, cfg.suite, cfg.layout, cfg.episodes, cfg.workers, cfg.seed) == (
-        "vlm4vla+proprio", "spatial", "fixed", 120, 2, 0
+        "vlm4vla+proprio",
+        "spatial",
+        "fixed",
+        120,
+        2,
+        0,
     )
     assert cfg.budget == MINIATURE
     assert MINIATURE.policy_overrides() == {
@@ -45,11 +50,20 @@ def test_the_demo_trains_and_evaluates_with_its_measured_budget():
         "policy.backbone_options.attn_implementation": "eager",
     }
     assert MINIATURE.train_overrides(0) == {
-        "steps": 6000, "batch_size": 32, "lr": 5e-4, "warmup_steps": 200, "weight_decay": 0.01,
-        "save_every": 1200, "seed": 0, "mixed_precision": default_mixed_precision(),
+        "steps": 6000,
+        "batch_size": 32,
+        "lr": 5e-4,
+        "warmup_steps": 200,
+        "weight_decay": 0.01,
+        "save_every": 1200,
+        "seed": 0,
+        "mixed_precision": default_mixed_precision(),
     }
     assert (MINIATURE.backbone, MINIATURE.eval_episodes, MINIATURE.chunk_exec, MINIATURE.envs_per_worker) == (
-        "prismatic-tiny", 10, "ensemble", 5
+        "prismatic-tiny",
+        10,
+        "ensemble",
+        5,
     )
     assert eval_seed(cfg.seed) == 10_000
 

@@ -73,8 +73,9 @@ def run_recipe(cfg: CompareConfig, name: str) -> dict[str, dict]:
     run = train_policy(
         recipe, cfg.data, out / "runs" / name, train_overrides=budget.train_overrides(cfg.seed)
     )
-    results: dict[str, dict] = {"train": {"final_loss": run.result.final_loss,
-                                          "samples_per_s": run.result.samples_per_s}}
+    results: dict[str, dict] = {
+        "train": {"final_loss": run.result.final_loss, "samples_per_s": run.result.samples_per_s}
+    }
     for condition in cfg.conditions:
         result = evaluate(
             str(run.policy_dir),
