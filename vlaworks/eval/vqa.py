@@ -118,9 +118,9 @@ def vqa_accuracy(
     ``max_new_tokens`` defaults to the longest true answer's token count + 8, so no
     answer is cut short by the budget. ``samples`` replaces the generated questions.
     """
-    from vlaworks.eval.probes import load_any_policy
+    from vlaworks.models.checkpoint import load_policy
 
-    model = load_any_policy(model)
+    model = load_policy(model)
     if samples is None:
         from vlaworks.sim.vl_data import generate_vl_samples
 
@@ -175,10 +175,11 @@ def run_vqa_comparison(
     """VQA accuracy of the backbone a policy started from (``before``, see
     :func:`vlaworks.eval.probes.initial_backbone`) and of the policy (``after``) on the same
     held-out questions; with ``out``, writes the markdown table (for a ``vlaworks`` command)."""
-    from vlaworks.eval.probes import initial_backbone, load_any_policy
+    from vlaworks.eval.probes import initial_backbone
+    from vlaworks.models.checkpoint import load_policy
     from vlaworks.sim.vl_data import generate_vl_samples
 
-    policy = load_any_policy(path_or_policy)
+    policy = load_policy(path_or_policy)
     samples = list(generate_vl_samples(n, seed, image_size))
     results = {
         "before": vqa_accuracy(initial_backbone(policy), samples=samples),
