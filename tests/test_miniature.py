@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 
 from vlaworks.demo import DemoConfig
-from vlaworks.eval.vqa import HELD_OUT_SEED
 from vlaworks.miniature import (
     EXPERT_NOISE_STREAM,
     GENERATE_SEED_OFFSET,
@@ -17,6 +16,7 @@ from vlaworks.miniature import (
     PERTURB_STREAM,
     PROBE_SCENE_STREAM,
     VL_SCENE_STREAM,
+    VQA_HELD_OUT_SEED,
     eval_seed,
     generation_seed,
     pretrain_vl_seed,
@@ -101,7 +101,7 @@ def test_seed_offsets_keep_roles_apart():
     assert not {eval_seed(s) for s in small} & set(small)
     # VL scenes: pretraining, co-training (small vl_seed) and held-out VQA seeds never meet
     pretrain = {pretrain_vl_seed(s) for s in small}
-    assert not pretrain & set(small) and HELD_OUT_SEED not in pretrain | set(small)
+    assert not pretrain & set(small) and VQA_HELD_OUT_SEED not in pretrain | set(small)
     # probe scenes: training and test seeds disjoint across every seed
     train, test = zip(*(probe_seeds(s) for s in small), strict=True)
     assert not set(train) & set(test)

@@ -127,6 +127,8 @@ GENERATE_SUITE_STRIDE = 100_000
 EVAL_SEED_OFFSET = 10_000
 #: VL pretraining renders its scenes from seed ``seed + PRETRAIN_VL_SEED_OFFSET``
 PRETRAIN_VL_SEED_OFFSET = 7919
+#: the held-out VQA questions' seed (``vlaworks.eval.vqa``), far above every training seed
+VQA_HELD_OUT_SEED = 900_001
 
 
 def generation_seed(seed: int, suite_index: int, attempt: int) -> int:
@@ -147,7 +149,7 @@ def eval_seed(seed: int) -> int:
 
 def pretrain_vl_seed(seed: int) -> int:
     """Seed of the VL samples pretraining renders: apart from the co-training recipes' small
-    ``vl_seed`` (default 0) and from the held-out VQA seed (``eval.vqa.HELD_OUT_SEED``), so
+    ``vl_seed`` (default 0) and from the held-out VQA seed (:data:`VQA_HELD_OUT_SEED`), so
     VQA evaluations stay held out from pretraining."""
     return seed + PRETRAIN_VL_SEED_OFFSET
 
