@@ -39,7 +39,8 @@ from vlaworks.data.dataset import WindowDataset, collate_windows
 from vlaworks.data.lerobot import LeRobotDataset
 from vlaworks.data.normalize import Normalizer
 from vlaworks.models.checkpoint import load_policy, save_policy, write_policy_files
-from vlaworks.models.policy import DUAL_ENCODER_OPTION, VLAPolicy, build_policy
+from vlaworks.models.policy import VLAPolicy, build_policy
+from vlaworks.models.vision.dual import is_dual
 from vlaworks.recipes import Recipe, get_recipe
 from vlaworks.recipes.training import prepare_policy, training_source
 from vlaworks.train.checkpoint import resume_candidates
@@ -205,7 +206,7 @@ def export_backbone(policy: Path, out: Path) -> Path:
     such as seed 003's FAST action-token fine-tuning of the VLM before VLA training."""
     trained = load_policy(resolve_policy_dir(policy))
     config = trained.config
-    if config.backbone_options.get(DUAL_ENCODER_OPTION):
+    if is_dual(trained.backbone):
         raise ValueError(
             f"{policy} has a dual vision encoder (frozen copy + trained copy); a backbone folder holds "
             "one encoder. Export from a policy trained without dual_encoder."
