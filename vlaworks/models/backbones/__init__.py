@@ -2,10 +2,10 @@
 
 ``PolicyConfig.backbone`` is a registry name or a backbone folder. Each registry name is a
 family's small random-init model (``prismatic-tiny``, ``qwen2.5-vl-tiny``, ``qwen3-vl-tiny``,
-``paligemma-tiny``, ``paligemma2-tiny``, ``kosmos2-tiny``, ``smolvlm-tiny``; ``cnn`` is the
-plain CNN trunk of the ``bc-cnn`` floor). A folder is one written by
-``Backbone.save_pretrained`` or a real Hugging Face checkpoint of a supported family
-(Qwen2.5-VL, Qwen3-VL, PaliGemma 1/2, Kosmos-2, SmolVLM).
+``qwen3-vl-moe-tiny``, ``paligemma-tiny``, ``paligemma2-tiny``, ``kosmos2-tiny``,
+``smolvlm-tiny``; ``cnn`` is the plain CNN trunk of the ``bc-cnn`` floor). A folder is one
+written by ``Backbone.save_pretrained`` or a real Hugging Face checkpoint of a supported
+family (Qwen2.5-VL, Qwen3-VL, Qwen3-VL-MoE, PaliGemma 1/2, Kosmos-2, SmolVLM).
 
 Families live one per file in ``families/`` (:mod:`vlaworks.models.backbones.family` says
 what a family class declares); :data:`BACKBONES` finds them there. Options are the
