@@ -309,21 +309,22 @@ def _tiny_llm_config(tok: Any) -> Any:
 
 
 def _check_architecture(folder: Folder, options: PrismaticOptions) -> None:
-    """The vision tower, token merge and patch grid a folder holds against the options given."""
+    """The vision tower, token merge and patch grid a folder holds against the options given
+    (an option left out takes the folder's tower input and patch size)."""
     meta = folder.meta
     if "efficientnet" in meta:
-        vision, grid = "efficientnet", meta["efficientnet"]["image_size"] // meta["efficientnet"]["stride"]
+        tower = meta["efficientnet"]
+        vision, size, patch = "efficientnet", tower["image_size"], tower["stride"]
     else:
-        vision, grid = "dinosiglip", meta["siglip"]["image_size"] // meta["siglip"]["patch_size"]
+        vision, size, patch = "dinosiglip", meta["siglip"]["image_size"], meta["siglip"]["patch_size"]
     check_folder_agrees(folder, "vision", options.vision, vision)
     check_folder_agrees(folder, "token_merge", options.token_merge, int(meta.get("token_merge", 1)))
-    if options.image_size is None and options.patch_size is None:
-        return
-    size = options.image_size if options.image_size is not None else TINY_IMAGE_SIZE
-    patch = options.patch_size if options.patch_size is not None else TINY_PATCH_SIZE
-    if size % patch or size // patch != grid:
+    grid = size // patch
+    given_size = options.image_size if options.image_size is not None else size
+    given_patch = options.patch_size if options.patch_size is not None else patch
+    if given_size % given_patch or given_size // given_patch != grid:
         raise ValueError(
-            f"Backbone folder {folder.path} holds a {grid} x {grid} patch grid per view; image_size={size} / "
-            f"patch_size={patch} describe another. Drop these options or give ones with image_size / "
-            f"patch_size = {grid}."
+            f"Backbone folder {folder.path} holds a {grid} x {grid} patch grid per view (image_size {size}, "
+            f"patch_size {patch}); image_size={given_size} / patch_size={given_patch} describe another. "
+            "Drop these options or give ones that match."
         )
