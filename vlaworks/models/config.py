@@ -235,7 +235,7 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         return name in self._load()
 
-    def unknown(self, name: str) -> str:
+    def _unknown(self, name: str) -> str:
         """The message for an unknown ``name``: a "did you mean" hint and the known names."""
         hint = did_you_mean(name, self.names())
         known = ", ".join(self.names())
@@ -245,7 +245,7 @@ class Registry:
         """The object registered as ``name``; an unknown name lists the known ones."""
         entries = self._load()
         if name not in entries:
-            raise KeyError(self.unknown(name))
+            raise KeyError(self._unknown(name))
         entry = entries[name]
         if isinstance(entry, str):
             module_name, _, attr_path = entry.partition(":")
