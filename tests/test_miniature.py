@@ -79,6 +79,10 @@ def test_budget_overrides_follow_the_budget():
     assert (train["warmup_steps"], train["save_every"], train["seed"]) == (4, 10, 3)
     assert train["mixed_precision"] == "no" and train["log_every"] == 1
     assert MINIATURE_PRETRAIN.cameras == ("base",) and MINIATURE_PRETRAIN.steps == 2000
+    # the backbone settings go only to the families that have them
+    hf = MINIATURE.policy_overrides("qwen2.5-vl-tiny")
+    assert "policy.backbone_options.token_merge" not in hf and hf["policy.backbone_options.patch_size"] == 8
+    assert not any(k.startswith("policy.backbone_options.") for k in MINIATURE.policy_overrides("cnn"))
     with pytest.raises(ValueError, match="mixed_precision must be one of auto, no, bf16, fp16; got 'fp8'"):
         replace(MINIATURE, mixed_precision="fp8")
 

@@ -67,9 +67,8 @@ def run_recipe(cfg: CompareConfig, name: str) -> dict[str, dict]:
     from vlaworks.train.pipeline import build_recipe, train_policy
 
     out, budget = Path(cfg.out), cfg.budget
-    recipe = build_recipe(
-        name, backbone=budget.backbone, overrides={**budget.policy_overrides(), **cfg.recipe_overrides}
-    )
+    overrides = {**budget.policy_overrides(budget.backbone), **cfg.recipe_overrides}
+    recipe = build_recipe(name, backbone=budget.backbone, overrides=overrides)
     run = train_policy(
         recipe, cfg.data, out / "runs" / name, train_overrides=budget.train_overrides(cfg.seed)
     )

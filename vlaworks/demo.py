@@ -90,9 +90,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     console.rule(f"2/3 train: {cfg.recipe} on {budget.backbone}, {budget.steps} steps")
     t = time.perf_counter()
     recipe_sets, train_sets = split_overrides(cfg.overrides)
-    recipe = build_recipe(
-        cfg.recipe, backbone=budget.backbone, overrides={**budget.policy_overrides(), **recipe_sets}
-    )
+    overrides = {**budget.policy_overrides(budget.backbone), **recipe_sets}
+    recipe = build_recipe(cfg.recipe, backbone=budget.backbone, overrides=overrides)
     run = train_policy(
         recipe,
         data_dir,

@@ -64,23 +64,34 @@ class MiniatureBudget:
                 f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}; got {self.mixed_precision!r}."
             )
 
-    def policy_overrides(self) -> dict[str, Any]:
-        """Recipe overrides for the policy's views, image and token grid, chunk length and
-        training-time random shift (nested keys, so a recipe's other backbone options such
-        as ``dual_encoder`` survive). ``token_merge`` and ``attn_implementation`` are
-        prismatic backbone options, set only when they differ from the backbone's default."""
+    def policy_overrides(self, backbone: str | None = None) -> dict[str, Any]:
+        """Recipe overrides for the policy's views, image size, chunk length and training-time
+        random shift, and the backbone's token grid and attention kernel (nested keys, so a
+        recipe's other backbone options such as ``dual_encoder`` survive). The backbone
+        settings go only to the families that have them (``backbone``, default the budget's):
+        ``token_merge`` is Prismatic's patch merger, the CNN trunk has no patches or attention;
+        a backbone folder keeps the architecture it was saved with (image and patch grid,
+        merge), so it only gets the attention kernel."""
+        from pathlib import Path
+
+        from vlaworks.models.backbones import option_names
+
         overrides: dict[str, Any] = {
             "policy.cameras": list(self.cameras),
             "policy.image_size": self.image_size,
-            "policy.backbone_options.image_size": self.image_size,
-            "policy.backbone_options.patch_size": self.patch_size,
             "policy.chunk_size": self.chunk,
             "policy.augment.shift": self.shift,
         }
-        if self.token_merge != 1:
-            overrides["policy.backbone_options.token_merge"] = self.token_merge
+        backbone = backbone or self.backbone
+        wanted: dict[str, Any] = {}
+        if not Path(backbone).is_dir():
+            wanted = {"image_size": self.image_size, "patch_size": self.patch_size}
+            if self.token_merge != 1:
+                wanted["token_merge"] = self.token_merge
         if self.attn_implementation is not None:
-            overrides["policy.backbone_options.attn_implementation"] = self.attn_implementation
+            wanted["attn_implementation"] = self.attn_implementation
+        takes = option_names(backbone)
+        overrides.update({f"policy.backbone_options.{k}": v for k, v in wanted.items() if k in takes})
         return overrides
 
     def train_overrides(self, seed: int, **extra: Any) -> dict[str, Any]:

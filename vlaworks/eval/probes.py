@@ -293,17 +293,16 @@ def initial_backbone(path_or_policy: Any) -> Backbone:
     registry name or pretrained folder) rebuilt without the dual encoder (whose frozen half
     is a copy of it anyway). A registry name gives a fresh random initialisation, seeded
     here (``torch.manual_seed(0)``) so repeated calls agree."""
-    from vlaworks.models.backbones import build_backbone
-    from vlaworks.models.policy import DUAL_ENCODER_OPTION
+    from vlaworks.models.backbones import resolve_backbone
 
     policy = load_policy(path_or_policy)
     config = getattr(policy, "config", None)
     if config is None:
         raise TypeError(f"initial_backbone needs a VLAPolicy or a checkpoint; got {type(policy).__name__}.")
-    options = {k: v for k, v in config.backbone_options.items() if k != DUAL_ENCODER_OPTION}
+    spec = resolve_backbone(config.backbone, config.backbone_options)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return build_backbone(config.backbone, **options)
+        return spec.build()  # the trunk its family builds: no dual encoder
 
 
 @dataclass(frozen=True)

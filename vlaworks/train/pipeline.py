@@ -45,7 +45,8 @@ from vlaworks.models.checkpoint import (
     save_policy,
     write_policy_files,
 )
-from vlaworks.models.policy import DUAL_ENCODER_OPTION, VLAPolicy, build_policy
+from vlaworks.models.policy import VLAPolicy, build_policy
+from vlaworks.models.vision.dual import is_dual
 from vlaworks.processing import PolicyProcessor, collate
 from vlaworks.recipes import Recipe, get_recipe
 from vlaworks.recipes.training import prepare_policy, training_source
@@ -148,7 +149,7 @@ def export_backbone(policy: Path, out: Path) -> Path:
     VLM before VLA training."""
     trained = load_policy(policy)
     config = trained.config
-    if config.backbone_options.get(DUAL_ENCODER_OPTION):
+    if is_dual(trained.backbone):
         raise ValueError(
             f"{policy} has a dual vision encoder (frozen copy + trained copy); a backbone folder holds "
             "one encoder. Export from a policy trained without dual_encoder."
