@@ -26,7 +26,7 @@ from vlaworks.eval.workers import (
     make_groups,
     parse_perturbation,
     policy_label,
-    resolve_checkpoint,
+    resolve_policy_spec,
     run_groups,
 )
 
@@ -105,8 +105,9 @@ def evaluate(
     device: str | None = None,
     quiet: bool = False,
 ) -> EvalResult:
-    """Evaluate ``policy_spec`` (``"expert"``, a checkpoint folder, or a picklable
-    ``factory(envs) -> ChunkPolicy``) on ``suites`` and write the report into ``out``.
+    """Evaluate ``policy_spec`` (``"expert"``, a policy or training run folder, or a picklable
+    ``factory(envs) -> ChunkPolicy``) on ``suites`` and write the report into ``out``; a
+    folder is resolved once to the policy folder it names, which labels the report.
 
     ``perturb`` holds ``"FAMILY:SEVERITY"`` strings passed to every env; ``tasks``
     restricts the run to some tasks of the suites (full ids or names within a suite). ``env_factory``
@@ -117,11 +118,7 @@ def evaluate(
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1; got {episodes}.")
-    if not callable(policy_spec) and str(policy_spec) != "expert":
-        from vlaworks.models.checkpoint import verify_policy_folder
-
-        # before any worker starts: a missing or damaged checkpoint is one clear error, not one per worker
-        verify_policy_folder(resolve_checkpoint(policy_spec))
+    policy_spec = resolve_policy_spec(policy_spec)
     if not suites:
         raise ValueError("Name at least one suite to evaluate, e.g. --suite spatial.")
     chunk_exec = validate_chunk_exec(chunk_exec)

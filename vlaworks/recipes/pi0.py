@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 from vlaworks.models.config import PartSpec, PolicyConfig
-from vlaworks.models.policy import DUAL_ENCODER_OPTION
 from vlaworks.recipes.base import Recipe
 from vlaworks.recipes.openvla import STRING_DECIMALS, VL_FRACTION
 
@@ -47,7 +46,7 @@ def pi0(
     (``width``, ``layers``, ``heads``, ``num_steps``)."""
     options = dict(backbone_options or {})
     if plus:
-        options[DUAL_ENCODER_OPTION] = True
+        options["dual_encoder"] = True
         head = PartSpec("token", {"tokenizer": "string", "decimals": STRING_DECIMALS})
     else:
         head = PartSpec("flow", {"num_steps": NUM_STEPS, **(expert or {})})

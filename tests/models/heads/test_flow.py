@@ -8,7 +8,7 @@ import torch
 
 from vlaworks.batch import Batch
 from vlaworks.models.config import PartSpec, PolicyConfig
-from vlaworks.models.heads.flow import FlowMatchingHead, sample_time, time_embedding
+from vlaworks.models.heads.flow import FlowMatchingHead, FlowOptions, sample_time, time_embedding
 from vlaworks.models.policy import build_policy
 
 pytestmark = pytest.mark.usefixtures("fake_backbones")
@@ -49,7 +49,7 @@ def test_time_sampling_and_embedding() -> None:
 
 
 def test_block_causal_mask_hides_actions_from_the_state_and_padding_from_all() -> None:
-    head = FlowMatchingHead(32, chunk=3, state_dim=2, width=16, layers=1, heads=2)
+    head = FlowMatchingHead(32, chunk=3, state_dim=2, options=FlowOptions(width=16, layers=1, heads=2))
     prefix = torch.tensor([[0, 1, 1], [1, 1, 1]], dtype=torch.bool)  # row 0 is left-padded
     mask = head.mask(prefix, has_state=True)
     assert mask.shape == (2, 1, 4, 7)
@@ -91,3 +91,10 @@ def test_euler_sampling_recovers_a_constant_target_chunk(one_thread) -> None:
     predicted = policy.predict(batch(torch.zeros(8, CHUNK, 7)))
     error = (predicted - target).abs()  # from noise with mean |x - c| ~ 0.9
     assert error.mean() < 0.05 and error.max() < 0.15
+
+
+def test_flow_options_are_typed() -> None:
+    with pytest.raises(ValueError, match="did you mean 'num_steps'"):
+        config(head=PartSpec("flow", {"num_step": 5}))
+    with pytest.raises(ValueError, match="even size"):
+        build_policy(config(head=PartSpec("flow", {"width": 30, "heads": 2})))

@@ -33,6 +33,7 @@ attention modules); the expert's depth is an option instead of always equal to t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +41,7 @@ from torch import nn
 
 from vlaworks.batch import Batch
 from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
-from vlaworks.models.config import PolicyConfig
+from vlaworks.models.config import Part, PolicyConfig
 from vlaworks.models.heads.base import ActionHead
 
 
@@ -103,6 +104,36 @@ class ExpertLayer(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
+@dataclass
+class FlowOptions:
+    """Options of the ``flow`` head (π0's action expert)."""
+
+    #: width of the expert's tokens; None: half the VLM's hidden size (π0: 1024 beside 2048)
+    width: int | None = None
+    #: expert layers, each paired with a VLM depth (module docstring)
+    layers: int = 4
+    #: attention heads of the expert (width / heads must be even)
+    heads: int = 4
+    #: MLP width as a multiple of the expert width
+    mlp_ratio: int = 4
+    #: Euler integration steps at inference (π0: 10)
+    num_steps: int = 10
+    #: flow times are drawn from Beta(time_alpha, time_beta) (π0 / openpi: 1.5, 1)
+    time_alpha: float = 1.5
+    time_beta: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.layers < 1 or self.num_steps < 1 or self.heads < 1 or self.mlp_ratio < 1:
+            raise ValueError(
+                f"flow head layers, num_steps, heads and mlp_ratio must be >= 1; got {self.layers}, "
+                f"{self.num_steps}, {self.heads}, {self.mlp_ratio}."
+            )
+        if self.time_alpha <= 0 or self.time_beta <= 0:
+            raise ValueError(
+                f"flow time_alpha and time_beta must be > 0; got {self.time_alpha}, {self.time_beta}."
+            )
+
+
 class FlowMatchingHead(ActionHead):
     """π0's action expert trained by flow matching; see the module docstring."""
 
@@ -114,34 +145,28 @@ class FlowMatchingHead(ActionHead):
         chunk: int,
         action_dim: int = 7,
         state_dim: int | None = None,
-        *,
-        width: int | None = None,
-        layers: int = 4,
-        heads: int = 4,
-        mlp_ratio: int = 4,
-        num_steps: int = 10,
-        time_alpha: float = 1.5,
-        time_beta: float = 1.0,
+        options: FlowOptions | None = None,
     ) -> None:
         super().__init__()
-        width = width or max(hidden_size // 2, 2 * heads)
-        if width % heads or (width // heads) % 2:
-            raise ValueError(f"flow head width {width} must split into {heads} heads of even size.")
-        if layers < 1 or num_steps < 1:
-            raise ValueError(f"flow head needs layers >= 1 and num_steps >= 1; got {layers}, {num_steps}.")
+        options = options or FlowOptions()
+        width = options.width or max(hidden_size // 2, 2 * options.heads)
+        if width % options.heads or (width // options.heads) % 2:
+            raise ValueError(f"flow head width {width} must split into {options.heads} heads of even size.")
         self.chunk, self.action_dim, self.width = chunk, action_dim, width
-        self.num_steps = num_steps
-        self.time_alpha, self.time_beta = time_alpha, time_beta
+        self.num_steps = options.num_steps
+        self.time_alpha, self.time_beta = options.time_alpha, options.time_beta
         self.action_in = nn.Linear(action_dim, width)
         self.time_mix = nn.Sequential(nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, width))
         self.position = nn.Parameter(torch.randn(1, chunk, width) * 0.02)
         self.state_in = nn.Linear(state_dim, width) if state_dim else None
-        self.layers = nn.ModuleList(ExpertLayer(width, hidden_size, heads, mlp_ratio) for _ in range(layers))
+        self.layers = nn.ModuleList(
+            ExpertLayer(width, hidden_size, options.heads, options.mlp_ratio) for _ in range(options.layers)
+        )
         self.final_norm = nn.RMSNorm(width)
         self.action_out = nn.Linear(width, action_dim)
 
     @classmethod
-    def from_config(cls, backbone: Backbone, config: PolicyConfig, **options) -> FlowMatchingHead:
+    def from_config(cls, backbone: Backbone, config: PolicyConfig, options: FlowOptions) -> FlowMatchingHead:
         """Registry builder: prefix width from the backbone; chunk, action and state sizes from
         the config (the state goes into the expert when the policy reads it)."""
         state_dim = config.state_dim if config.use_state else None
@@ -149,7 +174,7 @@ class FlowMatchingHead(ActionHead):
             raise ValueError(
                 "The flow head reads the state: set PolicyConfig.state_dim (train fills it from data)."
             )
-        return cls(backbone.hidden_size, config.chunk_size, config.action_dim, state_dim, **options)
+        return cls(backbone.hidden_size, config.chunk_size, config.action_dim, state_dim, options)
 
     # --- the expert ------------------------------------------------------------------------------
     def prefix(self, out: BackboneOutput) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
@@ -240,3 +265,6 @@ class FlowMatchingHead(ActionHead):
             t = torch.full((batch.size,), 1.0 - i * dt, device=device)
             x = x - dt * self.velocity(x, t, kv, mask, state).float()
         return x
+
+
+PART = Part(FlowOptions, FlowMatchingHead.from_config)
