@@ -29,6 +29,7 @@ from vlaworks.eval.workers import (
     resolve_checkpoint,
     run_groups,
 )
+from vlaworks.serve.client import is_remote_spec
 
 
 def suite_tasks(suite: str, env_config: EnvConfig, only: Sequence[str] | None = None) -> list[str]:
@@ -105,7 +106,8 @@ def evaluate(
     device: str | None = None,
     quiet: bool = False,
 ) -> EvalResult:
-    """Evaluate ``policy_spec`` (``"expert"``, a checkpoint folder, or a picklable
+    """Evaluate ``policy_spec`` (``"expert"``, a checkpoint folder, a policy server
+    ``ws://HOST:PORT``, or a picklable
     ``factory(envs) -> ChunkPolicy``) on ``suites`` and write the report into ``out``.
 
     ``perturb`` holds ``"FAMILY:SEVERITY"`` strings passed to every env; ``tasks``
@@ -117,7 +119,7 @@ def evaluate(
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1; got {episodes}.")
-    if not callable(policy_spec) and str(policy_spec) != "expert":
+    if not callable(policy_spec) and str(policy_spec) != "expert" and not is_remote_spec(policy_spec):
         from vlaworks.models.checkpoint import verify_policy_folder
 
         # before any worker starts: a missing or damaged checkpoint is one clear error, not one per worker

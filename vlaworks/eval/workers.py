@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from vlaworks.eval.expert import ExpertPolicy
 from vlaworks.eval.results import EpisodeResult
 from vlaworks.eval.rollout import EpisodeSpec, run_episodes
+from vlaworks.serve.client import RemotePolicy, is_remote_spec
 
 if TYPE_CHECKING:
     from vlaworks.policy_api import ChunkPolicy
@@ -90,13 +91,21 @@ def _load_checkpoint(path: str, device: str | None) -> ChunkPolicy:
     return load_policy(Path(path), device=device or default_device())
 
 
+@functools.lru_cache(maxsize=2)
+def _connect(uri: str) -> ChunkPolicy:
+    return RemotePolicy(uri)
+
+
 def build_policy(spec: PolicySpec, envs: Sequence[Any], device: str | None = None) -> ChunkPolicy:
     """Policy for a group of ``envs``: the expert bound to them, a checkpoint loaded once per
-    process on ``device`` (default: cuda if available), or ``spec(envs)``."""
+    process on ``device`` (default: cuda if available), a policy server (``ws://``, one
+    connection per process), or ``spec(envs)``."""
     if callable(spec):
         return spec(envs)
     if str(spec) == "expert":
         return ExpertPolicy(envs)
+    if is_remote_spec(spec):
+        return _connect(str(spec))
     return _load_checkpoint(str(resolve_checkpoint(spec)), device)
 
 
