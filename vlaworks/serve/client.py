@@ -12,6 +12,7 @@ This module imports neither torch nor the rest of vlaworks, so it runs on a robo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -50,9 +51,10 @@ class PolicyClient:
             self.uri += f":{port}"
         self.timeout_s = timeout_s
         self.metadata: dict[str, Any] = {}
+        self._exit = ExitStack()  # websockets >= 17.1 wants connect() used as a context manager
         try:
-            self._ws: ClientConnection = connect(
-                self.uri, compression=None, max_size=None, open_timeout=open_timeout_s
+            self._ws: ClientConnection = self._exit.enter_context(
+                connect(self.uri, compression=None, max_size=None, open_timeout=open_timeout_s)
             )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as err:
             raise ConnectionError(
@@ -87,7 +89,7 @@ class PolicyClient:
 
     def close(self) -> None:
         """Close the connection."""
-        self._ws.close()
+        self._exit.close()
 
     def __enter__(self) -> PolicyClient:
         return self
@@ -100,7 +102,7 @@ class PolicyClient:
         try:
             frame = self._ws.recv(timeout=self.timeout_s)
         except TimeoutError as err:
-            self._ws.close()
+            self._exit.close()
             raise ServerError(
                 f"{self.uri} sent no reply within {self.timeout_s} s; the connection is closed "
                 "(raise timeout_s for a slow model)."
