@@ -180,6 +180,13 @@ def test_port_in_use_is_a_one_line_error(server, checkpoint) -> None:
     assert f"error: Cannot listen on 127.0.0.1:{server.port}" in result.output
 
 
+def test_eval_without_a_server_is_a_one_line_error(tmp_path) -> None:
+    args = ["eval", "--policy", "ws://127.0.0.1:9", "--suite", "spatial", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output.startswith("error: No policy server answers at ws://127.0.0.1:9")
+
+
 def test_sigterm_closes_clients_and_exits_cleanly(checkpoint, tmp_path) -> None:
     process = ServerProcess(checkpoint, "--max-batch", "1", log=tmp_path / "server.log").start()
     try:

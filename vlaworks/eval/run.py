@@ -29,7 +29,7 @@ from vlaworks.eval.workers import (
     resolve_checkpoint,
     run_groups,
 )
-from vlaworks.serve.client import is_remote_spec
+from vlaworks.serve.client import RemotePolicy, is_remote_spec
 
 
 def suite_tasks(suite: str, env_config: EnvConfig, only: Sequence[str] | None = None) -> list[str]:
@@ -119,7 +119,9 @@ def evaluate(
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1; got {episodes}.")
-    if not callable(policy_spec) and str(policy_spec) != "expert" and not is_remote_spec(policy_spec):
+    if is_remote_spec(policy_spec):
+        RemotePolicy(policy_spec).close()  # no server at that address: one clear error, before any env
+    elif not callable(policy_spec) and str(policy_spec) != "expert":
         from vlaworks.models.checkpoint import verify_policy_folder
 
         # before any worker starts: a missing or damaged checkpoint is one clear error, not one per worker
