@@ -54,6 +54,8 @@ def test_round_trip_gives_the_in_process_actions(server, local) -> None:
         assert remote.chunk_size == 4
         one = observations[:1]
         np.testing.assert_array_equal(remote.predict_chunk(one), local.predict_chunk(one))
+        remote.client.close()  # a dropped connection is reopened on the next call
+        np.testing.assert_array_equal(remote.predict_chunk(observations), local.predict_chunk(observations))
     finally:
         remote.close()
 

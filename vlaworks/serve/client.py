@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
 from vlaworks.serve.codec import pack, unpack
@@ -87,6 +88,11 @@ class PolicyClient:
             raise ServerError(f"{self.uri} refused a request: {refused[0]}")
         return replies
 
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed (by either side)."""
+        return self._ws.state is State.CLOSED
+
     def close(self) -> None:
         """Close the connection."""
         self._exit.close()
@@ -127,34 +133,45 @@ class RemotePolicy:
     """A :class:`~vlaworks.policy_api.ChunkPolicy` whose chunks come from a policy server.
 
     Sends only what the server's metadata says the policy reads (its cameras; the state if
-    it uses state), pipelining the observations of one call.
+    it uses state), pipelining the observations of one call. A connection the server has
+    closed (e.g. a restart between episodes) is reopened on the next call, provided the
+    server still serves the same layout.
     """
 
     def __init__(self, uri: str, *, timeout_s: float | None = DEFAULT_TIMEOUT_S) -> None:
-        self.client = PolicyClient(uri, timeout_s=timeout_s)
-        meta = self.client.metadata
-        missing = [k for k in ("cameras", "chunk_size", "use_state") if k not in meta]
-        if missing:
-            self.client.close()
-            raise ValueError(
-                f"{uri} is not a vlaworks policy server: its metadata lacks {missing}; "
-                "use openpi_client against other servers."
-            )
-        self.cameras = tuple(meta["cameras"])
-        self.chunk_size = int(meta["chunk_size"])
-        self.use_state = bool(meta["use_state"])
+        self.uri = uri
+        self.timeout_s = timeout_s
+        self.client = self._connect()
+        self.cameras, self.chunk_size, self.use_state = self._layout(self.client.metadata)
 
     def reset(self) -> None:
         """Nothing to clear: the server keeps no per-episode state."""
 
     def predict_chunk(self, observations: list[dict[str, Any]]) -> np.ndarray:
         """``float32 [B, chunk_size, action_dim]`` from the server, one row per observation."""
+        if self.client.closed:
+            self.client = self._connect()
+            if self._layout(self.client.metadata) != (self.cameras, self.chunk_size, self.use_state):
+                raise ServerError(f"{self.uri} now serves another policy layout; start a new evaluation.")
         replies = self.client.infer_many([self._request(obs) for obs in observations])
         return np.stack([np.asarray(r["actions"], dtype=np.float32) for r in replies])
 
     def close(self) -> None:
         """Close the connection to the server."""
         self.client.close()
+
+    def _connect(self) -> PolicyClient:
+        return PolicyClient(self.uri, timeout_s=self.timeout_s)
+
+    def _layout(self, meta: Mapping[str, Any]) -> tuple[tuple[str, ...], int, bool]:
+        missing = [k for k in ("cameras", "chunk_size", "use_state") if k not in meta]
+        if missing:
+            self.client.close()
+            raise ValueError(
+                f"{self.uri} is not a vlaworks policy server: its metadata lacks {missing}; "
+                "use openpi_client against other servers."
+            )
+        return tuple(meta["cameras"]), int(meta["chunk_size"]), bool(meta["use_state"])
 
     def _request(self, obs: Mapping[str, Any]) -> dict[str, Any]:
         images = obs.get("images", {})
