@@ -1,13 +1,14 @@
 """Policy server latency and throughput vs concurrent clients, with and without batching.
 
 Usage: ``.venv/bin/python bench/bench_serve.py [--policy RUN_OR_POLICY] [--clients 1,2,4,8]
-[--requests 40]``. Without ``--policy`` it serves the demo's policy at its defaults
-(``factories.demo_policy``: VLM4VLA + proprio on prismatic-tiny, base + wrist at 64 px,
-chunk 8; untrained weights cost the same compute). For each setting a fresh
-``vlaworks serve`` process runs on 127.0.0.1 (``--max-batch 8`` vs ``--max-batch 1``);
+[--requests 20] [--rounds 3]``. Without ``--policy`` it serves the demo's policy at its
+defaults (``factories.demo_policy``: VLM4VLA + proprio on prismatic-tiny, base + wrist at
+64 px, chunk 8; untrained weights cost the same compute). Two ``vlaworks serve`` processes
+run on 127.0.0.1, ``--max-batch 8`` and ``--max-batch 1``, and the settings are measured
+interleaved over several rounds, so a load change on a shared machine hits both alike;
 each client is a thread with its own connection that sends its next observation as soon
 as it has the reply (a robot that waits for each chunk). Latency is measured at the client
-(send to reply decoded); throughput is replies per second over all clients; the server's
+(send to reply decoded); throughput is replies per second over all clients (median over rounds); the server's
 own ``server_timing`` gives the mean batch and the median model time per call (why
 batching pays: a batch of 8 costs far less than 8 calls). Prints a markdown table and the
 load average (the machine may be shared).
@@ -21,6 +22,8 @@ import platform
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,14 +55,28 @@ def observations(meta: dict, n: int, size: int, seed: int) -> list[dict]:
     ]
 
 
-def drive(uri: str, clients: int, requests: int, size: int) -> dict[str, float]:
-    """``clients`` threads x ``requests`` closed-loop requests: latency percentiles, throughput,
-    mean batch size and median model milliseconds per call (from ``server_timing``)."""
+@dataclass
+class Samples:
+    """What the clients saw in one setting, accumulated over rounds."""
+
+    latency_ms: list[float] = field(default_factory=list)
+    batch: list[int] = field(default_factory=list)
+    infer_ms: list[float] = field(default_factory=list)
+    throughput: list[float] = field(default_factory=list)
+
+    def row(self) -> str:
+        p50, p90, p99 = np.percentile(self.latency_ms, [50, 90, 99])
+        return (
+            f"{p50:.1f} | {p90:.1f} | {p99:.1f} | {np.median(self.throughput):.1f} "
+            f"| {np.mean(self.batch):.2f} | {np.median(self.infer_ms):.1f}"
+        )
+
+
+def drive(uri: str, clients: int, requests: int, size: int, samples: Samples) -> None:
+    """``clients`` threads x ``requests`` closed-loop requests; adds what they saw to ``samples``."""
     connections = [PolicyClient(uri) for _ in range(clients)]
     start = threading.Barrier(clients + 1)
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    batches: list[list[int]] = [[] for _ in range(clients)]
-    infer: list[list[float]] = [[] for _ in range(clients)]
+    replies: list[list[tuple[float, dict]]] = [[] for _ in range(clients)]
 
     def run(i: int) -> None:
         client = connections[i]
@@ -70,9 +87,7 @@ def drive(uri: str, clients: int, requests: int, size: int) -> dict[str, float]:
         for o in obs[2:]:
             t0 = time.perf_counter()
             reply = client.infer(o)
-            latencies[i].append(1000 * (time.perf_counter() - t0))
-            batches[i].append(reply["server_timing"]["batch_size"])
-            infer[i].append(reply["server_timing"]["infer_ms"])
+            replies[i].append((1000 * (time.perf_counter() - t0), reply["server_timing"]))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -84,42 +99,42 @@ def drive(uri: str, clients: int, requests: int, size: int) -> dict[str, float]:
     wall = time.perf_counter() - t0
     for client in connections:
         client.close()
-    flat = np.concatenate(latencies)
-    p50, p90, p99 = np.percentile(flat, [50, 90, 99])
-    return {
-        "p50": p50,
-        "p90": p90,
-        "p99": p99,
-        "throughput": len(flat) / wall,
-        "batch": float(np.mean(np.concatenate(batches))),
-        "infer": float(np.median(np.concatenate(infer))),
-    }
+    for latency, timing in (r for rs in replies for r in rs):
+        samples.latency_ms.append(latency)
+        samples.batch.append(timing["batch_size"])
+        samples.infer_ms.append(timing["infer_ms"])
+    samples.throughput.append(clients * requests / wall)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", type=Path, help="Run or policy folder (default: the demo policy).")
     parser.add_argument("--clients", default="1,2,4,8", help="Comma list of concurrent clients.")
-    parser.add_argument("--requests", type=int, default=40, help="Timed requests per client.")
+    parser.add_argument("--requests", type=int, default=20, help="Timed requests per client per round.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds over all settings, interleaved.")
     parser.add_argument("--image-size", type=int, default=64, help="Camera images sent, in pixels.")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
     policy = args.policy or demo_checkpoint()
+    modes = {"batching (max 8)": "8", "no batching": "1"}
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, load average {os.getloadavg()}")
-    print(f"policy: {policy}; {args.requests} requests per client, {args.image_size} px images\n")
+    print(f"policy: {policy}; {args.rounds} rounds x {args.requests} requests per client, "
+          f"{args.image_size} px images\n")
+    samples = {(mode, n): Samples() for mode in modes for n in counts}
+    with ExitStack() as stack:
+        servers = {
+            mode: stack.enter_context(ServerProcess(policy, "--max-batch", max_batch, "--device", "cpu"))
+            for mode, max_batch in modes.items()
+        }
+        for _ in range(args.rounds):
+            for n in counts:
+                for mode, server in servers.items():
+                    drive(server.uri, n, args.requests, args.image_size, samples[mode, n])
     print("| server | clients | p50 ms | p90 ms | p99 ms | requests/s | mean batch | model ms per call |")
     print("|---|---|---|---|---|---|---|---|")
-    for max_batch in (8, 1):
-        label = "batching (max 8)" if max_batch > 1 else "no batching"
-        with ServerProcess(policy, "--max-batch", str(max_batch), "--device", "cpu") as server:
-            for clients in counts:
-                r = drive(server.uri, clients, args.requests, args.image_size)
-                print(
-                    f"| {label} | {clients} | {r['p50']:.1f} | {r['p90']:.1f} | {r['p99']:.1f} "
-                    f"| {r['throughput']:.1f} | {r['batch']:.2f} | {r['infer']:.1f} |",
-                    flush=True,
-                )
+    for (mode, n), seen in samples.items():
+        print(f"| {mode} | {n} | {seen.row()} |")
     print(f"\nload average after: {os.getloadavg()}")
 
 
