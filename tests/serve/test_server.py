@@ -55,7 +55,10 @@ def test_round_trip_gives_the_in_process_actions(server, local) -> None:
         one = observations[:1]
         np.testing.assert_array_equal(remote.predict_chunk(one), local.predict_chunk(one))
         remote.client.close()  # a dropped connection is reopened on the next call
-        np.testing.assert_array_equal(remote.predict_chunk(observations), local.predict_chunk(observations))
+        np.testing.assert_array_equal(remote.predict_chunk(one), local.predict_chunk(one))
+        # several observations are pipelined and may be batched in other groups than in process
+        expected = local.predict_chunk(observations)
+        np.testing.assert_allclose(remote.predict_chunk(observations), expected, atol=1e-5)
     finally:
         remote.close()
 
