@@ -16,10 +16,11 @@ from torch import nn
 
 from vlaworks.data.lerobot import LeRobotDataset
 from vlaworks.demo import DemoConfig
+from vlaworks.miniature import MINIATURE
 from vlaworks.models.policy import build_policy
 from vlaworks.processing import collate
 from vlaworks.sim.generate import generate
-from vlaworks.train.pipeline import build_recipe, training_windows, view_overrides
+from vlaworks.train.pipeline import build_recipe, training_windows
 
 IMAGE_SIZE = 64
 
@@ -33,15 +34,11 @@ def _windows_and_policy(recipe_name: str, overrides: dict) -> tuple[nn.Module, A
 
 
 def demo_policy(batch_size: int) -> tuple[nn.Module, Any, Callable]:
-    """The demo's policy at its defaults (``vlaworks.demo.DemoConfig``): VLM4VLA + proprio on
-    prismatic-tiny, base + wrist at 64 px, 8 px patches merged 2 x 2, random shift, eager
-    attention, chunk 8 (run with ``--mixed-precision bf16`` as the demo does on bf16 CPUs)."""
-    cfg = DemoConfig()
-    return _windows_and_policy(
-        cfg.recipe,
-        view_overrides(cfg.cameras, cfg.image_size, cfg.patch_size, cfg.chunk, token_merge=cfg.token_merge,
-                       shift=cfg.shift, attn_implementation=cfg.attn_implementation),
-    )
+    """The demo's policy at its defaults (``vlaworks.demo.DemoConfig`` on
+    ``vlaworks.miniature.MINIATURE``): VLM4VLA + proprio on prismatic-tiny, base + wrist at
+    64 px, 8 px patches merged 2 x 2, random shift, eager attention, chunk 8 (run with
+    ``--mixed-precision bf16`` as the demo does on bf16 CPUs)."""
+    return _windows_and_policy(DemoConfig().recipe, MINIATURE.policy_overrides())
 
 
 def demo_vlm4vla(batch_size: int) -> tuple[nn.Module, Any, Callable]:

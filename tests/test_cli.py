@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from vlaworks.cli import app
 from vlaworks.models.checkpoint import load_policy
-from vlaworks.train.pipeline import resolve_policy_dir
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -37,7 +36,7 @@ def test_train_writes_a_loadable_policy_and_resumes(dataset, tmp_path):
               "--set", "train.log_every=1"]
     out = _ok([*common, "--steps", "2"])
     assert "trained vlm4vla for 2 steps" in out
-    policy = load_policy(resolve_policy_dir(run))
+    policy = load_policy(run)
     assert policy.config.cameras == ("base", "wrist") and policy.config.chunk_size == 4
     recipe = json.loads((run / "recipe.json").read_text())
     assert recipe["policy"]["image_size"] == 32
@@ -45,6 +44,23 @@ def test_train_writes_a_loadable_policy_and_resumes(dataset, tmp_path):
     _ok([*common, "--steps", "4"])
     steps = [int(line.split(",")[0]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
     assert steps == [1, 2, 3, 4]
+
+
+def test_a_run_without_checkpoints_is_evaluated_and_probed(dataset, tmp_path):
+    """``--save-every 0`` leaves only RUN/policy; eval and probe both read it."""
+    run = tmp_path / "run"
+    _ok(["train", "--recipe", "vlm4vla", "--data", str(dataset), "--out", str(run), "--image-size", "32",
+         "--cameras", "base", "--batch-size", "2", "--steps", "1", "--save-every", "0",
+         "--set", "policy.chunk_size=4"])
+    assert not (run / "checkpoints").exists()
+    out = _ok(["eval", "--policy", str(run), "--suite", "spatial", "--episodes", "1", "--image-size", "32",
+               "--out", str(tmp_path / "ev"), "--task", "pick_leftmost_place_bowl", "--videos", "0"])
+    assert "success" in out
+    evaluated = json.loads((tmp_path / "ev" / "results.json").read_text())["policy"]
+    assert evaluated == str((run / "policy").resolve())
+    out = _ok(["probe", "--policy", str(run), "--out", str(tmp_path / "probe"), "--n-train", "8",
+               "--n-test", "4", "--vqa", "2", "--image-size", "32"])
+    assert "# Linear probe of vision features" in out and "| kind |" in out and "VQA accuracy" in out
 
 
 def test_train_rejects_unknown_recipe_and_freeze(dataset, tmp_path):
@@ -74,7 +90,7 @@ def test_train_cotraining_recipe_mixes_robot_and_vl_batches(dataset, tmp_path):
     assert (run / "vl_cotrain.npz").exists()
     recipe = json.loads((run / "recipe.json").read_text())
     assert recipe["cotrain"]["vl_samples"] == 8 and recipe["cotrain"]["vl_fraction"] == 0.5
-    policy = load_policy(resolve_policy_dir(run))
+    policy = load_policy(run)
     assert policy.config.head.type == "token"
 
 
@@ -107,7 +123,7 @@ def test_fast_finetuning_hands_its_vlm_to_vla_training(dataset, tmp_path):
          "--set", "policy.head.options.vocab_size=128"])
     fit = json.loads((fast_run / "tokenizer_fit.json").read_text())
     assert fit["mean_abs_error"] > 0 and fit["tokens_per_chunk"] >= 1
-    fast = load_policy(resolve_policy_dir(fast_run))
+    fast = load_policy(fast_run)
     assert fast.config.head.options["tokenizer"] == "fast" and fast.config.freeze_vision
     assert "backbone at" in _ok(["export-backbone", "--policy", str(fast_run), "--out", str(vlm)])
     exported = build_backbone(str(vlm)).state_dict()
@@ -118,7 +134,7 @@ def test_fast_finetuning_hands_its_vlm_to_vla_training(dataset, tmp_path):
     vla_run = tmp_path / "vla"
     _ok(["train", "--recipe", "vlm4vla", *small, "--backbone", str(vlm), "--out", str(vla_run),
          "--steps", "1", "--freeze", "vision"])
-    vla = load_policy(resolve_policy_dir(vla_run)).backbone.state_dict()
+    vla = load_policy(vla_run).backbone.state_dict()
     vision = [k for k in trained if k.startswith("featurizer.")]
     assert vision and all(torch.equal(vla[k], trained[k]) for k in vision)
 

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from vlaworks.demo import DemoConfig, run_demo
+from vlaworks.miniature import MINIATURE
 
 pytestmark = pytest.mark.slow
 
 
 def test_demo_runs_end_to_end_and_reports_measured_rates(tmp_path):
-    cfg = DemoConfig(
-        out=tmp_path / "demo", episodes=2, steps=2, batch_size=2, eval_episodes=1, workers=1,
-        envs_per_worker=2, image_size=32, patch_size=16,
+    budget = replace(
+        MINIATURE, steps=2, batch_size=2, eval_episodes=1, envs_per_worker=2, image_size=32, patch_size=16
     )
+    cfg = DemoConfig(out=tmp_path / "demo", episodes=2, budget=budget, workers=1)
     summary = run_demo(cfg)
     saved = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert saved["policy_success"] == summary["policy_success"]

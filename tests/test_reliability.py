@@ -37,7 +37,7 @@ TIMEOUT = 1200  # seconds; a run takes ~10 s of CPU, but shared CI machines can 
 ENV = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
 BASE_VIDEO = "videos/observation.images.base/chunk-000/file-000.mp4"
 TINY = ["--recipe", "vlm4vla", "--image-size", "32", "--cameras", "base", "--batch-size", "2",
-        "--set", "policy.backbone_options.patch_size=16", "--set", "policy.chunk_size=4",
+        "--set", "policy.chunk_size=4",
         "--set", "train.progress=false"]
 # 6 steps, a checkpoint every 2, a CSV row every 3: a run killed after step 2 must carry
 # steps 1-2 into the step-3 row to reproduce the uninterrupted CSV.

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from vlaworks.cli_errors import DEBUG_ENV, ErrorReportingGroup, show_warnings
+from vlaworks.miniature import MINIATURE, MINIATURE_PRETRAIN, MIXED_PRECISION
 
 HELP = "vlaworks: turn vision-language models into robot policies; train, evaluate, compare."
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=HELP, cls=ErrorReportingGroup)
@@ -250,12 +251,9 @@ def evaluate(
 ) -> None:
     """Closed-loop evaluation: success per task with 95% CIs, report.md, plot and videos."""
     from vlaworks.eval.run import evaluate as run_evaluate
-    from vlaworks.serve.client import is_remote_spec
-    from vlaworks.train.pipeline import resolve_policy_dir
 
-    spec = policy if policy == "expert" or is_remote_spec(policy) else str(resolve_policy_dir(Path(policy)))
     result = run_evaluate(
-        spec,
+        policy,
         suite,
         episodes,
         chunk_exec,
@@ -340,31 +338,44 @@ def export_backbone(
     typer.echo(f"backbone at {export(policy, out)}")
 
 
+Precision = Annotated[str, typer.Option(help=" | ".join(MIXED_PRECISION) + " (auto: bf16 where native).")]
+PatchSize = Annotated[int, typer.Option(min=1, help="Vision patch size in pixels.")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Samples per step.")]
+PeakLr = Annotated[float, typer.Option(callback=_positive, help="Peak learning rate.")]
+
+
 @app.command()
 def pretrain(
     out: Annotated[Path, typer.Option(help="Run folder; the backbone lands in OUT/vlm.")],
-    backbone: Annotated[str, typer.Option(help="Registry name or checkpoint folder.")] = "prismatic-tiny",
-    samples: Annotated[int, typer.Option(min=1, help="Rendered vision-language samples.")] = 8000,
-    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 2000,
-    batch_size: Annotated[int, typer.Option(min=1, help="Samples per step.")] = 32,
-    lr: Annotated[float, typer.Option(callback=_positive, help="Peak learning rate.")] = 5e-4,
-    image_size: ImageSize = 64,
-    patch_size: Annotated[int, typer.Option(min=1, help="Vision patch size in pixels.")] = 8,
+    backbone: Annotated[
+        str, typer.Option(help="Registry name or checkpoint folder.")
+    ] = MINIATURE_PRETRAIN.backbone,
+    samples: Annotated[
+        int, typer.Option(min=1, help="Rendered vision-language samples.")
+    ] = MINIATURE_PRETRAIN.vl_samples,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = MINIATURE_PRETRAIN.steps,
+    batch_size: BatchSize = MINIATURE_PRETRAIN.batch_size,
+    lr: PeakLr = MINIATURE_PRETRAIN.lr,
+    image_size: ImageSize = MINIATURE_PRETRAIN.image_size,
+    patch_size: PatchSize = MINIATURE_PRETRAIN.patch_size,
     cameras: Annotated[
         str, typer.Option(callback=_name_list, help="Comma list; the VL image goes to the first.")
-    ] = "base",
-    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16")] = "no",
+    ] = ",".join(MINIATURE_PRETRAIN.cameras),
+    mixed_precision: Precision = MINIATURE_PRETRAIN.mixed_precision,
     seed: Seed = 0,
 ) -> None:
     """Vision-language pretraining (captions, pointing, boxes, spatial questions) of a
     backbone; train recipes on it with --backbone OUT/vlm."""
+    from dataclasses import replace
+
     from vlaworks.train.pretrain import pretrain_vlm
 
-    folder = pretrain_vlm(
-        backbone, out, samples=samples, steps=steps, batch_size=batch_size, lr=lr, image_size=image_size,
-        patch_size=patch_size, cameras=tuple(cameras.split(",")), mixed_precision=mixed_precision, seed=seed,
+    budget = replace(
+        MINIATURE_PRETRAIN, backbone=backbone, vl_samples=samples, steps=steps, batch_size=batch_size, lr=lr,
+        image_size=image_size, patch_size=patch_size, cameras=tuple(cameras.split(",")),
+        mixed_precision=mixed_precision,
     )
-    typer.echo(f"pretrained backbone at {folder}")
+    typer.echo(f"pretrained backbone at {pretrain_vlm(out, budget, seed=seed)}")
 
 
 @app.command()
@@ -378,20 +389,26 @@ def compare(
         list[str] | None,
         typer.Option(help="clean | masked | variant | paraphrase (repeatable; default all)."),
     ] = None,
-    backbone: str = "prismatic-tiny",
-    cameras: Annotated[str, typer.Option(callback=_name_list, help="Comma list of camera views.")] = "base",
-    image_size: ImageSize = 64,
-    patch_size: Annotated[int, typer.Option(min=1, help="Vision patch size in pixels.")] = 8,
-    chunk: Annotated[int, typer.Option(min=1, help="Action chunk length.")] = 8,
-    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps per recipe.")] = 2000,
-    batch_size: Annotated[int, typer.Option(min=1, help="Samples per step.")] = 32,
-    lr: Annotated[float, typer.Option(callback=_positive, help="Peak learning rate.")] = 5e-4,
-    episodes: Annotated[int, typer.Option(min=1, help="Evaluation episodes per task.")] = 10,
+    backbone: str = MINIATURE.backbone,
+    cameras: Annotated[
+        str, typer.Option(callback=_name_list, help="Comma list of camera views.")
+    ] = ",".join(MINIATURE.cameras),
+    image_size: ImageSize = MINIATURE.image_size,
+    patch_size: PatchSize = MINIATURE.patch_size,
+    chunk: Annotated[int, typer.Option(min=1, help="Action chunk length.")] = MINIATURE.chunk,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps per recipe.")] = MINIATURE.steps,
+    batch_size: BatchSize = MINIATURE.batch_size,
+    lr: PeakLr = MINIATURE.lr,
+    episodes: Annotated[
+        int, typer.Option(min=1, help="Evaluation episodes per task.")
+    ] = MINIATURE.eval_episodes,
     task: Annotated[list[str] | None, typer.Option(help="Only these task(s) of the suite.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Evaluation worker processes.")] = 1,
-    envs_per_worker: Annotated[int, typer.Option(min=1, help="Envs in lockstep per worker.")] = 5,
+    envs_per_worker: Annotated[
+        int, typer.Option(min=1, help="Envs in lockstep per worker.")
+    ] = MINIATURE.envs_per_worker,
     parallel: Annotated[int, typer.Option(min=1, help="Recipes trained and evaluated at once.")] = 1,
-    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16")] = "no",
+    mixed_precision: Precision = MINIATURE.mixed_precision,
     seed: Seed = 0,
     heldout: Annotated[
         Path | None,
@@ -406,40 +423,38 @@ def compare(
         typer.Option("--set", help="Override for every recipe: policy.backbone_options.dual_encoder=true"),
     ] = None,
 ) -> None:
-    """Train several recipes on one dataset with one budget; evaluate all under the same
-    conditions (seed 004 Tables II-IV); print a success table with 95% CIs."""
-    from vlaworks.eval.protocol import CONDITIONS, ProtocolConfig, run_protocol
+    """Train several recipes on one dataset with one budget (by default the demo's); evaluate
+    all under the same conditions (seed 004 Tables II-IV); print a success table with 95% CIs."""
+    from dataclasses import replace
+
+    from vlaworks.compare import CompareConfig, run_compare
+    from vlaworks.eval.protocol import CONDITIONS
 
     overrides = _parse_sets(set_)
     if any(k.startswith("train.") for k in overrides):
         raise typer.BadParameter("compare fixes the training budget for all recipes: use --steps, --lr, ...")
-    cfg = ProtocolConfig(
+    budget = replace(
+        MINIATURE, backbone=backbone, cameras=tuple(cameras.split(",")), image_size=image_size,
+        patch_size=patch_size, chunk=chunk, steps=steps, batch_size=batch_size, lr=lr,
+        mixed_precision=mixed_precision, eval_episodes=episodes, envs_per_worker=envs_per_worker,
+    )
+    cfg = CompareConfig(
         recipes=tuple(recipe),
         data=data,
         suite=suite,
         out=out,
         layout=layout,
         conditions=tuple(condition or CONDITIONS),
-        backbone=backbone,
-        cameras=tuple(cameras.split(",")),
-        image_size=image_size,
-        patch_size=patch_size,
-        chunk=chunk,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        eval_episodes=episodes,
+        budget=budget,
         tasks=tuple(task) if task else None,
         workers=workers,
-        envs_per_worker=envs_per_worker,
         parallel=parallel,
-        mixed_precision=mixed_precision,
         seed=seed,
         heldout=heldout,
         probes=probes,
         recipe_overrides=overrides,
     )
-    run_protocol(cfg)
+    run_compare(cfg)
     typer.echo((out / "table.md").read_text())
     if probes:
         typer.echo((out / "representation.md").read_text())
@@ -461,15 +476,19 @@ def demo(
     layout: Annotated[str | None, typer.Option(help="fixed | random [default: fixed].")] = None,
     episodes: Annotated[int | None, typer.Option(min=1, help="Expert demonstrations [default: 120].")] = None,
     recipe: Annotated[str | None, typer.Option(help="Recipe [default: vlm4vla+proprio].")] = None,
-    steps: Annotated[int | None, typer.Option(min=1, help="Training steps [default: 6000].")] = None,
-    eval_episodes: Annotated[
-        int | None, typer.Option(min=1, help="Episodes per task [default: 10].")
+    steps: Annotated[
+        int | None, typer.Option(min=1, help=f"Training steps [default: {MINIATURE.steps}].")
     ] = None,
-    chunk_exec: Annotated[str | None, typer.Option(help="full|half|1|ensemble [default: ensemble].")] = None,
+    eval_episodes: Annotated[
+        int | None, typer.Option(min=1, help=f"Episodes per task [default: {MINIATURE.eval_episodes}].")
+    ] = None,
+    chunk_exec: Annotated[
+        str | None, typer.Option(help=f"full|half|1|ensemble [default: {MINIATURE.chunk_exec}].")
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=1, help="Evaluation worker processes [default: 2].")
     ] = None,
-    backbone: Annotated[str | None, typer.Option(help="Backbone [default: prismatic-tiny].")] = None,
+    backbone: Annotated[str | None, typer.Option(help=f"Backbone [default: {MINIATURE.backbone}].")] = None,
     seed: Annotated[
         int | None, typer.Option(min=0, help="Seed of data, training, eval [default: 0].")
     ] = None,
@@ -479,13 +498,18 @@ def demo(
     ] = None,
 ) -> None:
     """Generate -> train (VLM4VLA + proprio on a tiny Prismatic VLM) -> evaluate -> report, on the CPU."""
+    from dataclasses import replace
+
     from vlaworks.demo import DemoConfig, run_demo
 
-    given = dict(suite=suite, layout=layout, episodes=episodes, recipe=recipe, steps=steps,
-                 eval_episodes=eval_episodes, chunk_exec=chunk_exec, workers=workers, backbone=backbone,
-                 seed=seed)
-    chosen = {k: v for k, v in given.items() if v is not None}
-    run_demo(DemoConfig(out=out, overrides=_parse_sets(set_), **chosen))
+    def given(**options: object) -> dict[str, object]:
+        return {k: v for k, v in options.items() if v is not None}
+
+    budget = replace(
+        MINIATURE, **given(steps=steps, eval_episodes=eval_episodes, chunk_exec=chunk_exec, backbone=backbone)
+    )
+    settings = given(suite=suite, layout=layout, episodes=episodes, recipe=recipe, workers=workers, seed=seed)
+    run_demo(DemoConfig(out=out, budget=budget, overrides=_parse_sets(set_), **settings))
 
 
 if __name__ == "__main__":

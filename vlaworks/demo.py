@@ -17,11 +17,12 @@ from pathlib import Path
 from rich.console import Console
 
 from vlaworks.data.lerobot import DatasetError, LeRobotDataset
+from vlaworks.miniature import MINIATURE, MiniatureBudget, eval_seed
 
 
 @dataclass
 class DemoConfig:
-    """The built-in default; every field is a ``vlaworks demo`` option."""
+    """The built-in default; ``vlaworks demo`` exposes its main fields as options."""
 
     out: Path = Path("runs/demo")
     suite: str = "spatial"
@@ -29,29 +30,12 @@ class DemoConfig:
     layout: str = "fixed"
     episodes: int = 120
     recipe: str = "vlm4vla+proprio"
-    backbone: str = "prismatic-tiny"
-    cameras: tuple[str, ...] = ("base", "wrist")
-    image_size: int = 64
-    patch_size: int = 8
-    #: k x k patches per LM token (prismatic patch merger): 4x fewer image tokens
-    token_merge: int = 2
-    #: training-time random shift in pixels (0: off)
-    shift: int = 4
-    attn_implementation: str = "eager"
-    #: "auto": bf16 autocast where the CPU / GPU has native bf16, else fp32
-    mixed_precision: str = "auto"
-    chunk: int = 8
-    steps: int = 6000
-    batch_size: int = 32
-    lr: float = 5e-4
-    eval_episodes: int = 10
-    #: ACT temporal ensembling (BENCHMARKS.md: 86.7 % vs 83.3 % for "full" on a 6000-step policy)
-    chunk_exec: str = "ensemble"
+    #: model size, training budget and evaluation settings (the miniature world's)
+    budget: MiniatureBudget = MINIATURE
     workers: int = 2
-    envs_per_worker: int = 5
     seed: int = 0
     #: dotted ``policy.*`` / ``cotrain.*`` recipe overrides and ``train.*`` trainer overrides
-    #: (``vlaworks demo --set KEY=VALUE``), applied after the defaults above
+    #: (``vlaworks demo --set KEY=VALUE``), applied after the budget
     overrides: dict = field(default_factory=dict)
 
 
@@ -60,7 +44,7 @@ DATA_SETTINGS = "data_settings.json"
 
 def _data_settings(cfg: DemoConfig) -> dict:
     """What the demo's dataset depends on; a dataset made with other settings is regenerated."""
-    return {"suite": cfg.suite, "layout": cfg.layout, "image_size": cfg.image_size, "seed": cfg.seed}
+    return {"suite": cfg.suite, "layout": cfg.layout, "image_size": cfg.budget.image_size, "seed": cfg.seed}
 
 
 def _dataset_ready(path: Path, cfg: DemoConfig) -> bool:
@@ -77,15 +61,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     from vlaworks.eval.report import compare_report
     from vlaworks.eval.run import evaluate
     from vlaworks.sim.generate import generate
-    from vlaworks.train.config import default_mixed_precision
-    from vlaworks.train.pipeline import (
-        budget_overrides,
-        build_recipe,
-        split_overrides,
-        train_policy,
-        view_overrides,
-    )
+    from vlaworks.train.pipeline import build_recipe, split_overrides, train_policy
 
+    budget = cfg.budget
     console = Console()
     out = Path(cfg.out)
     data_dir, run_dir = out / "data", out / "run"
@@ -102,50 +80,38 @@ def run_demo(cfg: DemoConfig) -> dict:
             episodes=cfg.episodes,
             out=data_dir,
             seed=cfg.seed,
-            image_size=cfg.image_size,
+            image_size=budget.image_size,
             overwrite=True,
             layout=cfg.layout,
         )
         (out / DATA_SETTINGS).write_text(json.dumps(_data_settings(cfg)) + "\n")
     timings["generate_s"] = time.perf_counter() - t
 
-    console.rule(f"2/3 train: {cfg.recipe} on {cfg.backbone}, {cfg.steps} steps")
+    console.rule(f"2/3 train: {cfg.recipe} on {budget.backbone}, {budget.steps} steps")
     t = time.perf_counter()
     recipe_sets, train_sets = split_overrides(cfg.overrides)
-    recipe = build_recipe(
-        cfg.recipe,
-        backbone=cfg.backbone,
-        overrides={
-            **view_overrides(
-                cfg.cameras, cfg.image_size, cfg.patch_size, cfg.chunk, token_merge=cfg.token_merge,
-                shift=cfg.shift, attn_implementation=cfg.attn_implementation,
-            ),
-            **recipe_sets,
-        },
-    )
-    precision = default_mixed_precision() if cfg.mixed_precision == "auto" else cfg.mixed_precision
+    overrides = {**budget.policy_overrides(budget.backbone), **recipe_sets}
+    recipe = build_recipe(cfg.recipe, backbone=budget.backbone, overrides=overrides)
     run = train_policy(
         recipe,
         data_dir,
         run_dir,
-        train_overrides=budget_overrides(
-            cfg.steps, cfg.batch_size, cfg.lr, cfg.seed, checkpoints=5, mixed_precision=precision
-        ) | train_sets,
+        train_overrides=budget.train_overrides(cfg.seed) | train_sets,
         resume=reuse_data,  # a run of the old dataset cannot resume on a regenerated one
     )
     timings["train_s"] = time.perf_counter() - t
 
-    console.rule(f"3/3 evaluate: policy and scripted expert, {cfg.eval_episodes} episodes per task")
+    console.rule(f"3/3 evaluate: policy and scripted expert, {budget.eval_episodes} episodes per task")
     t = time.perf_counter()
     common = dict(
         suites=[cfg.suite],
-        episodes=cfg.eval_episodes,
-        chunk_exec=cfg.chunk_exec,
+        episodes=budget.eval_episodes,
+        chunk_exec=budget.chunk_exec,
         workers=cfg.workers,
-        envs_per_worker=cfg.envs_per_worker,
-        seed=cfg.seed + 10_000,  # held-out initial states: training episodes used seeds from cfg.seed
+        envs_per_worker=budget.envs_per_worker,
+        seed=eval_seed(cfg.seed),  # held-out initial states, apart from the data's and training's seeds
         videos=1,
-        image_size=cfg.image_size,
+        image_size=budget.image_size,
         env_kwargs={"layout": cfg.layout},
     )
     policy_result = evaluate(str(run.policy_dir), out=out / "eval_policy", **common)
@@ -153,7 +119,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     timings["eval_s"] = time.perf_counter() - t
     paths = compare_report(
         [policy_result, expert_result],
-        [f"{cfg.recipe} ({cfg.backbone})", "scripted expert"],
+        [f"{cfg.recipe} ({budget.backbone})", "scripted expert"],
         out,
         title=f"vlaworks demo: {cfg.suite} suite",
     )

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from vlaworks.eval.probes import (
-    KINDS,
     ProbeRow,
     compare_probes,
     extract_features,
@@ -18,12 +17,13 @@ from vlaworks.eval.probes import (
     probe_policy,
     probe_references,
     probe_rows,
-    probe_samples,
     run_probe_comparison,
+    train_test_samples,
     write_probe_report,
 )
 from vlaworks.models.backbones import build_backbone
 from vlaworks.models.vision.dual import is_dual, make_dual_encoder
+from vlaworks.sim.probe_data import probe_samples
 
 torch.set_num_threads(1)
 
@@ -72,20 +72,20 @@ def samples():
     return probe_samples(24, seed=3, image_size=48)
 
 
-def test_probe_samples_are_labelled_objects_and_deterministic(samples):
-    again = probe_samples(24, seed=3, image_size=48)
-    assert len(samples) == 24
-    for a, b in zip(samples, again, strict=True):
-        assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
-        assert (a.kind, a.color) == (b.kind, b.color)
-    for s in samples:
-        assert s.image.shape == (48, 48, 3) and s.image.dtype == np.uint8
-        assert s.mask.shape == (48, 48) and s.mask.sum() > 0
-        assert s.kind in KINDS and (s.color == "") == (s.kind in ("bowl", "plate"))
+def test_labels_follow_the_probe_classes(samples):
     idx, labels = probe_labels(samples, "color")
-    assert all(samples[i].color == probe_classes()["color"][y] for i, y in zip(idx, labels, strict=True))
+    colors = probe_classes()["color"]
+    assert len(idx) and all(samples[i].color == colors[y] for i, y in zip(idx, labels, strict=True))
+    _, kinds = probe_labels(samples, "kind")
+    assert len(kinds) == len(samples)
     with pytest.raises(ValueError, match="Unknown probe task"):
         probe_labels(samples, "size")
+
+
+def test_train_and_test_scenes_come_from_disjoint_streams():
+    train, test = train_test_samples(3, 3, seed=1, image_size=32)
+    assert len(train) == len(test) == 3
+    assert not any(np.array_equal(a.image, b.image) for a in train for b in test)
 
 
 def test_extract_features_shape_determinism_and_dual_halves(samples):

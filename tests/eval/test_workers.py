@@ -7,7 +7,7 @@ from vlaworks.eval.workers import (
     Worker,
     make_groups,
     parse_perturbation,
-    resolve_checkpoint,
+    resolve_policy_spec,
     split_suite,
 )
 
@@ -49,12 +49,10 @@ def test_perturbation_and_suite_parsing():
     assert split_suite("libero/libero_10") == ("libero", "libero_10")
 
 
-def test_resolve_checkpoint_accepts_a_checkpoint_or_a_training_run(tmp_path):
-    step = tmp_path / "run" / "checkpoints" / "step-000010"
-    step.mkdir(parents=True)
-    (step / "config.json").write_text("{}")
-    (tmp_path / "run" / "checkpoints" / "latest").symlink_to("step-000010")
-    assert resolve_checkpoint(step) == step.resolve()
-    assert resolve_checkpoint(tmp_path / "run") == step.resolve()
-    with pytest.raises(FileNotFoundError, match="neither 'expert'"):
-        resolve_checkpoint(tmp_path)
+def test_policy_spec_keeps_expert_and_factories_and_names_a_missing_path(tmp_path):
+    assert resolve_policy_spec("expert") == "expert"
+    assert resolve_policy_spec(greedy_policy) is greedy_policy
+    with pytest.raises(FileNotFoundError, match="'expret' is neither 'expert' nor a checkpoint folder"):
+        resolve_policy_spec("expret")
+    with pytest.raises(FileNotFoundError, match="No policy at"):  # a folder: the checkpoint resolver's error
+        resolve_policy_spec(tmp_path)

@@ -8,6 +8,7 @@ freezing and gradient-flow tests exercise the same code paths as real backbones.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
+from vlaworks.models.backbones.family import BackboneOptions
+from vlaworks.models.config import Part
 
 TEXT_LEN = 8
 
@@ -98,32 +101,32 @@ class FakeBackbone(Backbone):
         (Path(path) / "fake_backbone.json").write_text(json.dumps({"hidden": self.hidden_size}))
 
 
-def build_fake_backbone(name_or_path: str, **options: Any) -> FakeBackbone:
-    """Stand-in for ``vlaworks.models.backbones.build_backbone`` (seeded for reproducibility)."""
-    torch.manual_seed(int(options.pop("seed", 0)))
-    return FakeBackbone(**options)
+@dataclass
+class FakeOptions(BackboneOptions):
+    """Options of the fake family: width and the seed of its random weights."""
+
+    hidden: int = 32
+    seed: int = 0
+
+
+def build_fake_backbone(options: FakeOptions) -> FakeBackbone:
+    """The fake family's builder (seeded for reproducibility)."""
+    torch.manual_seed(options.seed)
+    return FakeBackbone(options.hidden)
 
 
 @pytest.fixture
 def fake_backbones(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Route ``build_backbone("fake", ...)`` to the fake; other names reach the real registry."""
-    import vlaworks.models.backbones as backbones
+    """Register the ``"fake"`` backbone (options ``hidden``, ``seed``) for one test."""
+    from vlaworks.models.backbones import BACKBONES
 
-    real = backbones.build_backbone
-
-    def build(name_or_path: str, **options: Any) -> Backbone:
-        if name_or_path == "fake":
-            return build_fake_backbone(name_or_path, **options)
-        return real(name_or_path, **options)
-
-    monkeypatch.setattr(backbones, "build_backbone", build)
+    monkeypatch.setitem(BACKBONES.entries, "fake", Part(FakeOptions, build_fake_backbone))
 
 
 @pytest.fixture
-def fake_backbone() -> FakeBackbone:
-    """A seeded fake backbone of width 32."""
-    return build_fake_backbone("fake", hidden=32)
-
+def fake_backbone(fake_backbones) -> FakeBackbone:
+    """A seeded fake backbone of width 32 (the "fake" registry name is registered meanwhile)."""
+    return build_fake_backbone(FakeOptions(hidden=32))
 
 
 @pytest.fixture

@@ -1,14 +1,18 @@
-"""Policy checkpoints: save -> load gives identical actions; mismatched stats are errors."""
+"""Policy checkpoints: save -> load gives identical actions; mismatched stats are errors; one
+resolver turns a policy or run folder into the policy every command loads."""
 
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from vlaworks.models.checkpoint import load_policy, save_policy, verify_policy_folder
+from vlaworks.eval.workers import resolve_policy_spec
+from vlaworks.models.checkpoint import load_policy, resolve_policy_folder, save_policy, verify_policy_folder
 from vlaworks.models.config import LoraOptions, PartSpec, PolicyConfig
 from vlaworks.models.policy import build_policy
 from vlaworks.safefiles import CheckpointError
@@ -94,6 +98,7 @@ def test_save_without_normaliser_is_a_clear_error(tmp_path) -> None:
 
 
 def test_not_a_checkpoint_is_a_clear_error(tmp_path) -> None:
+    (tmp_path / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         load_policy(tmp_path)
 
@@ -141,3 +146,80 @@ def test_processor_is_saved_and_must_agree_with_the_config(tmp_path, normalizer)
     (folder / "processor.json").write_text(json.dumps({**saved, "image_size": 32}))
     with pytest.raises(CheckpointError, match="processor.json disagrees"):
         load_policy(folder)
+
+
+# -- one resolver for every command -----------------------------------------------------------
+
+
+def _run(root: Path, normalizer, *, final: bool, steps: tuple[int, ...]) -> Path:
+    """A run folder as training leaves it: ``RUN/policy`` when ``final`` (``--save-every 0``
+    writes only that) and trainer checkpoints ``step-N`` with ``latest`` at the last; every
+    folder holds other weights, so a load shows which one it read."""
+    run = root / "run"
+    folders = ([run / "policy"] if final else []) + [run / "checkpoints" / f"step-{s:06d}" for s in steps]
+    for folder in folders:
+        policy = build_policy(_config(), normalizer)
+        _perturb(policy)
+        save_policy(policy, folder)
+    if steps:
+        (run / "checkpoints" / "latest").symlink_to(f"step-{steps[-1]:06d}")
+    return run
+
+
+def _truncate(folder: Path) -> None:
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+
+
+@pytest.mark.parametrize(
+    ("final", "steps", "expected"),
+    [
+        (True, (), "policy"),  # --save-every 0
+        (False, (2, 4), "checkpoints/step-000004"),  # killed before the end: the latest checkpoint
+        (True, (2, 4), "policy"),  # finished: the final policy
+    ],
+    ids=["policy-only", "checkpoints-only", "both"],
+)
+def test_eval_and_probe_resolve_a_run_to_the_same_policy(tmp_path, normalizer, final, steps, expected):
+    run = _run(tmp_path, normalizer, final=final, steps=steps)
+    folder = (run / expected).resolve()
+    assert resolve_policy_folder(run) == folder
+    assert resolve_policy_spec(str(run)) == str(folder)  # what `vlaworks eval` runs
+    loaded = load_policy(run).state_dict()  # what `vlaworks probe`, VQA, offline error, export read
+    saved = load_policy(folder).state_dict()
+    assert all(torch.equal(v, saved[k]) for k, v in loaded.items())
+    assert resolve_policy_folder(run / expected) == folder  # a policy folder names itself
+
+
+def test_a_damaged_latest_checkpoint_falls_back_with_a_warning(tmp_path, normalizer, caplog) -> None:
+    run = _run(tmp_path, normalizer, final=False, steps=(2, 4))
+    _truncate(run / "checkpoints" / "step-000004")
+    with caplog.at_level(logging.WARNING, logger="vlaworks"):
+        assert resolve_policy_folder(run) == (run / "checkpoints" / "step-000002").resolve()
+    assert "step-000004/model.safetensors is truncated or corrupt" in caplog.text
+    assert "step-000002" in caplog.text
+    assert (run / "checkpoints" / "step-000004").is_dir()  # resolving only reads
+
+
+def test_a_damaged_final_policy_falls_back_to_the_latest_checkpoint(tmp_path, normalizer) -> None:
+    run = _run(tmp_path, normalizer, final=True, steps=(2, 4))
+    _truncate(run / "policy")
+    assert resolve_policy_folder(run) == (run / "checkpoints" / "step-000004").resolve()
+
+
+def test_no_usable_policy_is_one_clear_error(tmp_path, normalizer) -> None:
+    with pytest.raises(FileNotFoundError, match=r"No policy at .*: it is neither a policy folder"):
+        resolve_policy_folder(tmp_path)
+    run = _run(tmp_path, normalizer, final=True, steps=(2,))
+    for folder in (run / "policy", run / "checkpoints" / "step-000002"):
+        _truncate(folder)
+    with pytest.raises(CheckpointError, match=r"No usable policy in .*run: .*policy/model.safetensors"):
+        resolve_policy_folder(run)
+    with pytest.raises(CheckpointError, match="policy/model.safetensors is truncated"):
+        resolve_policy_folder(run / "policy")  # named directly: no fall-back
+
+
+def test_load_policy_passes_a_built_model_through(normalizer) -> None:
+    policy = build_policy(_config(), normalizer)
+    assert load_policy(policy) is policy
+    assert load_policy(policy.backbone) is policy.backbone

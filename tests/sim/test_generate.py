@@ -37,6 +37,9 @@ def test_generate_rejects_bad_arguments(tmp_path):
         generate(["kitchen"], episodes=1, out=tmp_path / "x")
     with pytest.raises(ValueError, match="episodes"):
         generate(["goal"], episodes=0, out=tmp_path / "x")
+    with pytest.raises(ValueError, match="reuse another suite's seeds"):
+        generate(["goal"], episodes=50_000, out=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
 
 
 def test_render_check_writes_a_png(tmp_path):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
+from vlaworks.miniature import MINIATURE_PRETRAIN
 from vlaworks.models.backbones import build_backbone
 from vlaworks.models.policy import build_policy
 from vlaworks.train.pipeline import build_recipe
@@ -13,15 +16,14 @@ from vlaworks.train.pretrain import pretrain_vlm
 
 def test_pretrain_rejects_fewer_samples_than_a_batch(tmp_path):
     with pytest.raises(ValueError, match="at least one batch"):
-        pretrain_vlm("prismatic-tiny", tmp_path, samples=2, batch_size=4)
+        pretrain_vlm(tmp_path, replace(MINIATURE_PRETRAIN, vl_samples=2, batch_size=4))
 
 
 @pytest.mark.slow
 def test_pretrained_backbone_is_what_recipes_start_from(tmp_path, one_thread):
     torch.manual_seed(0)
-    folder = pretrain_vlm(
-        "prismatic-tiny", tmp_path / "pre", samples=8, steps=3, batch_size=4, image_size=32, patch_size=16
-    )
+    budget = replace(MINIATURE_PRETRAIN, vl_samples=8, steps=3, batch_size=4, image_size=32, patch_size=16)
+    folder = pretrain_vlm(tmp_path / "pre", budget)
     assert (tmp_path / "pre" / "metrics.csv").exists() and (tmp_path / "pre" / "vl_pretrain.npz").exists()
     fresh = build_backbone("prismatic-tiny", image_size=32, patch_size=16)
     loaded = build_backbone(str(folder))

@@ -13,8 +13,14 @@ from typing import Any
 _REGISTRY: dict[str, Callable[..., Any]] = {}
 
 
-def register_env(name: str, factory: Callable[..., Any]) -> None:
-    """Register ``factory(**kw) -> env`` under ``name`` (re-registering replaces it)."""
+def register_env(name: str, factory: Callable[..., Any], *, replace: bool = False) -> None:
+    """Register ``factory(**kw) -> env`` under ``name``. A name already taken is an error
+    (two adapters must not silently shadow each other) unless ``replace=True``."""
+    if name in _REGISTRY and not replace:
+        raise ValueError(
+            f"An environment named {name!r} is already registered; pick another name, or pass "
+            "replace=True to replace it on purpose."
+        )
     _REGISTRY[name] = factory
 
 

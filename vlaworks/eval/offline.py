@@ -31,11 +31,11 @@ def action_error(
     policy_or_path: Any, data: str | Path, *, every: int = 4, batch_size: int = 16
 ) -> dict[str, float]:
     """Open-loop error of a policy (object, checkpoint or run folder) on the dataset at ``data``."""
-    from vlaworks.eval.probes import load_any_policy
+    from vlaworks.models.checkpoint import load_policy
 
     if every < 1 or batch_size < 1:
         raise ValueError(f"every and batch_size must be >= 1; got {every}, {batch_size}.")
-    policy = load_any_policy(policy_or_path)
+    policy = load_policy(policy_or_path)
     config = policy.config
     if config.action_dim != 7:
         raise ValueError(f"action_error scores 7-D end-effector actions; the policy has {config.action_dim}.")

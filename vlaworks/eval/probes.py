@@ -4,11 +4,9 @@ Seed 004 argues that fine-tuning a VLM into a VLA erodes the visual representati
 that a frozen anchor (the dual encoder) preserves it. This module measures it on the
 tabletop world.
 
-Probe design: **mask-pooled patch features -> object class.** Random tabletop scenes
-(2-4 cubes / cylinders in any of the twelve colours, optionally a bowl and a plate, random
-gripper pose, lighting and table / floor texture) are rendered with ground-truth
-segmentation. Every visible object becomes one probe sample: the scene image, the
-object's mask and its labels (``color`` over the twelve colours for cubes / cylinders,
+Probe design: **mask-pooled patch features -> object class.** The samples are the
+objects of random tabletop scenes (:mod:`vlaworks.sim.probe_data`: the scene image, the
+object's mask and its labels, ``color`` over the twelve colours for cubes / cylinders,
 ``kind`` over cube / cylinder / bowl / plate). The vision encoder sees the *whole scene*
 (never a crop, so the features are the ones the policy uses); the object's feature is
 the mean of its patch features weighted by the fraction of each patch covered by its
@@ -44,92 +42,38 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vlaworks.miniature import probe_seeds
 from vlaworks.models.backbones.base import Backbone
+from vlaworks.models.checkpoint import load_policy
 from vlaworks.models.vision.featurizer import VisionFeaturizer
 
-#: probe tasks and their classes (``color`` is probed on cubes / cylinders only)
-KINDS = ("cube", "cylinder", "bowl", "plate")
-MIN_OBJECT_PIXELS = 12
-#: seed offset so probe scenes never coincide with VL (pretraining / co-training) scenes
-PROBE_STREAM = 717171
-
-
-@dataclass(frozen=True)
-class ProbeSample:
-    """One object in one rendered scene: the scene ``image`` (uint8 ``[H, W, 3]``), the
-    object's ``mask`` (bool ``[H, W]``), its ``kind`` and ``color`` (``""`` for containers)."""
-
-    image: np.ndarray
-    mask: np.ndarray
-    kind: str
-    color: str
+if TYPE_CHECKING:
+    from vlaworks.sim.probe_data import ProbeSample
 
 
 def probe_classes() -> dict[str, tuple[str, ...]]:
-    """Probe task -> its ordered class names."""
+    """Probe task -> its ordered class names (``color`` is probed on cubes / cylinders only)."""
+    from vlaworks.sim.probe_data import KINDS
     from vlaworks.sim.scene import ALL_COLORS
 
     return {"color": tuple(ALL_COLORS), "kind": KINDS}
 
 
-def _layout(rng: np.random.Generator) -> list[tuple[str, str]]:
-    from vlaworks.sim.scene import ALL_COLORS, POOL
+def train_test_samples(
+    n_train: int, n_test: int, seed: int, image_size: int
+) -> tuple[list[ProbeSample], list[ProbeSample]]:
+    """The probe's training and test samples, from disjoint scene streams
+    (:func:`vlaworks.miniature.probe_seeds`)."""
+    from vlaworks.sim.probe_data import probe_samples
 
-    colors = list(ALL_COLORS)
-    objects: list[tuple[str, str]] = []
-    target = int(rng.integers(2, 5))
-    while len(objects) < target:
-        cand = (str(rng.choice(["cube", "cylinder"])), colors[int(rng.integers(len(colors)))])
-        if cand not in objects and sum(1 for k, _ in objects if k == cand[0]) < POOL[cand[0]]:
-            objects.append(cand)
-    objects += [(c, "") for c in ("bowl", "plate") if rng.random() < 0.5]
-    return [objects[i] for i in rng.permutation(len(objects))]
-
-
-def probe_samples(n: int, seed: int, image_size: int = 128) -> list[ProbeSample]:
-    """``n`` probe samples from random tabletop scenes (see the module docstring).
-
-    Deterministic in ``seed``; all visible objects of a scene are used, in scene order.
-    """
-    from vlaworks.sim import perturb
-    from vlaworks.sim.scene import Scene
-    from vlaworks.sim.tasks import sample_positions
-
-    if n < 1:
-        raise ValueError(f"probe_samples needs n >= 1; got {n}.")
-    rng = np.random.default_rng([seed, PROBE_STREAM])
-    scene = Scene(image_size)
-    out: list[ProbeSample] = []
-    try:
-        while len(out) < n:
-            objects = _layout(rng)
-            xy = sample_positions([k for k, _ in objects], rng, margin=0.02)
-            while xy is None:
-                objects = objects[:-1]
-                xy = sample_positions([k for k, _ in objects], rng, margin=0.02)
-            yaws = rng.uniform(-np.pi, np.pi, len(objects))
-            placements = [(k, c, x, y, float(a)) for (k, c), (x, y), a in zip(objects, xy, yaws, strict=True)]
-            ee = np.array([rng.uniform(-0.2, 0.2), rng.uniform(-0.15, 0.05), rng.uniform(0.18, 0.3)])
-            scene.restore_defaults()
-            active = scene.reset(placements, ee_pos=ee)
-            perturb.apply_lighting(scene, float(rng.uniform(0.0, 0.5)), rng)
-            if rng.random() < 0.5:
-                perturb.apply_background(scene, float(rng.uniform(0.0, 1.0)), rng)
-            scene.refresh()
-            image, _, seg = scene.render("base", segmentation=True)
-            for obj in active:
-                mask = seg == obj.seg_id
-                if int(mask.sum()) >= MIN_OBJECT_PIXELS and len(out) < n:
-                    out.append(ProbeSample(image.copy(), mask, obj.kind, obj.color))
-    finally:
-        scene.close()
-    return out
+    train_seed, test_seed = probe_seeds(seed)
+    return probe_samples(n_train, train_seed, image_size), probe_samples(n_test, test_seed, image_size)
 
 
 def probe_labels(samples: Sequence[ProbeSample], task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -292,16 +236,6 @@ def probe_features(
     return out
 
 
-def load_any_policy(path_or_policy: Any) -> Any:
-    """A policy object as is, or a checkpoint / training-run folder loaded on CPU."""
-    if isinstance(path_or_policy, (str, Path)):
-        from vlaworks.eval.workers import resolve_checkpoint
-        from vlaworks.models.checkpoint import load_policy
-
-        return load_policy(resolve_checkpoint(path_or_policy))
-    return path_or_policy
-
-
 def probe_backbone(
     policy_or_backbone: Any,
     train_samples: Sequence[ProbeSample],
@@ -346,14 +280,12 @@ def probe_policy(
 ) -> dict[str, dict[str, float]]:
     """Probe a policy (object, checkpoint folder or training-run folder) or a backbone.
 
-    Train and test samples come from disjoint scene streams (``seed`` and ``seed + 1``
-    fed to :func:`probe_samples`). Returns feature set -> task -> accuracy, e.g.
+    Train and test samples come from disjoint scene streams (:func:`train_test_samples`).
+    Returns feature set -> task -> accuracy, e.g.
     ``{"frozen": {"color": 0.9, "kind": 0.8}, "trained": {...}, "joint": {...}}``.
     """
-    model = load_any_policy(path_or_policy)
-    train = probe_samples(n_train, 2 * seed, image_size)
-    test = probe_samples(n_test, 2 * seed + 1, image_size)
-    return probe_backbone(model, train, test)
+    train, test = train_test_samples(n_train, n_test, seed, image_size)
+    return probe_backbone(load_policy(path_or_policy), train, test)
 
 
 def initial_backbone(path_or_policy: Any) -> Backbone:
@@ -361,17 +293,16 @@ def initial_backbone(path_or_policy: Any) -> Backbone:
     registry name or pretrained folder) rebuilt without the dual encoder (whose frozen half
     is a copy of it anyway). A registry name gives a fresh random initialisation, seeded
     here (``torch.manual_seed(0)``) so repeated calls agree."""
-    from vlaworks.models.backbones import build_backbone
-    from vlaworks.models.policy import DUAL_ENCODER_OPTION
+    from vlaworks.models.backbones import resolve_backbone
 
-    policy = load_any_policy(path_or_policy)
+    policy = load_policy(path_or_policy)
     config = getattr(policy, "config", None)
     if config is None:
         raise TypeError(f"initial_backbone needs a VLAPolicy or a checkpoint; got {type(policy).__name__}.")
-    options = {k: v for k, v in config.backbone_options.items() if k != DUAL_ENCODER_OPTION}
+    spec = resolve_backbone(config.backbone, config.backbone_options)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return build_backbone(config.backbone, **options)
+        return spec.build()  # the trunk its family builds: no dual encoder
 
 
 @dataclass(frozen=True)
@@ -477,9 +408,8 @@ def run_probe_comparison(
     the :func:`initial_backbone` against the policy's encoder, with :func:`probe_references`,
     all on the same samples. Returns ``{"before", "after", "references", "rows"}`` and, with
     ``out``, writes the markdown report there (what ``vlaworks probe`` prints)."""
-    policy = load_any_policy(path_or_policy)
-    train = probe_samples(n_train, 2 * seed, image_size)
-    test = probe_samples(n_test, 2 * seed + 1, image_size)
+    policy = load_policy(path_or_policy)
+    train, test = train_test_samples(n_train, n_test, seed, image_size)
     before = probe_backbone(initial_backbone(policy), train, test)
     after = probe_backbone(policy, train, test)
     references = probe_references(train, test)

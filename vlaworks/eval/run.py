@@ -26,10 +26,9 @@ from vlaworks.eval.workers import (
     make_groups,
     parse_perturbation,
     policy_label,
-    resolve_checkpoint,
+    resolve_policy_spec,
     run_groups,
 )
-from vlaworks.serve.client import RemotePolicy, is_remote_spec
 
 
 def suite_tasks(suite: str, env_config: EnvConfig, only: Sequence[str] | None = None) -> list[str]:
@@ -106,9 +105,10 @@ def evaluate(
     device: str | None = None,
     quiet: bool = False,
 ) -> EvalResult:
-    """Evaluate ``policy_spec`` (``"expert"``, a checkpoint folder, a policy server
-    ``ws://HOST:PORT``, or a picklable
-    ``factory(envs) -> ChunkPolicy``) on ``suites`` and write the report into ``out``.
+    """Evaluate ``policy_spec`` (``"expert"``, a policy or training run folder, a policy
+    server ``ws://HOST:PORT``, or a picklable ``factory(envs) -> ChunkPolicy``) on ``suites``
+    and write the report into ``out``; a folder is resolved once to the policy folder it
+    names, which labels the report.
 
     ``perturb`` holds ``"FAMILY:SEVERITY"`` strings passed to every env; ``tasks``
     restricts the run to some tasks of the suites (full ids or names within a suite). ``env_factory``
@@ -119,13 +119,7 @@ def evaluate(
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1; got {episodes}.")
-    if is_remote_spec(policy_spec):
-        RemotePolicy(policy_spec).close()  # no server at that address: one clear error, before any env
-    elif not callable(policy_spec) and str(policy_spec) != "expert":
-        from vlaworks.models.checkpoint import verify_policy_folder
-
-        # before any worker starts: a missing or damaged checkpoint is one clear error, not one per worker
-        verify_policy_folder(resolve_checkpoint(policy_spec))
+    policy_spec = resolve_policy_spec(policy_spec)
     if not suites:
         raise ValueError("Name at least one suite to evaluate, e.g. --suite spatial.")
     chunk_exec = validate_chunk_exec(chunk_exec)

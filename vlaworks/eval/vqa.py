@@ -1,7 +1,7 @@
 """VQA accuracy on held-out tabletop questions (seed 004, Fig. 5): does the VLA still answer?
 
 Questions come from :func:`vlaworks.sim.vl_data.generate_vl_samples` with a seed of its
-own (:data:`HELD_OUT_SEED`, far from the small seeds training runs use; the generator's
+own (:data:`vlaworks.miniature.VQA_HELD_OUT_SEED`, far from the small seeds training runs use; the generator's
 stream is keyed on the seed, so the scenes differ from any training seed's), and are
 answered by greedy decoding: :meth:`VLAPolicy.answer` for a policy,
 :func:`vlaworks.models.lm_text.greedy_decode` through the backbone contract for a bare
@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from vlaworks.miniature import VQA_HELD_OUT_SEED
 from vlaworks.models.backbones.base import Backbone
 from vlaworks.models.lm_text import greedy_decode
 from vlaworks.processing import PolicyProcessor, collate
 
 #: default seed of the held-out VQA questions (training uses small seeds)
-HELD_OUT_SEED = 900_001
 POINT_TOLERANCE = 0.1
 BOX_IOU = 0.5
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)")
@@ -104,7 +104,7 @@ def answer_questions(
 def vqa_accuracy(
     model: Any,
     n: int = 200,
-    seed: int = HELD_OUT_SEED,
+    seed: int = VQA_HELD_OUT_SEED,
     *,
     image_size: int = 128,
     batch_size: int = 16,
@@ -118,9 +118,9 @@ def vqa_accuracy(
     ``max_new_tokens`` defaults to the longest true answer's token count + 8, so no
     answer is cut short by the budget. ``samples`` replaces the generated questions.
     """
-    from vlaworks.eval.probes import load_any_policy
+    from vlaworks.models.checkpoint import load_policy
 
-    model = load_any_policy(model)
+    model = load_policy(model)
     if samples is None:
         from vlaworks.sim.vl_data import generate_vl_samples
 
@@ -169,16 +169,17 @@ def run_vqa_comparison(
     out: str | Path | None = None,
     *,
     n: int = 200,
-    seed: int = HELD_OUT_SEED,
+    seed: int = VQA_HELD_OUT_SEED,
     image_size: int = 128,
 ) -> dict[str, dict[str, float]]:
     """VQA accuracy of the backbone a policy started from (``before``, see
     :func:`vlaworks.eval.probes.initial_backbone`) and of the policy (``after``) on the same
     held-out questions; with ``out``, writes the markdown table (for a ``vlaworks`` command)."""
-    from vlaworks.eval.probes import initial_backbone, load_any_policy
+    from vlaworks.eval.probes import initial_backbone
+    from vlaworks.models.checkpoint import load_policy
     from vlaworks.sim.vl_data import generate_vl_samples
 
-    policy = load_any_policy(path_or_policy)
+    policy = load_policy(path_or_policy)
     samples = list(generate_vl_samples(n, seed, image_size))
     results = {
         "before": vqa_accuracy(initial_backbone(policy), samples=samples),

@@ -1,7 +1,8 @@
 """Running episode groups in-process or across spawn worker processes.
 
 Every worker builds its own envs and policy from picklable specs: the policy from
-``"expert"``, a checkpoint folder or a picklable callable, the envs from an
+``"expert"``, a policy folder (resolved once by :func:`resolve_policy_spec`, so every
+worker loads the same weights) or a picklable callable, the envs from an
 :class:`EnvConfig`. Work is split into groups of ``envs_per_worker`` episodes of one task;
 a group runs vectorised (one ``predict_chunk`` for all its envs) and its results do not
 depend on which worker ran it, so ``workers=W`` reproduces ``workers=1`` exactly.
@@ -32,6 +33,7 @@ PolicySpec = str | os.PathLike | PolicyFactory
 EnvFactory = Callable[..., Any]
 
 DEFAULT_ENV = "tabletop"
+EXPERT = "expert"
 
 
 def parse_perturbation(text: str) -> tuple[str, float]:
@@ -88,7 +90,7 @@ def default_device() -> str:
 def _load_checkpoint(path: str, device: str | None) -> ChunkPolicy:
     from vlaworks.models.checkpoint import load_policy
 
-    return load_policy(Path(path), device=device or default_device())
+    return load_policy(path, device=device or default_device())
 
 
 @functools.lru_cache(maxsize=2)
@@ -96,30 +98,37 @@ def _connect(uri: str) -> ChunkPolicy:
     return RemotePolicy(uri)
 
 
-def build_policy(spec: PolicySpec, envs: Sequence[Any], device: str | None = None) -> ChunkPolicy:
-    """Policy for a group of ``envs``: the expert bound to them, a checkpoint loaded once per
-    process on ``device`` (default: cuda if available), a policy server (``ws://``, one
-    connection per process), or ``spec(envs)``."""
+def policy_from_spec(spec: PolicySpec, envs: Sequence[Any], device: str | None = None) -> ChunkPolicy:
+    """The policy that drives a group of ``envs``: the expert bound to them, a saved policy
+    (policy or run folder) loaded once per process on ``device`` (default: cuda if
+    available), a policy server (``ws://``, one connection per process), or ``spec(envs)``."""
     if callable(spec):
         return spec(envs)
-    if str(spec) == "expert":
+    if str(spec) == EXPERT:
         return ExpertPolicy(envs)
     if is_remote_spec(spec):
         return _connect(str(spec))
-    return _load_checkpoint(str(resolve_checkpoint(spec)), device)
+    return _load_checkpoint(str(spec), device)
 
 
-def resolve_checkpoint(spec: str | os.PathLike) -> Path:
-    """The policy checkpoint folder named by ``spec``: the folder itself when it holds a
-    ``config.json``, else a training run's ``checkpoints/latest``."""
-    path = Path(spec)
-    for candidate in (path, path / "checkpoints" / "latest"):
-        if (candidate / "config.json").is_file():
-            return candidate.resolve()
-    raise FileNotFoundError(
-        f"Policy {str(spec)!r} is neither 'expert' nor a checkpoint folder (with config.json) nor a "
-        "training run with checkpoints/latest; pass --policy expert or the output folder of `vlaworks train`."
-    )
+def resolve_policy_spec(spec: PolicySpec) -> PolicySpec:
+    """``"expert"`` and factories as they are; a path resolved to the policy folder it names
+    (:func:`vlaworks.models.checkpoint.resolve_policy_folder`, checked before any worker
+    starts: a missing or damaged policy is one clear error, not one per worker); a policy
+    server (``ws://``) as it is, once it answers."""
+    if callable(spec) or str(spec) == EXPERT:
+        return spec
+    if is_remote_spec(spec):
+        RemotePolicy(str(spec)).close()  # no server there: one clear error before any env starts
+        return spec
+    if not Path(spec).exists():
+        raise FileNotFoundError(
+            f"Policy {str(spec)!r} is neither 'expert' nor a checkpoint folder nor a training run; "
+            "pass --policy expert or the output folder of `vlaworks train`."
+        )
+    from vlaworks.models.checkpoint import resolve_policy_folder
+
+    return str(resolve_policy_folder(spec))
 
 
 def policy_label(spec: PolicySpec) -> str:
@@ -161,7 +170,7 @@ class Worker:
 
     def run(self, group: Sequence[EpisodeSpec]) -> list[EpisodeResult]:
         envs = self.envs_for(group[0].suite, group[0].task, len(group))
-        policy = build_policy(self.policy, envs, self.device)
+        policy = policy_from_spec(self.policy, envs, self.device)
         return run_episodes(envs, policy, group, chunk_exec=self.chunk_exec, video_root=self.out)
 
     def close(self) -> None:

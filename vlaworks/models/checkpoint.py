@@ -13,6 +13,12 @@ Layout of ``path/``:
 * ``tokenizer/``: the backbone tokenizer's own files, for tools that read text without
   building the model.
 
+Every command that reads a trained policy (eval, probe, VQA, offline error,
+export-backbone, compare) names it the same way and goes through :func:`load_policy`,
+which resolves the name with :func:`resolve_policy_folder`: a policy folder as is, or a
+training run folder (``RUN/policy``, else the newest intact trainer checkpoint), so one
+run always means one policy.
+
 Loading first checks the files (:func:`verify_policy_folder`: a truncated or corrupt file
 is a :class:`~vlaworks.safefiles.CheckpointError` naming it), then rebuilds the module
 tree from ``config.json`` (the backbone from its registry name or the model folder named
@@ -26,26 +32,36 @@ share this layout: its ``model.safetensors`` is the same state, and
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import torch
 from safetensors.torch import load_model, save_model
+from torch import nn
 
 from vlaworks.data.normalize import Normalizer
 from vlaworks.models.config import PolicyConfig
 from vlaworks.models.policy import VLAPolicy, build_policy
 from vlaworks.processing import PROCESSOR_FILE, PolicyProcessor
 from vlaworks.safefiles import CheckpointError, read_json, verify_safetensors
+from vlaworks.train.checkpoint import resume_candidates
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 NORMALIZER_FILE = "normalizer.json"
 TOKENIZER_DIR = "tokenizer"
+#: a training run folder's final policy (``train_policy`` writes it when training finishes)
+RUN_POLICY_DIR = "policy"
+#: a training run folder's resumable trainer checkpoints (each also a policy folder)
+RUN_CHECKPOINTS_DIR = "checkpoints"
+
+Model = TypeVar("Model", bound=nn.Module)
+log = logging.getLogger(__name__)
 
 
 def write_policy_files(policy: VLAPolicy, path: str | Path) -> None:
@@ -111,18 +127,75 @@ def verify_policy_folder(path: str | Path) -> Path:
     return folder
 
 
+def resolve_policy_folder(path: str | os.PathLike[str]) -> Path:
+    """The policy folder ``path`` names, as every command reads it:
+
+    * a policy folder (it holds ``config.json``): itself, checked by
+      :func:`verify_policy_folder` (a damaged file is an error naming it);
+    * a training run folder: ``RUN/policy`` (the final policy), else the trainer
+      checkpoints newest first (the one ``checkpoints/latest`` points at, then the others),
+      the first whose policy files are intact. A damaged candidate is skipped with a
+      warning and left in place (resolving only reads; resuming renames it ``*.corrupt``).
+
+    Returns the resolved path (``latest`` followed). Raises ``FileNotFoundError`` when
+    ``path`` holds no policy at all and :class:`CheckpointError` naming the newest damage
+    when every candidate is damaged.
+    """
+    folder = Path(path)
+    if (folder / CONFIG_FILE).is_file():
+        return verify_policy_folder(folder).resolve()
+    candidates = [folder / RUN_POLICY_DIR] if (folder / RUN_POLICY_DIR).is_dir() else []
+    candidates += resume_candidates(folder / RUN_CHECKPOINTS_DIR)
+    if not candidates:
+        raise FileNotFoundError(
+            f"No policy at {folder}: it is neither a policy folder (with {CONFIG_FILE}) nor a training run "
+            f"(with {RUN_POLICY_DIR}/ or {RUN_CHECKPOINTS_DIR}/); pass the --out folder of `vlaworks train`."
+        )
+    damaged: list[tuple[Path, Exception]] = []
+    for candidate in candidates:
+        try:
+            chosen = verify_policy_folder(candidate).resolve()
+        except (CheckpointError, FileNotFoundError) as err:
+            damaged.append((candidate, err))
+            continue
+        for bad, err in damaged:
+            log.warning("%s Using %s instead of %s.", err, chosen, bad)
+        return chosen
+    raise CheckpointError(f"No usable policy in {folder}: {damaged[0][1]}")
+
+
+@overload
 def load_policy(
-    path: str | Path,
+    source: str | os.PathLike[str],
+    device: str | torch.device = ...,
+    expected_stats: Mapping[str, Any] | Normalizer | None = ...,
+) -> VLAPolicy: ...
+
+
+@overload
+def load_policy(
+    source: Model,
+    device: str | torch.device = ...,
+    expected_stats: Mapping[str, Any] | Normalizer | None = ...,
+) -> Model: ...
+
+
+def load_policy(
+    source: str | os.PathLike[str] | nn.Module,
     device: str | torch.device = "cpu",
     expected_stats: Mapping[str, Any] | Normalizer | None = None,
-) -> VLAPolicy:
-    """Rebuild a saved policy on ``device`` (in eval mode).
+) -> nn.Module:
+    """Rebuild the saved policy that ``source`` names (a policy or training run folder, see
+    :func:`resolve_policy_folder`) on ``device``, in eval mode. An already built model (a
+    policy, or a bare backbone for the probes) is returned as it is, so tools take either.
 
     ``expected_stats`` (a dataset's ``meta/stats.json`` dict or a Normalizer) is checked
-    against the checkpoint's normaliser: a missing key or a different dimension is an
+    against a loaded checkpoint's normaliser: a missing key or a different dimension is an
     error, so a policy never silently runs with another robot's action layout.
     """
-    folder = verify_policy_folder(path)
+    if isinstance(source, nn.Module):
+        return source
+    folder = resolve_policy_folder(source)
     config = PolicyConfig.load(folder / CONFIG_FILE)
     normalizer = Normalizer.from_state_dict(json.loads((folder / NORMALIZER_FILE).read_text()))
     if expected_stats is not None:

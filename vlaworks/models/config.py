@@ -4,17 +4,25 @@ A policy is *backbone + token sources + head (+ auxiliary losses)*; the config n
 part by its registry name plus an options dict, so recipes pick parts without forking the
 core and a checkpoint's ``config.json`` rebuilds the exact module tree before its weights
 are loaded.
+
+Every part registers in a :class:`PartRegistry` under a name, with a dataclass of its
+options (:class:`Part`). The options stay a plain mapping in the config and on disk, and
+are checked against that dataclass when the config is built or loaded
+(:meth:`PolicyConfig.check_parts`): an unknown or misspelt option or a value of the wrong
+type is an error with a "did you mean" hint, never silently ignored.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from vlaworks.data.augment import AugmentOptions
+from vlaworks.models.options import did_you_mean, parse_options
 
 NormaliserMode = Literal["q99", "meanstd", "minmax"]
 
@@ -65,6 +73,9 @@ class PolicyConfig:
     training when left unset. ``from_scratch`` re-initialises every
     backbone weight (seed 003's lower-bound baseline). ``augment`` names the image
     augmentations training applies (``vlaworks.data.augment``; never at inference).
+    ``backbone`` is a registry name or a backbone folder; ``backbone_options`` are the
+    options of its family (``vlaworks.models.backbones``), among them ``dual_encoder``
+    (seed 004's frozen ⊕ trained vision encoder).
     """
 
     backbone: str
@@ -111,6 +122,22 @@ class PolicyConfig:
             )
         self.cameras = tuple(self.cameras)
         self.lora.target_modules = tuple(self.lora.target_modules)
+        self.check_parts()
+
+    def check_parts(self) -> None:
+        """Check every part's name and options against its registry and options dataclass
+        (an unknown or misspelt option, a wrong type: an error now, before any model is built)."""
+        from vlaworks.models.backbones import resolve_backbone
+        from vlaworks.models.heads import HEADS
+        from vlaworks.models.policy import AUX_LOSSES
+        from vlaworks.models.tokens import TOKEN_SOURCES
+
+        resolve_backbone(self.backbone, self.backbone_options)
+        HEADS.options(self.head.type, self.head.options)
+        for spec in self.token_sources:
+            TOKEN_SOURCES.options(spec.type, spec.options)
+        for spec in self.aux_losses:
+            AUX_LOSSES.options(spec.type, spec.options)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
@@ -153,39 +180,92 @@ def _check_keys(cls: type, data: dict[str, Any], what: str) -> None:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"Unknown {what} key(s) {unknown}; known keys: {sorted(known)}.")
+        hint = did_you_mean(unknown[0], known)
+        raise ValueError(f"Unknown {what} key(s) {unknown};{hint} known keys: {sorted(known)}.")
 
 
-class PartRegistry:
-    """Maps registry names to part builders, imported lazily from ``"module:attr"`` paths.
+@dataclass(frozen=True)
+class Part:
+    """A registered part: the dataclass of its options and its builder.
 
-    Lazy paths keep ``import vlaworks.models`` cheap and free of import cycles; a later head
-    or token source is one more entry (or one :meth:`register` call). A builder is called
-    as ``builder(backbone, config, **spec.options)`` and returns an ``nn.Module``.
+    The builder takes the part's context first (a head or token source: the backbone and
+    the :class:`PolicyConfig`) and the validated options instance last.
     """
 
-    def __init__(self, kind: str, entries: dict[str, str]) -> None:
-        self.kind = kind
-        self._entries: dict[str, Any] = dict(entries)
+    options: type
+    build: Callable[..., Any]
 
-    def register(self, name: str, builder: Any) -> None:
-        """Add ``builder`` (a callable or a ``"module:attr"`` path) under ``name``."""
-        if name in self._entries:
+
+class Registry:
+    """Maps names to objects, imported lazily from ``"module:attr"`` paths.
+
+    Lazy paths keep ``import vlaworks.models`` cheap and free of import cycles. ``discover``
+    (optional) returns further entries on first use, for parts that register themselves
+    by living in a package (backbone families). ``entries`` is the name -> object-or-path map.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        entries: Mapping[str, Any] | None = None,
+        *,
+        discover: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.entries: dict[str, Any] = dict(entries or {})
+        self._discover = discover
+
+    def _load(self) -> dict[str, Any]:
+        if self._discover is not None:
+            found = self._discover()
+            self._discover = None
+            for name, entry in found.items():
+                self.register(name, entry)
+        return self.entries
+
+    def register(self, name: str, entry: Any) -> None:
+        """Add ``entry`` (the object or a ``"module:attr"`` path) under ``name``."""
+        if name in self.entries:
             raise ValueError(f"{self.kind} {name!r} is already registered.")
-        self._entries[name] = builder
+        self.entries[name] = entry
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(self._load())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._load()
+
+    def _unknown(self, name: str) -> str:
+        """The message for an unknown ``name``: a "did you mean" hint and the known names."""
+        hint = did_you_mean(name, self.names())
+        known = ", ".join(self.names())
+        return f"Unknown {self.kind} {name!r};{hint} {'Known' if hint else 'known'}: {known}."
 
     def resolve(self, name: str) -> Any:
-        """The builder registered as ``name``; an unknown name lists the known ones."""
-        if name not in self._entries:
-            raise KeyError(f"Unknown {self.kind} {name!r}; known: {', '.join(self.names())}.")
-        entry = self._entries[name]
+        """The object registered as ``name``; an unknown name lists the known ones."""
+        entries = self._load()
+        if name not in entries:
+            raise KeyError(self._unknown(name))
+        entry = entries[name]
         if isinstance(entry, str):
             module_name, _, attr_path = entry.partition(":")
             obj: Any = importlib.import_module(module_name)
             for attr in attr_path.split("."):
                 obj = getattr(obj, attr)
-            entry = self._entries[name] = obj
+            entry = entries[name] = obj
         return entry
+
+
+class PartRegistry(Registry):
+    """A :class:`Registry` of :class:`Part` entries: options are validated against the
+    part's dataclass (unknown keys and wrong types are errors) before it is built."""
+
+    def options(self, name: str, raw: Mapping[str, Any]) -> Any:
+        """The options dataclass of part ``name`` filled from the plain mapping ``raw``."""
+        part: Part = self.resolve(name)
+        return parse_options(part.options, raw, f"{self.kind} {name!r}")
+
+    def build(self, spec: PartSpec, *context: Any) -> Any:
+        """Build the part ``spec`` names: ``part.build(*context, options)``."""
+        part: Part = self.resolve(spec.type)
+        return part.build(*context, self.options(spec.type, spec.options))

@@ -63,13 +63,11 @@ class AuxLoss(nn.Module, ABC):
         """Unweighted scalar loss and float metrics."""
 
 
-#: auxiliary-loss builders, called as ``builder(backbone, config, **options)``
+#: auxiliary losses: name -> ``Part(options dataclass, builder(backbone, config, options))``
 AUX_LOSSES = PartRegistry("aux loss", {})
 
 #: name of the teacher-forced answer block of vision-language batches
 VL_ANSWER_BLOCK = "vl_answer"
-#: ``PolicyConfig.backbone_options`` key switching on the dual (frozen ⊕ trained) vision encoder
-DUAL_ENCODER_OPTION = "dual_encoder"
 
 
 class VLAPolicy(nn.Module):
@@ -221,22 +219,21 @@ class VLAPolicy(nn.Module):
 
 def build_policy(config: PolicyConfig, normalizer: Normalizer | None = None) -> VLAPolicy:
     """Build every part named by ``config``, apply from-scratch / LoRA / freezing switches."""
-    from vlaworks.models.backbones import build_backbone
+    from vlaworks.models.backbones import resolve_backbone
 
     if normalizer is not None:
         check_normalizer(config, normalizer)
-    options = dict(config.backbone_options)
-    dual = bool(options.pop(DUAL_ENCODER_OPTION, False))
-    backbone = build_backbone(config.backbone, **options)
+    backbone_spec = resolve_backbone(config.backbone, config.backbone_options)
+    backbone = backbone_spec.build()
     if config.from_scratch:
         reinitialise(backbone)
-    if dual:
+    if backbone_spec.options.dual_encoder:
         from vlaworks.models.vision.dual import make_dual_encoder
 
         make_dual_encoder(backbone)
     sources = [build_token_source(spec, backbone, config) for spec in config.token_sources]
     head = build_head(config.head, backbone, config)
-    aux = [AUX_LOSSES.resolve(spec.type)(backbone, config, **spec.options) for spec in config.aux_losses]
+    aux = [AUX_LOSSES.build(spec, backbone, config) for spec in config.aux_losses]
     policy = VLAPolicy(config, backbone, head, sources, aux, normalizer)
     if config.lora.enabled:
         inject_lora(policy)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlaworks.models.config import PartRegistry
+from vlaworks.models.config import Registry
 from vlaworks.recipes.base import Recipe
 
-RECIPES = PartRegistry(
+RECIPES = Registry(
     "recipe",
     {
         "vlm4vla": "vlaworks.recipes.vlm4vla:vlm4vla",

@@ -1,7 +1,7 @@
 """``bc-cnn``: plain CNN behaviour cloning (robomimic style), the floor a VLA should beat.
 
 No VLM: per-camera conv encoders with spatial-softmax keypoints, a learned instruction
-embedding and the proprio state (``vlaworks.models.backbones.cnn``), read out by the same
+embedding and the proprio state (``vlaworks.models.backbones.families.cnn``), read out by the same
 query-MLP head as VLM4VLA with L1 on the normalised pose, trained on the same windows
 with random-shift augmentation. Measured on the demo data before it was a recipe: 93.3 %
 of episodes with proprio, 71.7 % without (issue 9), against 16.7 % for the then-default

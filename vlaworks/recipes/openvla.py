@@ -5,7 +5,7 @@ predicts each action dimension as one of 256 bins re-using the last 256 LM vocab
 ids, decoded autoregressively, trained on robot data only. Seed 004 adds three switches,
 each a part choice here, never a fork of the core:
 
-* **D** (III-A), partially frozen dual vision encoder: ``backbone_options["dual_encoder"]``
+* **D** (III-A), partially frozen dual vision encoder: the backbone option ``dual_encoder``
   gives the backbone ``[phi_frozen(o) || phi_train(o)]`` (``vlaworks.models.vision.dual``);
 * **S** (III-B), string action tokenizer: every dimension written with 4 decimals as
   single-character text tokens of the LM vocabulary (``TokenActionHead``, ``string``);
@@ -25,7 +25,6 @@ from collections.abc import Callable
 from typing import Any
 
 from vlaworks.models.config import PartSpec, PolicyConfig
-from vlaworks.models.policy import DUAL_ENCODER_OPTION
 from vlaworks.recipes.base import Recipe
 
 DEFAULT_BACKBONE = "prismatic-tiny"
@@ -50,9 +49,7 @@ def openvla(
     backbone_options: dict[str, Any] | None = None,
 ) -> Recipe:
     """OpenVLA on ``backbone`` with seed 004's switches D (``dual``), S (``string``), C (``cotrain``)."""
-    options = dict(backbone_options or {})
-    if dual:
-        options[DUAL_ENCODER_OPTION] = True
+    options = {**(backbone_options or {}), **({"dual_encoder": True} if dual else {})}
     head = (
         PartSpec("token", {"tokenizer": "string", "decimals": STRING_DECIMALS})
         if string

@@ -181,15 +181,17 @@ def bound_port(server: Server) -> int:
     return int(next(iter(server.sockets)).getsockname()[1])
 
 
-def load_served_policy(policy: str | Path, device: str | None = None) -> tuple[ChunkPolicy, ServingSpec]:
-    """Load a run folder's or a policy folder's policy on ``device`` (default: cuda if
-    available) with its :class:`ServingSpec`. The one place the server resolves checkpoints."""
+def load_served_policy(
+    policy: str | Path, device: str | None = None
+) -> tuple[ChunkPolicy, ServingSpec, Path]:
+    """The policy a run folder or policy folder names, loaded on ``device`` (default: cuda if
+    available), with its :class:`ServingSpec` and the policy folder it came from."""
     from vlaworks.eval.workers import default_device
-    from vlaworks.models.checkpoint import load_policy
-    from vlaworks.train.pipeline import resolve_policy_dir
+    from vlaworks.models.checkpoint import load_policy, resolve_policy_folder
 
-    loaded = load_policy(resolve_policy_dir(Path(policy)), device=device or default_device())
-    return loaded, ServingSpec.from_policy(loaded)
+    folder = resolve_policy_folder(policy)
+    loaded = load_policy(folder, device=device or default_device())
+    return loaded, ServingSpec.from_policy(loaded), folder
 
 
 def serve(
@@ -200,8 +202,8 @@ def serve(
 ) -> PolicyServer:
     """Load ``policy`` and serve it until SIGTERM / SIGINT; ``announce`` gets the address
     line once listening and a summary line after shutdown. Returns the stopped server."""
-    loaded, spec = load_served_policy(policy, device)
-    server = PolicyServer(loaded, spec, options, label=str(policy))
+    loaded, spec, folder = load_served_policy(policy, device)
+    server = PolicyServer(loaded, spec, options, label=str(folder))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -212,7 +214,7 @@ def serve(
         def ready(port: int) -> None:
             address = f"{options.host}:{port}"
             announce(
-                f"serving {policy} on ws://{address} (health: http://{address}{HEALTH_PATH}); "
+                f"serving {folder} on ws://{address} (health: http://{address}{HEALTH_PATH}); "
                 "SIGTERM or Ctrl-C stops"
             )
 

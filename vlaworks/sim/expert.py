@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vlaworks.miniature import EXPERT_NOISE_STREAM
 from vlaworks.sim.scene import CUBE_HALF, MAX_ROTATION, MAX_TRANSLATION, REST_Z, Scene, SceneObject
 from vlaworks.sim.tasks import DIRECTIONS, ResolvedGoal, goal_done
 
@@ -62,7 +63,7 @@ class ScriptedExpert:
     def reset(self) -> None:
         """Start planning for the env's current episode (call after ``env.reset``)."""
         seed = self.seed if self.seed is not None else self.env.episode_seed
-        self.rng = np.random.default_rng([seed, 7919])
+        self.rng = np.random.default_rng([seed, EXPERT_NOISE_STREAM])
         self._plan = self._run()
 
     def act(self, obs: dict | None = None) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Roll out the noisy scripted expert and write successful demonstrations as a dataset.
 
-Episode seeds are ``GEN_SEED_OFFSET * (seed + 1) + SUITE_STRIDE * suite_index + i``, far
-above the small seeds evaluation uses, so generated layouts never coincide with
-evaluation episodes. Attempts cycle over the suite's tasks (the env picks task
-``seed % n_tasks``); failed attempts are dropped and counted in the success rate.
+Episode reset seeds come from :func:`vlaworks.miniature.generation_seed`, a stream of their
+own, so generated layouts never coincide with evaluation episodes. Attempts cycle over the
+suite's tasks (the env picks task ``seed % n_tasks``); failed attempts are dropped and
+counted in the success rate.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from vlaworks.envs.tabletop import TabletopEnv
+from vlaworks.miniature import GENERATE_SUITE_STRIDE, generation_seed
 from vlaworks.sim.scene import ACTION_NAMES, STATE_DIM, STATE_NAMES, SUBSTEPS, TIMESTEP
 from vlaworks.sim.tasks import SUITES
 
-GEN_SEED_OFFSET = 1_000_000
-SUITE_STRIDE = 100_000
 FPS = round(1.0 / (TIMESTEP * SUBSTEPS))
 CAMERAS = ("base", "wrist")
 
@@ -105,6 +104,11 @@ def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def max_attempts(episodes: int) -> int:
+    """Expert rollouts tried per suite before giving up on ``episodes`` successful ones."""
+    return 2 * episodes + 10
+
+
 def generate(
     suites: list[str],
     episodes: int,
@@ -120,7 +124,7 @@ def generate(
     """Write ``episodes`` successful demonstrations per suite to ``out``; report per-suite numbers.
 
     Returns ``{"suites": {suite: {"attempts", "kept", "success_rate", "steps_per_s", "frames"}},
-    "bytes": int, "out": str}``. Gives up on a suite after ``2 * episodes + 10`` attempts.
+    "bytes": int, "out": str}``. Gives up on a suite after :func:`max_attempts` attempts.
     ``layout`` ("random" or LIBERO-style "fixed") must match the one used to evaluate.
     """
     from vlaworks.data.lerobot import DatasetWriter
@@ -130,6 +134,11 @@ def generate(
         raise ValueError(f"unknown suite(s) {unknown or suites}; choose from {SUITES}")
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if max_attempts(episodes) > GENERATE_SUITE_STRIDE:
+        raise ValueError(
+            f"episodes must be at most {(GENERATE_SUITE_STRIDE - 10) // 2} per suite, or its attempts would "
+            f"reuse another suite's seeds; got {episodes}."
+        )
     out = Path(out)
     report: dict[str, Any] = {"suites": {}, "out": str(out)}
     with DatasetWriter(out, fps=FPS, features=dataset_features(image_size, depth), overwrite=overwrite) as w:
@@ -142,11 +151,10 @@ def generate(
                 segmentation=depth,
                 layout=layout,
             )
-            base = GEN_SEED_OFFSET * (seed + 1) + SUITE_STRIDE * SUITES.index(suite)
             kept = attempts = steps = 0
             t0 = time.perf_counter()
-            while kept < episodes and attempts < 2 * episodes + 10:
-                frames, ok = rollout(env, base + attempts, noise, depth)
+            while kept < episodes and attempts < max_attempts(episodes):
+                frames, ok = rollout(env, generation_seed(seed, SUITES.index(suite), attempts), noise, depth)
                 attempts += 1
                 steps += len(frames)
                 if ok:

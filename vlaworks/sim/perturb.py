@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vlaworks.miniature import PERTURB_STREAM
 from vlaworks.sim.scene import (
     BASE_CAMERA_POS,
     BASE_CAMERA_TARGET,
@@ -90,7 +91,7 @@ def parse_perturbations(specs: list[str] | tuple[str, ...]) -> list[Perturbation
 
 def family_rng(seed: int, family: str) -> np.random.Generator:
     """The independent random stream of ``family`` for the episode ``seed``."""
-    return np.random.default_rng([seed, 1000 + FAMILIES.index(family)])
+    return np.random.default_rng([seed, PERTURB_STREAM + FAMILIES.index(family)])
 
 
 def _unit(rng: np.random.Generator, dim: int) -> np.ndarray:

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from vlaworks.miniature import VL_SCENE_STREAM
 from vlaworks.sim import perturb
 from vlaworks.sim.scene import (
     ALL_COLORS,
@@ -171,7 +172,7 @@ def generate_vl_samples(
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    rng = np.random.default_rng([seed, 424242])
+    rng = np.random.default_rng([seed, VL_SCENE_STREAM])
     scene = Scene(image_size)
     try:
         produced = 0

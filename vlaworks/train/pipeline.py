@@ -15,7 +15,8 @@ and the resumable trainer. A run folder holds::
     RUN/vl_cotrain.npz           rendered vision-language samples (co-training recipes only)
     RUN/tokenizer_fit.json       a fitted (FAST) tokenizer's reconstruction error and tokens per chunk
 
-Running the same command again resumes from ``RUN/checkpoints/latest``.
+Running the same command again resumes from ``RUN/checkpoints/latest``. Every command that
+reads the trained policy takes the run folder (:func:`vlaworks.models.checkpoint.load_policy`).
 
 Before anything is built the dataset passes the integrity check
 (:func:`vlaworks.data.check.check_dataset`) and the run folder rule
@@ -27,7 +28,6 @@ bit-identical weights, losses and ``metrics.csv`` (wall-clock throughput aside).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +38,15 @@ from vlaworks.data.check import check_dataset
 from vlaworks.data.dataset import WindowDataset
 from vlaworks.data.lerobot import LeRobotDataset
 from vlaworks.data.normalize import Normalizer
-from vlaworks.models.checkpoint import load_policy, save_policy, write_policy_files
-from vlaworks.models.policy import DUAL_ENCODER_OPTION, VLAPolicy, build_policy
+from vlaworks.models.checkpoint import (
+    RUN_CHECKPOINTS_DIR,
+    RUN_POLICY_DIR,
+    load_policy,
+    save_policy,
+    write_policy_files,
+)
+from vlaworks.models.policy import VLAPolicy, build_policy
+from vlaworks.models.vision.dual import is_dual
 from vlaworks.processing import PolicyProcessor, collate
 from vlaworks.recipes import Recipe, get_recipe
 from vlaworks.recipes.training import prepare_policy, training_source
@@ -47,8 +54,6 @@ from vlaworks.train.checkpoint import resume_candidates
 from vlaworks.train.config import TrainResult
 from vlaworks.train.run_folder import check_paths, check_run_folder, start_run_folder
 from vlaworks.train.trainer import train
-
-POLICY_DIR = "policy"
 
 
 @dataclass
@@ -71,52 +76,6 @@ def build_recipe(
     options = {"backbone": backbone} if backbone else {}
     recipe = get_recipe(name, **options)
     return recipe.override(overrides) if overrides else recipe
-
-
-def view_overrides(
-    cameras: Sequence[str],
-    image_size: int,
-    patch_size: int,
-    chunk: int,
-    *,
-    token_merge: int = 1,
-    shift: int = 0,
-    attn_implementation: str | None = None,
-) -> dict[str, Any]:
-    """Recipe overrides for the policy's views, image and token grid, chunk length and
-    training-time random shift (nested keys, so a recipe's other backbone options such as
-    ``dual_encoder`` survive). ``token_merge`` > 1 merges k x k patches per LM token and
-    ``attn_implementation`` picks the attention kernel (prismatic backbones)."""
-    overrides: dict[str, Any] = {
-        "policy.cameras": list(cameras),
-        "policy.image_size": image_size,
-        "policy.backbone_options.image_size": image_size,
-        "policy.backbone_options.patch_size": patch_size,
-        "policy.chunk_size": chunk,
-        "policy.augment.shift": shift,
-    }
-    if token_merge != 1:
-        overrides["policy.backbone_options.token_merge"] = token_merge
-    if attn_implementation is not None:
-        overrides["policy.backbone_options.attn_implementation"] = attn_implementation
-    return overrides
-
-
-def budget_overrides(
-    steps: int, batch_size: int, lr: float, seed: int, checkpoints: int = 4, **extra: Any
-) -> dict[str, Any]:
-    """Train overrides for a fixed budget: warm-up over 10 % of the steps (at most 200),
-    weight decay 0.01, ``checkpoints`` resumable checkpoints over the run."""
-    return {
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "warmup_steps": min(200, steps // 10),
-        "weight_decay": 0.01,
-        "save_every": max(1, steps // checkpoints),
-        "seed": seed,
-        **extra,
-    }
 
 
 def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -158,7 +117,7 @@ def train_policy(
     recipe, normalizer, windows = training_windows(recipe, LeRobotDataset(data))
     config = recipe.policy
     train_cfg = recipe.train_config(out, **(train_overrides or {}))
-    resuming = resume and bool(resume_candidates(out / "checkpoints"))
+    resuming = resume and bool(resume_candidates(out / RUN_CHECKPOINTS_DIR))
     identity = check_run_folder(out, data, fresh=not resume, resuming=resuming)
     set_seed(train_cfg.seed)  # the initial weights depend on the seed only, not on the process
     policy = build_policy(config, normalizer)
@@ -179,26 +138,18 @@ def train_policy(
         extra_save=lambda folder: write_policy_files(policy, folder),
         resume=resume,
     )
-    policy_dir = save_policy(policy, out / POLICY_DIR)
+    policy_dir = save_policy(policy, out / RUN_POLICY_DIR)
     return TrainRun(recipe=recipe, policy=policy, result=result, policy_dir=policy_dir)
 
 
-def resolve_policy_dir(path: Path) -> Path:
-    """A run folder's final policy, else its latest checkpoint; a policy folder as is."""
-    path = Path(path)
-    for candidate in (path / POLICY_DIR, path / "checkpoints" / "latest"):
-        if (candidate / "config.json").exists():
-            return candidate.resolve()
-    return path
-
-
 def export_backbone(policy: Path, out: Path) -> Path:
-    """Write the backbone of a trained policy (run or policy folder) as a backbone folder
-    that any recipe starts from with ``--backbone out``: the hand-off of two-stage recipes
-    such as seed 003's FAST action-token fine-tuning of the VLM before VLA training."""
-    trained = load_policy(resolve_policy_dir(policy))
+    """Write the backbone of a trained policy (run or policy folder, as :func:`load_policy`
+    reads it) as a backbone folder that any recipe starts from with ``--backbone out``: the
+    hand-off of two-stage recipes such as seed 003's FAST action-token fine-tuning of the
+    VLM before VLA training."""
+    trained = load_policy(policy)
     config = trained.config
-    if config.backbone_options.get(DUAL_ENCODER_OPTION):
+    if is_dual(trained.backbone):
         raise ValueError(
             f"{policy} has a dual vision encoder (frozen copy + trained copy); a backbone folder holds "
             "one encoder. Export from a policy trained without dual_encoder."

@@ -18,64 +18,55 @@ head the token action heads use. The result is a backbone folder
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
+from vlaworks.miniature import MINIATURE_PRETRAIN, MiniatureBudget, pretrain_vl_seed
 from vlaworks.models.config import PartSpec, PolicyConfig
 
 VLM_DIR = "vlm"
 
 
 def pretrain_vlm(
-    backbone: str,
-    out: Path,
-    *,
-    samples: int = 8000,
-    steps: int = 2000,
-    batch_size: int = 32,
-    lr: float = 5e-4,
-    image_size: int = 64,
-    patch_size: int = 8,
-    cameras: Sequence[str] = ("base",),
-    seed: int = 0,
-    mixed_precision: str = "no",
-    resume: bool = True,
+    out: Path, budget: MiniatureBudget = MINIATURE_PRETRAIN, *, seed: int = 0, resume: bool = True
 ) -> Path:
-    """Pretrain ``backbone`` (registry name or folder) on ``samples`` rendered VL samples for
-    ``steps`` steps; returns the saved backbone folder ``out/vlm``.
+    """Pretrain ``budget.backbone`` (registry name or folder) on ``budget.vl_samples``
+    rendered VL samples for ``budget.steps`` steps, at the budget's image and patch size and
+    views (the VL image goes to the first); returns the saved backbone folder ``out/vlm``.
 
-    ``samples`` are drawn with a seed disjoint from the co-training recipes' default
-    (``vl_seed`` 0), so VQA evaluations on those stay held out from pretraining.
+    The samples are drawn from :func:`vlaworks.miniature.pretrain_vl_seed`, apart from the
+    co-training recipes' default ``vl_seed`` (0), so VQA evaluations on those stay held out
+    from pretraining.
     """
     from vlaworks.data.vl import VLDataset
     from vlaworks.models.policy import build_policy
     from vlaworks.processing import collate
     from vlaworks.train.config import TrainConfig
-    from vlaworks.train.pipeline import budget_overrides
     from vlaworks.train.sampler import MixedBatchSource
     from vlaworks.train.trainer import train
 
-    if samples < batch_size:
-        raise ValueError(f"pretrain_vlm needs at least one batch of samples; got {samples} < {batch_size}.")
+    if budget.vl_samples < budget.batch_size:
+        raise ValueError(
+            "pretrain_vlm needs at least one batch of samples; "
+            f"got {budget.vl_samples} < {budget.batch_size}."
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = PolicyConfig(
-        backbone=backbone,
+        backbone=budget.backbone,
         head=PartSpec("token", {"tokenizer": "bins", "n_bins": 256}),  # unused: VL batches train the LM head
         chunk_size=1,
-        backbone_options={"image_size": image_size, "patch_size": patch_size},
-        cameras=tuple(cameras),
-        image_size=image_size,
+        backbone_options={"image_size": budget.image_size, "patch_size": budget.patch_size},
+        cameras=budget.cameras,
+        image_size=budget.image_size,
         use_state=False,
     )
     policy = build_policy(config)
     vl = VLDataset.generate(
-        samples, seed + 7919, render_size=image_size, cache=out / "vl_pretrain.npz",
-        cameras=tuple(cameras), image_size=image_size,
+        budget.vl_samples, pretrain_vl_seed(seed), render_size=budget.image_size,
+        cache=out / "vl_pretrain.npz", cameras=budget.cameras, image_size=budget.image_size,
     )
-    source = MixedBatchSource({"vl": (vl, collate)}, {"vl": 1.0}, batch_size, seed=seed)
-    budget = budget_overrides(steps, batch_size, lr, seed, mixed_precision=mixed_precision)
-    cfg = TrainConfig(out_dir=out, **budget)
+    source = MixedBatchSource({"vl": (vl, collate)}, {"vl": 1.0}, budget.batch_size, seed=seed)
+    cfg = TrainConfig(out_dir=out, **budget.train_overrides(seed))
     train(policy, source, None, cfg, resume=resume)
     folder = out / VLM_DIR
     policy.backbone.save_pretrained(str(folder))

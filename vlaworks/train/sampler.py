@@ -22,8 +22,8 @@ Every sample is loaded under a per-sample seed (python ``random``, numpy and tor
 CPU generators), so random augmentations inside a dataset are reproducible no matter
 the number of workers or where the run was resumed.
 
-Co-training (seed 004, III-C): ``MixedBatchSource({"robot": (robot_ds, collate_windows),
-"vl": (vl_ds, collate_vl)}, {"robot": 0.5, "vl": 0.5}, batch_size=16)`` yields whole
+Co-training (seed 004, III-C): ``MixedBatchSource({"robot": (robot_ds, collate),
+"vl": (vl_ds, collate)}, {"robot": 0.5, "vl": 0.5}, batch_size=16)`` yields whole
 batches from one source at a time, source ``k`` chosen with probability ``w_k``.
 """
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vlaworks.models.backbones import TINY_NAMES, build_backbone
+from vlaworks.models.backbones import BACKBONES, build_backbone
 from vlaworks.models.backbones.base import ExtraTokens
+
+#: every VLM family's registry model (the CNN trunk has no LM: tests/models/backbones/test_cnn.py)
+TINY_NAMES = [name for name in BACKBONES.names() if name != "cnn"]
 
 _CACHE: dict[str, torch.nn.Module] = {}
 ATOL = 1e-5

@@ -7,7 +7,7 @@ import torch
 
 from vlaworks.models.backbones import build_backbone
 from vlaworks.models.backbones.base import ExtraTokens
-from vlaworks.models.backbones.cnn import SpatialSoftmax
+from vlaworks.models.backbones.families.cnn import SpatialSoftmax
 
 
 def test_spatial_softmax_finds_the_peak() -> None:

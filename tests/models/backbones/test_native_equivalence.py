@@ -24,7 +24,14 @@ def _images(v: int = 1) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    "name,scheme", [("qwen2.5-vl-tiny", "full"), ("qwen2.5-vl-tiny", "short"), ("qwen3-vl-tiny", "full")]
+    "name,scheme",
+    [
+        ("qwen2.5-vl-tiny", "full"),
+        ("qwen2.5-vl-tiny", "short"),
+        ("qwen3-vl-tiny", "full"),
+        ("qwen3-vl-moe-tiny", "full"),
+        ("qwen3-vl-moe-tiny", "short"),
+    ],
 )
 @torch.no_grad()
 def test_qwen_matches_native(name, scheme):
@@ -105,6 +112,7 @@ def test_prompt_templates():
         + "What action should the robotic arm take to pick up cube<|im_end|>\n<|im_start|>assistant\n"
     )
     assert _decoded("qwen3-vl-tiny", prompt_scheme="short") == "<|im_start|>" + q_img + "pick up cube\n"
+    assert _decoded("qwen3-vl-moe-tiny") == _decoded("qwen3-vl-tiny")  # Qwen3-VL's chat prompt
     assert _decoded("paligemma-tiny") == "<image>" * 64 + "<bos>pick up cube\n"
     assert _decoded("kosmos2-tiny") == "<s><image>" + "<image>" * 16 + "</image><p>pick up cube\n</p>"
     assert _decoded("smolvlm-tiny") == (
@@ -115,3 +123,23 @@ def test_prompt_templates():
     assert _decoded("prismatic-tiny") == (
         "<bos>" + "<pad>" * 36 + "In: What action should the robot take to pick up cube?\nOut:"
     )
+
+
+@torch.no_grad()
+def test_qwen3_vl_moe_routes_tokens_through_experts_and_reloads_as_its_family(tmp_path):
+    """The MoE family is its own class: sparse expert blocks in the LM, found again by its
+    model_type (not Qwen3-VL's) when loaded from a save_pretrained folder."""
+    from transformers import Qwen3VLMoeForConditionalGeneration
+
+    from vlaworks.models.backbones.families.qwen3_vl_moe import Qwen3VLMoeBackbone
+
+    torch.manual_seed(0)
+    m = build_backbone("qwen3-vl-moe-tiny").eval()
+    assert isinstance(m.model, Qwen3VLMoeForConditionalGeneration)
+    experts = [layer.mlp.experts for layer in m.model.model.language_model.layers]
+    assert experts and all(e.num_experts == 4 for e in experts)
+    m.save_pretrained(str(tmp_path))
+    again = build_backbone(str(tmp_path), dtype="float32").eval()
+    assert type(again) is Qwen3VLMoeBackbone
+    x = _images(2)
+    torch.testing.assert_close(again(x, [INSTR]).hidden, m(x, [INSTR]).hidden, atol=1e-6, rtol=0)

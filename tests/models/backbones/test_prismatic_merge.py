@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vlaworks.models.backbones import build_backbone
-from vlaworks.models.backbones.prismatic import merge_patches
+from vlaworks.models.backbones.families.prismatic import merge_patches
 
 
 def test_merge_patches_concatenates_each_block_row_major() -> None:

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from vlaworks.batch import Batch
-from vlaworks.models.heads.query_mlp import QUERY_BLOCK, QueryMLPHead, action_loss, gripper_to_sign
+from vlaworks.models.heads.query_mlp import (
+    QUERY_BLOCK,
+    QueryMLPHead,
+    QueryMLPOptions,
+    action_loss,
+    gripper_to_sign,
+)
 
 
 def _batch(b: int = 2, t: int = 3, mask: torch.Tensor | None = None) -> Batch:
@@ -23,11 +29,11 @@ def _batch(b: int = 2, t: int = 3, mask: torch.Tensor | None = None) -> Batch:
 
 
 def test_paper_mlp_shapes() -> None:
-    head = QueryMLPHead(hidden_size=64, chunk=4, mlp_width=1024)
+    head = QueryMLPHead(64, 4, options=QueryMLPOptions(mlp_width=1024))
     widths = [(m.in_features, m.out_features) for m in head.mlp if isinstance(m, torch.nn.Linear)]
     assert widths == [(64, 32), (32, 1024), (1024, 28)]
     assert isinstance(head.mlp[1], torch.nn.ReLU)
-    assert QueryMLPHead(hidden_size=64, chunk=4, mlp_width=16).mlp[2].out_features == 16
+    assert QueryMLPHead(64, 4, options=QueryMLPOptions(mlp_width=16)).mlp[2].out_features == 16
 
 
 def test_loss_matches_hand_computation() -> None:
@@ -67,7 +73,7 @@ def test_gripper_sign_decoding() -> None:
 
 def test_query_gets_gradient_through_backbone(fake_backbone) -> None:
     backbone = fake_backbone
-    head = QueryMLPHead(hidden_size=32, chunk=3, mlp_width=16)
+    head = QueryMLPHead(32, 3, options=QueryMLPOptions(mlp_width=16))
     batch = _batch()
     blocks = head.extra_tokens(batch, backbone, training=True)
     assert [b.name for b in blocks] == [QUERY_BLOCK] and blocks[0].embeds.shape == (2, 1, 32)
@@ -81,7 +87,7 @@ def test_query_gets_gradient_through_backbone(fake_backbone) -> None:
 
 def test_predict_returns_signed_gripper(fake_backbone) -> None:
     backbone = fake_backbone
-    head = QueryMLPHead(hidden_size=32, chunk=3, mlp_width=16)
+    head = QueryMLPHead(32, 3, options=QueryMLPOptions(mlp_width=16))
     batch = _batch()
     chunk = head.predict(batch, backbone, [])
     assert chunk.shape == (2, 3, 7)
@@ -90,7 +96,7 @@ def test_predict_returns_signed_gripper(fake_backbone) -> None:
 
 def test_chunk_mismatch_is_a_clear_error(fake_backbone) -> None:
     backbone = fake_backbone
-    head = QueryMLPHead(hidden_size=32, chunk=4, mlp_width=16)
+    head = QueryMLPHead(32, 4, options=QueryMLPOptions(mlp_width=16))
     batch = _batch(t=3)
     out = backbone(batch.images, batch.instructions, head.extra_tokens(batch, backbone, training=True))
     with pytest.raises(ValueError, match="chunk size"):

@@ -58,5 +58,5 @@ def test_prismatic_on_efficientnet_trains_and_reloads_exactly(tmp_path):
         a = m(imgs, ["put the red cube in the bowl"]).hidden
         b = again(imgs, ["put the red cube in the bowl"]).hidden
     torch.testing.assert_close(a, b)
-    with pytest.raises(ValueError, match="Unknown prismatic vision"):
+    with pytest.raises(ValueError, match="Option 'vision' of backbone 'prismatic-tiny' must be one of"):
         build_backbone("prismatic-tiny", vision="resnet")

@@ -1,6 +1,6 @@
 """The backbone contract: images + instruction + extra token blocks -> hidden states.
 
-Every backbone (Prismatic, Qwen2.5-VL, Qwen3-VL, PaliGemma, Kosmos-2, SmolVLM) builds
+Every backbone (Prismatic, Qwen2.5-VL, Qwen3-VL(-MoE), PaliGemma, Kosmos-2, SmolVLM) builds
 its *native* prompt (seed 003, appendix A.2.3) around the images and the instruction,
 then appends the policy's extra token blocks **at the end of the sequence, in order**.
 Sequences are **left-padded**, so every extra block sits at the same indices for every

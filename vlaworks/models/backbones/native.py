@@ -63,8 +63,6 @@ def call_lm(
 class NativeBackbone(Backbone):
     """Base of all backbones; see the module docstring."""
 
-    family: str = ""
-
     def __init__(self, tokenizer: Any, prompt_scheme: str) -> None:
         super().__init__()
         self._tokenizer = tokenizer

@@ -1,7 +1,9 @@
 """Action heads and their registry (``PolicyConfig.head.type`` names one of these).
 
-``token`` is the autoregressive token head (``tokenizer="bins" | "string" | "fast"``); a
-FAST head must be fitted on the training actions before training, which
+A head is one file: the head class, a dataclass of its options and ``PART = Part(Options,
+Head.from_config)``; registering it is one line in :data:`HEADS`. ``token`` is the
+autoregressive token head (``tokenizer="bins" | "string" | "fast"``); a FAST head must be
+fitted on the training actions before training, which
 :meth:`vlaworks.models.policy.VLAPolicy.prepare` does.
 """
 
@@ -15,15 +17,16 @@ if TYPE_CHECKING:
     from vlaworks.models.backbones.base import Backbone
     from vlaworks.models.heads.base import ActionHead
 
+#: head name -> ``Part(options dataclass, builder(backbone, config, options))``
 HEADS = PartRegistry(
     "head",
     {
-        "query_mlp": "vlaworks.models.heads.query_mlp:QueryMLPHead.from_config",
-        "token": "vlaworks.models.heads.token.head:TokenActionHead.from_config",
+        "query_mlp": "vlaworks.models.heads.query_mlp:PART",
+        "token": "vlaworks.models.heads.token.head:PART",
     },
 )
 
 
 def build_head(spec: PartSpec, backbone: Backbone, config: PolicyConfig) -> ActionHead:
     """Build the head named by ``spec`` for ``backbone`` (its width, tokenizer) and ``config``."""
-    return HEADS.resolve(spec.type)(backbone, config, **spec.options)
+    return HEADS.build(spec, backbone, config)

@@ -11,58 +11,71 @@ cross-entropy on the gripper logit (the normalised gripper target in [-1, 1] is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vlaworks.batch import Batch
 from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
-from vlaworks.models.config import PolicyConfig
+from vlaworks.models.config import Part, PolicyConfig
 from vlaworks.models.heads.base import ActionHead
 
 QUERY_BLOCK = "action_query"
-#: pose losses of the head: seed 003's Huber, or L1 (OFT / ACT)
-POSE_LOSSES = ("huber", "l1")
+
+
+@dataclass
+class QueryMLPOptions:
+    """Options of the ``query_mlp`` head."""
+
+    #: width of the MLP's wide layer (the paper's 1024)
+    mlp_width: int = 1024
+    #: Huber threshold on the normalised pose error
+    huber_delta: float = 1.0
+    #: pose loss: seed 003's Huber, or L1 (OpenVLA-OFT, ACT)
+    pose_loss: Literal["huber", "l1"] = "huber"
+    #: weight of the gripper BCE against the pose loss
+    gripper_weight: float = 1.0
+    #: standard deviation of the ``<ActionQuery>`` embedding's initialisation
+    query_init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.pose_loss not in ("huber", "l1"):
+            raise ValueError(f"Unknown pose_loss {self.pose_loss!r}; use 'huber' or 'l1'.")
+        if self.mlp_width < 1:
+            raise ValueError(f"query_mlp mlp_width must be >= 1; got {self.mlp_width}.")
 
 
 class QueryMLPHead(ActionHead):
     """``<ActionQuery>`` + MLP decoder with Huber (pose) + BCE (gripper) loss."""
 
     def __init__(
-        self,
-        hidden_size: int,
-        chunk: int,
-        action_dim: int = 7,
-        *,
-        mlp_width: int = 1024,
-        huber_delta: float = 1.0,
-        pose_loss: str = "huber",
-        gripper_weight: float = 1.0,
-        query_init_std: float = 0.02,
+        self, hidden_size: int, chunk: int, action_dim: int = 7, options: QueryMLPOptions | None = None
     ) -> None:
         super().__init__()
         if hidden_size < 2:
             raise ValueError(f"QueryMLPHead needs hidden_size >= 2; got {hidden_size}.")
-        if pose_loss not in POSE_LOSSES:
-            raise ValueError(f"Unknown pose_loss {pose_loss!r}; use one of {list(POSE_LOSSES)}.")
-        self.pose_loss = pose_loss
+        options = options or QueryMLPOptions()
+        self.pose_loss = options.pose_loss
         self.hidden_size = hidden_size
         self.chunk = chunk
         self.action_dim = action_dim
-        self.huber_delta = huber_delta
-        self.gripper_weight = gripper_weight
-        self.query = nn.Parameter(torch.randn(1, 1, hidden_size) * query_init_std)
+        self.huber_delta = options.huber_delta
+        self.gripper_weight = options.gripper_weight
+        self.query = nn.Parameter(torch.randn(1, 1, hidden_size) * options.query_init_std)
         self.mlp = nn.Sequential(
             nn.Linear(hidden_size, hidden_size // 2),
             nn.ReLU(),
-            nn.Linear(hidden_size // 2, mlp_width),
-            nn.Linear(mlp_width, action_dim * chunk),
+            nn.Linear(hidden_size // 2, options.mlp_width),
+            nn.Linear(options.mlp_width, action_dim * chunk),
         )
 
     @classmethod
-    def from_config(cls, backbone: Backbone, config: PolicyConfig, **options: float) -> QueryMLPHead:
+    def from_config(cls, backbone: Backbone, config: PolicyConfig, options: QueryMLPOptions) -> QueryMLPHead:
         """Registry builder: width from the backbone, chunk / action size from the config."""
-        return cls(backbone.hidden_size, config.chunk_size, config.action_dim, **options)
+        return cls(backbone.hidden_size, config.chunk_size, config.action_dim, options)
 
     def extra_tokens(self, batch: Batch, backbone: Backbone, *, training: bool) -> list[ExtraTokens]:
         dtype = backbone.input_embeddings().weight.dtype
@@ -144,3 +157,7 @@ def action_loss(
             metrics["l1_translation"] = float((err[..., :3].mean(-1) * mask).sum() / steps)
             metrics["l1_rotation"] = float((err[..., 3:6].mean(-1) * mask).sum() / steps)
     return loss, metrics
+
+
+#: the registry entry (``HEADS["query_mlp"]``)
+PART = Part(QueryMLPOptions, QueryMLPHead.from_config)

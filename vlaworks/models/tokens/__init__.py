@@ -1,4 +1,9 @@
-"""Token sources and their registry (``PolicyConfig.token_sources`` names these)."""
+"""Token sources and their registry (``PolicyConfig.token_sources`` names these).
+
+A token source is one file: the source class, a dataclass of its options and
+``PART = Part(Options, Source.from_config)``; registering it is one line in
+:data:`TOKEN_SOURCES`.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,15 @@ if TYPE_CHECKING:
     from vlaworks.models.backbones.base import Backbone
     from vlaworks.models.tokens.base import TokenSource
 
+#: token source name -> ``Part(options dataclass, builder(backbone, config, options))``
 TOKEN_SOURCES = PartRegistry(
     "token source",
     {
-        "proprio": "vlaworks.models.tokens.proprio:ProprioTokens.from_config",
+        "proprio": "vlaworks.models.tokens.proprio:PART",
     },
 )
 
 
 def build_token_source(spec: PartSpec, backbone: Backbone, config: PolicyConfig) -> TokenSource:
     """Build the token source named by ``spec`` for ``backbone`` and ``config``."""
-    return TOKEN_SOURCES.resolve(spec.type)(backbone, config, **spec.options)
+    return TOKEN_SOURCES.build(spec, backbone, config)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
 from vlaworks.batch import Batch
 from vlaworks.models.backbones.base import Backbone, ExtraTokens
-from vlaworks.models.config import PolicyConfig
+from vlaworks.models.config import Part, PolicyConfig
 from vlaworks.models.tokens.base import TokenSource
 
 PROPRIO_BLOCK = "proprio"
+
+
+@dataclass
+class ProprioOptions:
+    """The ``proprio`` source takes no options: its width is the backbone's and its input
+    size ``PolicyConfig.state_dim``."""
 
 
 class ProprioTokens(TokenSource):
@@ -21,7 +29,7 @@ class ProprioTokens(TokenSource):
         self.proj = nn.Linear(state_dim, hidden_size)
 
     @classmethod
-    def from_config(cls, backbone: Backbone, config: PolicyConfig) -> ProprioTokens:
+    def from_config(cls, backbone: Backbone, config: PolicyConfig, options: ProprioOptions) -> ProprioTokens:
         """Registry builder: needs ``config.use_state`` and ``config.state_dim``."""
         if not config.use_state or config.state_dim is None:
             raise ValueError(
@@ -44,3 +52,7 @@ class ProprioTokens(TokenSource):
             )
         embeds = self.proj(batch.state.to(self.proj.weight.dtype)).unsqueeze(1)
         return [ExtraTokens(PROPRIO_BLOCK, embeds=embeds)]
+
+
+#: the registry entry (``TOKEN_SOURCES["proprio"]``)
+PART = Part(ProprioOptions, ProprioTokens.from_config)

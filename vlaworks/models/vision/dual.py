@@ -20,9 +20,10 @@ Supported backbones (``vision_modules()`` of each then returns the dual module):
 * PaliGemma 1 / 2: the SigLIP ``vision_tower`` becomes :class:`DualTower` and the
   ``multi_modal_projector.linear`` is widened.
 
-The switch is ``PolicyConfig.backbone_options["dual_encoder"] = True``; ``build_policy``
-applies it after building (and, for from-scratch runs, re-initialising) the backbone, so
-a checkpoint rebuilds the same module tree and the frozen copy's weights load from it.
+The switch is the backbone option ``dual_encoder`` (``PolicyConfig.backbone_options``, a
+field of every family's options dataclass); ``build_policy`` applies it after building
+(and, for from-scratch runs, re-initialising) the backbone, so a checkpoint rebuilds the
+same module tree and the frozen copy's weights load from it.
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ def widen_linear(linear: nn.Linear) -> nn.Linear:
 
 def make_dual_encoder(backbone: nn.Module) -> None:
     """Give ``backbone`` a frozen ⊕ trained vision encoder and a widened projector (in place)."""
-    from vlaworks.models.backbones.hf_vlm import PaliGemmaBackbone
-    from vlaworks.models.backbones.prismatic import PrismaticBackbone
+    from vlaworks.models.backbones.families.paligemma import PaliGemmaBackbone
+    from vlaworks.models.backbones.families.prismatic import PrismaticBackbone
 
     if isinstance(backbone, PrismaticBackbone):
         backbone.featurizer = DualFeaturizer(backbone.featurizer)
@@ -113,7 +114,7 @@ def make_dual_encoder(backbone: nn.Module) -> None:
     else:
         raise ValueError(
             f"The dual vision encoder supports Prismatic and PaliGemma backbones; got "
-            f"{type(backbone).__name__}. Drop backbone_options['dual_encoder'] for this backbone."
+            f"{type(backbone).__name__}. Drop the backbone option dual_encoder for this backbone."
         )
 
 

@@ -8,7 +8,7 @@ import torch
 from token_fakes import RESERVED, TinyGPT2Backbone, make_batch, smooth_chunks
 
 from vlaworks.models.heads.token import BinTokenizer, FastTokenizer, StringTokenizer
-from vlaworks.models.heads.token.head import TokenActionHead
+from vlaworks.models.heads.token.head import TokenActionHead, TokenHeadOptions
 
 CHUNK, DIM = 4, 7
 
@@ -112,19 +112,20 @@ def test_training_makes_teacher_forced_answer_likely(backbone):
     assert (pred - batch.actions).abs().max() <= head.tokenizer.bin_width / 2 + 1e-6
 
 
-def test_fast_tokenizer_travels_in_the_state_dict(backbone, tmp_path):
+def test_fast_tokenizer_travels_in_the_state_dict(backbone, tmp_path, fake_backbones):
     from safetensors.torch import load_model, save_model
 
     from vlaworks.models.config import PartSpec, PolicyConfig
 
     config = PolicyConfig(backbone="fake", head=PartSpec("token", {"tokenizer": "fast"}), chunk_size=CHUNK)
-    head = TokenActionHead.from_config(backbone, config, tokenizer="fast", vocab_size=96)
+    head = TokenActionHead.from_config(backbone, config, TokenHeadOptions(tokenizer="fast", vocab_size=96))
     head.fit_tokenizer(smooth_chunks(200, CHUNK, DIM))
     batch = make_batch(2, CHUNK, DIM, seed=5)
     expected = head.decode_symbols(batch, backbone, [])
     save_model(head, str(tmp_path / "head.safetensors"))
 
-    fresh = TokenActionHead.from_config(backbone, config, tokenizer="fast", vocab_size=96)  # unfitted
+    unfitted = TokenHeadOptions(tokenizer="fast", vocab_size=96)
+    fresh = TokenActionHead.from_config(backbone, config, unfitted)
     load_model(fresh, str(tmp_path / "head.safetensors"))
     assert fresh.tokenizer.n_symbols == head.tokenizer.n_symbols
     chunk = smooth_chunks(1, CHUNK, DIM, seed=7)[0]
@@ -132,12 +133,12 @@ def test_fast_tokenizer_travels_in_the_state_dict(backbone, tmp_path):
     assert fresh.decode_symbols(batch, backbone, []) == expected
 
 
-def test_from_config_string_head_and_unfitted_fast_error(backbone):
+def test_from_config_string_head_and_unfitted_fast_error(backbone, fake_backbones):
     from vlaworks.models.config import PartSpec, PolicyConfig
 
     config = PolicyConfig(backbone="fake", head=PartSpec("token"), chunk_size=2, action_dim=3)
-    head = TokenActionHead.from_config(backbone, config, tokenizer="string", decimals=3)
+    head = TokenActionHead.from_config(backbone, config, TokenHeadOptions(tokenizer="string", decimals=3))
     assert head.tokenizer.decimals == 3 and head.chunk == 2 and head.action_dim == 3
-    fast = TokenActionHead.from_config(backbone, config, tokenizer="fast")
+    fast = TokenActionHead.from_config(backbone, config, TokenHeadOptions(tokenizer="fast"))
     with pytest.raises(RuntimeError, match="not fitted"):
         fast.predict(make_batch(1, 2, 3), backbone, [])

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from vlaworks.models.config import Registry
 from vlaworks.models.heads.token.base import CONFIG_FILE, ActionTokenizer, Grammar
 from vlaworks.models.heads.token.bins import BinTokenizer
 from vlaworks.models.heads.token.fast import FastTokenizer
@@ -19,6 +20,7 @@ from vlaworks.models.heads.token.head import TokenActionHead
 from vlaworks.models.heads.token.strings import NumberGrammar, StringTokenizer
 
 __all__ = [
+    "ACTION_TOKENIZERS",
     "ActionTokenizer",
     "BinTokenizer",
     "FastTokenizer",
@@ -32,29 +34,21 @@ __all__ = [
 ]
 
 
-KINDS = ("bins", "string", "fast")
+#: action tokenizer kind -> its class (``create`` a new one, ``from_dict`` a saved one)
+ACTION_TOKENIZERS = Registry(
+    "action tokenizer", {"bins": BinTokenizer, "string": StringTokenizer, "fast": FastTokenizer}
+)
 
 
 def build_action_tokenizer(kind: str, chunk: int, action_dim: int = 7, **options: Any) -> ActionTokenizer:
     """A new tokenizer by name; FAST also needs the chunk shape and must be fitted before use."""
-    if kind == "bins":
-        return BinTokenizer(**options)
-    if kind == "string":
-        return StringTokenizer(**options)
-    if kind == "fast":
-        return FastTokenizer(chunk, action_dim, **options)
-    raise ValueError(f"Unknown action tokenizer {kind!r}; expected one of {KINDS}.")
+    return ACTION_TOKENIZERS.resolve(kind).create(chunk, action_dim, **options)
 
 
 def tokenizer_from_json(text: str) -> ActionTokenizer:
     """Rebuild any action tokenizer from its ``to_json()`` document."""
     data = json.loads(text)
-    kind = data.pop("kind", None)
-    if kind == "fast":
-        return FastTokenizer.from_dict(data)
-    if kind in ("bins", "string"):
-        return build_action_tokenizer(kind, 0, 0, **data)
-    raise ValueError(f"Unknown action tokenizer kind {kind!r}; expected one of {KINDS}.")
+    return ACTION_TOKENIZERS.resolve(str(data.pop("kind", None))).from_dict(data)
 
 
 def load_action_tokenizer(directory: str | Path) -> ActionTokenizer:

@@ -115,6 +115,17 @@ class ActionTokenizer(ABC):
     def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments."""
 
+    @classmethod
+    def create(cls, chunk: int, action_dim: int, **options: Any) -> ActionTokenizer:
+        """A new tokenizer for chunks ``[chunk, action_dim]`` from its ``options`` (the
+        default ignores the shape: only shape-bound tokenizers such as FAST need it)."""
+        return cls(**options)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ActionTokenizer:
+        """Rebuild from :meth:`config`'s fields (``to_json`` without ``kind``)."""
+        return cls(**data)
+
     def to_json(self) -> str:
         """Everything needed to rebuild the tokenizer (read by ``tokenizer_from_json``)."""
         return json.dumps({"kind": self.kind, **self.config()})

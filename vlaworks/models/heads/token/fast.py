@@ -187,6 +187,11 @@ class FastTokenizer(ActionTokenizer):
         return json.dumps(data)
 
     @classmethod
+    def create(cls, chunk: int, action_dim: int, **options: Any) -> FastTokenizer:
+        """An unfitted tokenizer for chunks ``[chunk, action_dim]`` (``scale``, ``vocab_size``)."""
+        return cls(chunk, action_dim, **options)
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FastTokenizer:
         """Rebuild from the fields of :meth:`to_json` (fitted if ``bpe`` is present)."""
         tok = cls(data["chunk"], data["action_dim"], data["scale"], data["vocab_size"])

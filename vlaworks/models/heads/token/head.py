@@ -31,25 +31,70 @@ buffer ``tokenizer_state``, so ``model.safetensors`` alone rebuilds the head.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from vlaworks.batch import Batch
 from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
+from vlaworks.models.config import Part, PolicyConfig
 from vlaworks.models.heads.base import ActionHead
 from vlaworks.models.heads.token.base import ActionTokenizer, Grammar
 from vlaworks.models.lm_text import answer_span_loss, pad_answers
-
-if TYPE_CHECKING:
-    from vlaworks.models.config import PolicyConfig
 
 STATE_KEY = "tokenizer_state"
 #: symbol choice at each decoding step: the papers' greedy argmax, or the median of the
 #: model's distribution over each number (bins / string; robust where greedy digit-by-digit
 #: decoding takes each digit's mode, which under uncertainty spells 0.0000)
 DECODINGS = ("greedy", "median")
+#: the options of each action tokenizer (its constructor's; the defaults are its own)
+TOKENIZER_OPTIONS = {
+    "bins": ("n_bins",),
+    "string": ("decimals", "dim_sep", "step_sep"),
+    "fast": ("scale", "vocab_size"),
+}
+
+
+@dataclass
+class TokenHeadOptions:
+    """Options of the ``token`` head. The chosen tokenizer's own options sit beside the
+    head's (``n_bins``; ``decimals``, ``dim_sep``, ``step_sep``; ``scale``, ``vocab_size``);
+    another tokenizer's option is an error, as is any tokenizer option with ``tokenizer_dir``."""
+
+    tokenizer: Literal["bins", "string", "fast"] = "bins"
+    #: ``greedy`` (the papers') or ``median`` (bins / string)
+    decoding: Literal["greedy", "median"] = "greedy"
+    #: LM ids ``[first, stop)`` for bins / FAST symbols (default: the vocabulary's last ids)
+    id_range: tuple[int, int] | None = None
+    #: load a saved (e.g. fitted FAST) tokenizer from this folder instead
+    tokenizer_dir: str | None = None
+    n_bins: int | None = None
+    decimals: int | None = None
+    dim_sep: str | None = None
+    step_sep: str | None = None
+    scale: float | None = None
+    vocab_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for kind, names in TOKENIZER_OPTIONS.items():
+            given = [n for n in names if getattr(self, n) is not None]
+            if given and kind != self.tokenizer:
+                raise ValueError(
+                    f"Token head option {given[0]!r} belongs to tokenizer {kind!r}, not {self.tokenizer!r}; "
+                    f"{self.tokenizer!r} takes {', '.join(TOKENIZER_OPTIONS[self.tokenizer])}."
+                )
+        if self.tokenizer_dir is not None and self.tokenizer_options():
+            raise ValueError(
+                f"Token head options {sorted(self.tokenizer_options())} do not apply with tokenizer_dir "
+                "(the saved tokenizer keeps its own); drop them."
+            )
+
+    def tokenizer_options(self) -> dict[str, Any]:
+        """The given options of the chosen tokenizer, as its constructor takes them."""
+        names = TOKENIZER_OPTIONS[self.tokenizer]
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
 def _blob(tokenizer: ActionTokenizer) -> torch.Tensor:
@@ -88,32 +133,22 @@ class TokenActionHead(ActionHead):
 
     @classmethod
     def from_config(
-        cls,
-        backbone: Backbone,
-        config: PolicyConfig,
-        *,
-        tokenizer: str = "bins",
-        id_range: tuple[int, int] | None = None,
-        tokenizer_dir: str | None = None,
-        decoding: str = "greedy",
-        **options: Any,
+        cls, backbone: Backbone, config: PolicyConfig, options: TokenHeadOptions
     ) -> TokenActionHead:
-        """Registry builder. ``tokenizer``: ``bins`` | ``string`` | ``fast``; ``options`` go to
-        the tokenizer (``n_bins``; ``decimals``, ``dim_sep``, ``step_sep``; ``scale``,
-        ``vocab_size``). ``tokenizer_dir`` loads a saved (e.g. fitted FAST) tokenizer instead.
-        ``decoding``: ``greedy`` (the papers') or ``median`` (bins / string).
-        A FAST head built without one must be fitted (:meth:`fit_tokenizer`) before use."""
+        """Registry builder (see :class:`TokenHeadOptions`). A FAST head built without a
+        saved tokenizer must be fitted (:meth:`fit_tokenizer`) before use."""
         from vlaworks.models.heads.token import build_action_tokenizer, load_action_tokenizer
 
-        if tokenizer_dir is not None:
-            tok = load_action_tokenizer(tokenizer_dir)
+        if options.tokenizer_dir is not None:
+            tok = load_action_tokenizer(options.tokenizer_dir)
         else:
-            tok = build_action_tokenizer(tokenizer, config.chunk_size, config.action_dim, **options)
+            tok = build_action_tokenizer(
+                options.tokenizer, config.chunk_size, config.action_dim, **options.tokenizer_options()
+            )
         head = cls(
-            tok, config.chunk_size, config.action_dim, id_range=tuple(id_range) if id_range else None,
-            decoding=decoding,
+            tok, config.chunk_size, config.action_dim, id_range=options.id_range, decoding=options.decoding
         )
-        if tok.kind != "fast" or tokenizer_dir is not None:
+        if tok.kind != "fast" or options.tokenizer_dir is not None:
             head.bind(backbone)  # fail early on a vocabulary that cannot hold the symbols
         return head
 
@@ -312,3 +347,7 @@ class TokenActionHead(ActionHead):
                 hidden = backbone(batch.images, batch.instructions, [*prefix, block]).hidden
             last = hidden[:, -1]
         return [[s for s in row if s != end] for row in symbols]
+
+
+#: the registry entry (``HEADS["token"]``)
+PART = Part(TokenHeadOptions, TokenActionHead.from_config)

@@ -17,6 +17,7 @@ vision-language co-training do not apply.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,30 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
+from vlaworks.models.backbones.family import (
+    META_FILE,
+    BackboneFamily,
+    BackboneOptions,
+    Folder,
+    check_folder_agrees,
+)
 from vlaworks.models.text_tokenizer import build_tiny_tokenizer
 
-META_FILE = "vlaworks_backbone.json"
+#: the registry model's camera views, width and conv channels
+DEFAULT_VIEWS, DEFAULT_HIDDEN, DEFAULT_CHANNELS = 2, 256, (32, 64)
+
+
+@dataclass
+class CNNOptions(BackboneOptions):
+    """Options of the CNN trunk (None: 2 views, width 256, channels (32, 64)); with a folder,
+    what it must hold."""
+
+    #: camera views, one conv encoder each
+    views: int | None = None
+    #: width of the fused context and of every hidden state
+    hidden_size: int | None = None
+    #: conv channels of the first and last two layers
+    channels: tuple[int, int] | None = None
 
 
 class SpatialSoftmax(nn.Module):
@@ -67,12 +89,18 @@ class ConvEncoder(nn.Module):
         return torch.cat([self.keypoints(x), x.mean(dim=(2, 3))], dim=-1)
 
 
-class CNNBackbone(Backbone):
+class CNNBackbone(Backbone, BackboneFamily):
     """Per-view conv encoders + instruction embedding + MLP fusion; see the module docstring."""
 
     family = "cnn"
+    Options = CNNOptions
 
-    def __init__(self, views: int = 2, hidden_size: int = 256, channels: tuple[int, int] = (32, 64)) -> None:
+    def __init__(
+        self,
+        views: int = DEFAULT_VIEWS,
+        hidden_size: int = DEFAULT_HIDDEN,
+        channels: tuple[int, int] = DEFAULT_CHANNELS,
+    ) -> None:
         super().__init__()
         if views < 1 or hidden_size < 2:
             raise ValueError(
@@ -160,8 +188,28 @@ class CNNBackbone(Backbone):
         save_model(self, str(out / "model.safetensors"))
 
     @classmethod
-    def from_pretrained(cls, path: str) -> CNNBackbone:
-        meta = json.loads((Path(path) / META_FILE).read_text())
-        model = cls(meta["views"], meta["hidden_size"], tuple(meta["channels"]))
-        load_model(model, str(Path(path) / "model.safetensors"))
+    def registry_name(cls) -> str:
+        return "cnn"
+
+    @classmethod
+    def build(cls, options: CNNOptions) -> CNNBackbone:
+        """A random-init trunk of the given (else default) size."""
+        return cls(
+            options.views if options.views is not None else DEFAULT_VIEWS,
+            options.hidden_size if options.hidden_size is not None else DEFAULT_HIDDEN,
+            options.channels if options.channels is not None else DEFAULT_CHANNELS,
+        )
+
+    @classmethod
+    def load(cls, folder: Folder, options: CNNOptions) -> CNNBackbone:
+        meta = folder.meta
+        held = {
+            "views": meta["views"],
+            "hidden_size": meta["hidden_size"],
+            "channels": tuple(meta["channels"]),
+        }
+        for name, value in held.items():
+            check_folder_agrees(folder, name, getattr(options, name), value)
+        model = cls(held["views"], held["hidden_size"], held["channels"])
+        load_model(model, str(folder.path / "model.safetensors"))
         return model

@@ -1,8 +1,9 @@
-"""Prismatic / PokeVLM backbone: DINOv2 ⊕ SigLIP -> MLP projector -> causal LM.
+"""Prismatic / PokeVLM (``prismatic``): DINOv2 ⊕ SigLIP -> MLP projector -> causal LM.
 
-The tiny model can swap the random-init DINOv2 ⊕ SigLIP towers for an ImageNet-pretrained
-EfficientNet-lite0 (``vision="efficientnet"``, :mod:`vlaworks.models.vision.efficientnet`),
-the one pretrained vision tower that installs offline at CPU scale.
+The registry model (``prismatic-tiny``) can swap the random-init DINOv2 ⊕ SigLIP towers for
+an ImageNet-pretrained EfficientNet-lite0 (``vision="efficientnet"``,
+:mod:`vlaworks.models.vision.efficientnet`), the one pretrained vision tower that installs
+offline at CPU scale.
 
 The sequence is ``[<bos>] [view 1 patches] ... [view V patches] prompt`` (Prismatic puts
 the patches right after BOS). Prompt schemes: ``"openvla"`` (default)
@@ -15,9 +16,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from safetensors.torch import load_model, save_model
@@ -32,22 +34,53 @@ from transformers import (
     SiglipVisionModel,
 )
 
+from vlaworks.models.backbones.family import (
+    META_FILE,
+    BackboneFamily,
+    Folder,
+    VLMOptions,
+    check_folder_agrees,
+)
 from vlaworks.models.backbones.native import LMResult, NativeBackbone, call_lm
 from vlaworks.models.backbones.sequence import Piece
 from vlaworks.models.text_tokenizer import build_tiny_tokenizer
 from vlaworks.models.vision.featurizer import DinoSigLIPFeaturizer, VisionFeaturizer
 
-META_FILE = "vlaworks_backbone.json"
 PROMPTS = {
     "openvla": "In: What action should the robot take to {instruction}?\nOut:",
     "simple": "{instruction}\n",
 }
+#: the registry model's tower input size, patch size and vision tower
+TINY_IMAGE_SIZE, TINY_PATCH_SIZE, TINY_VISION = 96, 16, "dinosiglip"
 
 
-class PrismaticBackbone(NativeBackbone):
+@dataclass
+class PrismaticOptions(VLMOptions):
+    """Options of the Prismatic family; with a folder, the architecture options (the last
+    four) state what it must hold: the same vision tower and merge, and the patch grid
+    ``image_size / patch_size``."""
+
+    #: towers' input size (None: 96)
+    image_size: int | None = None
+    #: patch size: ``(image_size / patch_size)^2`` visual tokens per view (None: 16)
+    patch_size: int | None = None
+    #: random-init DINOv2 ⊕ SigLIP or the pretrained EfficientNet-lite0 (None: dinosiglip)
+    vision: Literal["dinosiglip", "efficientnet"] | None = None
+    #: k x k projected patches merged into one LM token (None: 1, no merge)
+    token_merge: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "patch_size", "token_merge"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"Backbone option {name} must be >= 1; got {value}.")
+
+
+class PrismaticBackbone(NativeBackbone, BackboneFamily):
     """DINOv2 ⊕ SigLIP patch features, 2-layer GELU MLP projector, ``AutoModelForCausalLM``."""
 
     family = "prismatic"
+    Options = PrismaticOptions
 
     def __init__(
         self,
@@ -87,17 +120,7 @@ class PrismaticBackbone(NativeBackbone):
 
     # ----- construction ------------------------------------------------------------------
     @classmethod
-    def tiny(
-        cls,
-        *,
-        image_size: int = 96,
-        patch_size: int = 16,
-        prompt_scheme: str = "openvla",
-        vision: str = "dinosiglip",
-        token_merge: int = 1,
-        attn_implementation: str = "sdpa",
-        **_: Any,
-    ) -> PrismaticBackbone:
+    def build(cls, options: PrismaticOptions) -> PrismaticBackbone:
         """Random-init small model: LM hidden 128 x 4 layers, towers hidden 64 x 2 layers.
 
         ``patch_size`` sets the spatial resolution of the visual tokens (``(image_size /
@@ -108,40 +131,43 @@ class PrismaticBackbone(NativeBackbone):
         (concatenated, then a linear layer, as Qwen2-VL's patch merger): the towers keep
         their fine patches while the LM reads k² times fewer image tokens.
         """
+        image_size = options.image_size if options.image_size is not None else TINY_IMAGE_SIZE
+        patch_size = options.patch_size if options.patch_size is not None else TINY_PATCH_SIZE
+        vision = options.vision or TINY_VISION
+        merge = options.token_merge if options.token_merge is not None else 1
+        attn, scheme = options.attn_implementation, options.prompt_scheme or "openvla"
         tok = build_tiny_tokenizer()
         if vision == "efficientnet":
             from vlaworks.models.vision.efficientnet import EfficientNetFeaturizer
 
             if image_size % patch_size:
                 raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}.")
-            effnet = partial(EfficientNetFeaturizer, (image_size // patch_size) * 8, 8)
-            return cls._assemble(
-                effnet, _tiny_llm_config(tok), tok, prompt_scheme, attn_implementation, token_merge
+            featurizer: Callable[[], VisionFeaturizer] = partial(
+                EfficientNetFeaturizer, (image_size // patch_size) * 8, 8
             )
-        if vision != "dinosiglip":
-            raise ValueError(f"Unknown prismatic vision {vision!r}; use 'dinosiglip' or 'efficientnet'.")
-        dino = Dinov2Config(
-            hidden_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            mlp_ratio=2,
-            image_size=image_size,
-            patch_size=patch_size,
-        )
-        siglip = SiglipVisionConfig(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=image_size,
-            patch_size=patch_size,
-        )
-        featurizer = partial(DinoSigLIPFeaturizer.from_configs, dino, siglip)
-        for tower in (dino, siglip):
-            tower._attn_implementation = attn_implementation
-        return cls._assemble(
-            featurizer, _tiny_llm_config(tok), tok, prompt_scheme, attn_implementation, token_merge
-        )
+        else:
+            dino = Dinov2Config(
+                hidden_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                mlp_ratio=2,
+                image_size=image_size,
+                patch_size=patch_size,
+            )
+            siglip = SiglipVisionConfig(
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                image_size=image_size,
+                patch_size=patch_size,
+            )
+            for tower in (dino, siglip):
+                tower._attn_implementation = attn
+            featurizer = partial(DinoSigLIPFeaturizer.from_configs, dino, siglip)
+        model = cls._assemble(featurizer, _tiny_llm_config(tok), tok, scheme, attn, merge)
+        dtype = options.torch_dtype
+        return model.to(dtype) if dtype is not None else model
 
     @classmethod
     def _assemble(
@@ -202,20 +228,14 @@ class PrismaticBackbone(NativeBackbone):
         self._tokenizer.save_pretrained(str(out))
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path: str,
-        *,
-        prompt_scheme: str | None = None,
-        dtype: torch.dtype | None = None,
-        attn_implementation: str = "sdpa",
-        **_: Any,
-    ) -> PrismaticBackbone:
-        meta = json.loads((Path(path) / META_FILE).read_text())
+    def load(cls, folder: Folder, options: PrismaticOptions) -> PrismaticBackbone:
+        """A folder written by :meth:`save_pretrained`; architecture options must match it."""
+        meta = folder.meta
+        _check_architecture(folder, options)
         llm_meta = dict(meta["llm"])
         llm_cfg = AutoConfig.for_model(llm_meta.pop("model_type"), **llm_meta)
-        tok = AutoTokenizer.from_pretrained(path)
-        scheme = prompt_scheme or meta["prompt_scheme"]
+        tok = AutoTokenizer.from_pretrained(str(folder.path))
+        scheme = options.prompt_scheme or meta["prompt_scheme"]
         if "efficientnet" in meta:
             from vlaworks.models.vision.efficientnet import EfficientNetFeaturizer
 
@@ -224,8 +244,9 @@ class PrismaticBackbone(NativeBackbone):
             dino, siglip = Dinov2Config(**meta["dinov2"]), SiglipVisionConfig(**meta["siglip"])
             featurizer = partial(DinoSigLIPFeaturizer.from_configs, dino, siglip)
         merge = int(meta.get("token_merge", 1))
-        model = cls._assemble(featurizer, llm_cfg, tok, scheme, attn_implementation, merge)
-        load_model(model, str(Path(path) / "model.safetensors"))
+        model = cls._assemble(featurizer, llm_cfg, tok, scheme, options.attn_implementation, merge)
+        load_model(model, str(folder.path / "model.safetensors"))
+        dtype = options.torch_dtype
         return model.to(dtype) if dtype is not None else model
 
     # ----- hooks -------------------------------------------------------------------------
@@ -285,3 +306,25 @@ def _tiny_llm_config(tok: Any) -> Any:
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
     )
+
+
+def _check_architecture(folder: Folder, options: PrismaticOptions) -> None:
+    """The vision tower, token merge and patch grid a folder holds against the options given
+    (an option left out takes the folder's tower input and patch size)."""
+    meta = folder.meta
+    if "efficientnet" in meta:
+        tower = meta["efficientnet"]
+        vision, size, patch = "efficientnet", tower["image_size"], tower["stride"]
+    else:
+        vision, size, patch = "dinosiglip", meta["siglip"]["image_size"], meta["siglip"]["patch_size"]
+    check_folder_agrees(folder, "vision", options.vision, vision)
+    check_folder_agrees(folder, "token_merge", options.token_merge, int(meta.get("token_merge", 1)))
+    grid = size // patch
+    given_size = options.image_size if options.image_size is not None else size
+    given_patch = options.patch_size if options.patch_size is not None else patch
+    if given_size % given_patch or given_size // given_patch != grid:
+        raise ValueError(
+            f"Backbone folder {folder.path} holds a {grid} x {grid} patch grid per view (image_size {size}, "
+            f"patch_size {patch}); image_size={given_size} / patch_size={given_patch} describe another. "
+            "Drop these options or give ones that match."
+        )
