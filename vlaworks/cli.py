@@ -1,5 +1,5 @@
-"""One entry point: ``vlaworks generate | render | check | pretrain | train | eval | compare | probe |
-recipes | demo``.
+"""One entry point: ``vlaworks generate | render | check | pretrain | train | eval | serve | compare |
+probe | recipes | demo``.
 
 Each command is a thin shell over a library function, so everything the CLI does is
 also a Python call. Heavy imports happen inside the commands to keep ``--help`` fast.
@@ -231,7 +231,9 @@ def train(
 
 @app.command("eval")
 def evaluate(
-    policy: Annotated[str, typer.Option(help="'expert', a run folder or a policy folder.")],
+    policy: Annotated[
+        str, typer.Option(help="'expert', a run folder, a policy folder or a server (ws://HOST:PORT).")
+    ],
     suite: Annotated[list[str], typer.Option(help="Suite(s) to evaluate.")],
     out: Annotated[Path, typer.Option(help="Report folder.")],
     episodes: Annotated[int, typer.Option(min=1, help="Episodes per task.")] = 10,
@@ -267,6 +269,37 @@ def evaluate(
     )
     overall = result.overall()
     typer.echo(f"success {100 * overall.rate:.1f}% ({overall.successes}/{overall.n})")
+
+
+@app.command()
+def serve(
+    policy: Annotated[str, typer.Option(help="A run folder or a policy folder.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: all of them).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port).")] = 8000,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda (default: cuda if available).")] = None,
+    max_batch: Annotated[
+        int, typer.Option(min=1, help="Concurrent requests run as one model call (1: no batching).")
+    ] = 8,
+    batch_wait_ms: Annotated[
+        float, typer.Option(min=0.0, help="How long a batch waits for other clients' requests.")
+    ] = 2.0,
+    max_message_mb: Annotated[
+        float, typer.Option(callback=_positive, help="Largest request frame accepted, in MiB.")
+    ] = 8.0,
+) -> None:
+    """Serve a policy over websocket + msgpack-numpy (openpi's protocol): openpi_client or
+    `vlaworks eval --policy ws://HOST:PORT` get action chunks; GET /healthz checks it."""
+    from vlaworks.serve.server import ServerOptions
+    from vlaworks.serve.server import serve as run_server
+
+    options = ServerOptions(
+        host=host,
+        port=port,
+        max_batch=max_batch,
+        batch_wait_ms=batch_wait_ms,
+        max_message_bytes=int(max_message_mb * 2**20),
+    )
+    run_server(policy, options, announce=typer.echo, device=device)
 
 
 @app.command()

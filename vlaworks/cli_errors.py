@@ -26,6 +26,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     FileExistsError,
     NotADirectoryError,
+    ConnectionError,  # no policy server at a ws:// address
 )
 EXIT_USER_ERROR = 2
 DEBUG_ENV = "VLAWORKS_DEBUG"

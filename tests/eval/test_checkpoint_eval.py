@@ -1,4 +1,5 @@
-"""A saved tiny VLA checkpoint evaluated through ``evaluate(path)`` on the fake env."""
+"""A saved tiny VLA checkpoint evaluated through ``evaluate(path)`` on the fake env, in
+process and served (``evaluate("ws://...")``)."""
 
 from pathlib import Path
 
@@ -6,6 +7,7 @@ import pytest
 from eval_fakes import make_fake_env
 
 from vlaworks.eval.run import evaluate
+from vlaworks.serve.process import ServerProcess
 
 pytestmark = pytest.mark.slow
 STEPS = 6
@@ -57,3 +59,38 @@ def test_checkpoint_policy_runs_in_closed_loop(checkpoint, tmp_path):
             assert 1 <= e.length <= STEPS
             assert e.predictions == -(-e.length // stride)
     assert (tmp_path / "full" / "report.md").exists()
+
+
+def test_served_checkpoint_evaluates_like_the_in_process_one(checkpoint, tmp_path):
+    """Same episodes, and every executed action identical, through ``ws://`` as in process."""
+    import numpy as np
+
+    actions: dict[str, list] = {"served": [], "local": []}
+
+    def run(name, policy):
+        def recording_env(suite, task, **kwargs):
+            env = make_fake_env(suite, task, **kwargs)
+            step = env.step
+            env.step = lambda action: actions[name].append(np.array(action)) or step(action)
+            return env
+
+        return evaluate(
+            policy,
+            ["toy"],
+            2,
+            out=tmp_path / name,
+            env_factory=recording_env,
+            image_size=16,
+            videos=0,
+            device="cpu",
+            quiet=True,
+            env_kwargs={"max_episode_steps": STEPS},
+        )
+
+    with ServerProcess(checkpoint, log=tmp_path / "server.log") as server:
+        served = run("served", server.uri)
+    local = run("local", str(checkpoint))
+    assert served.policy == server.uri
+    assert served.episodes == local.episodes
+    np.testing.assert_array_equal(np.stack(actions["served"]), np.stack(actions["local"]))
+    assert len(actions["local"]) == sum(e.length for e in local.episodes)

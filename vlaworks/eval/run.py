@@ -105,9 +105,10 @@ def evaluate(
     device: str | None = None,
     quiet: bool = False,
 ) -> EvalResult:
-    """Evaluate ``policy_spec`` (``"expert"``, a policy or training run folder, or a picklable
-    ``factory(envs) -> ChunkPolicy``) on ``suites`` and write the report into ``out``; a
-    folder is resolved once to the policy folder it names, which labels the report.
+    """Evaluate ``policy_spec`` (``"expert"``, a policy or training run folder, a policy
+    server ``ws://HOST:PORT``, or a picklable ``factory(envs) -> ChunkPolicy``) on ``suites``
+    and write the report into ``out``; a folder is resolved once to the policy folder it
+    names, which labels the report.
 
     ``perturb`` holds ``"FAMILY:SEVERITY"`` strings passed to every env; ``tasks``
     restricts the run to some tasks of the suites (full ids or names within a suite). ``env_factory``

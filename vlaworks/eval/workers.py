@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from vlaworks.eval.expert import ExpertPolicy
 from vlaworks.eval.results import EpisodeResult
 from vlaworks.eval.rollout import EpisodeSpec, run_episodes
+from vlaworks.serve.client import RemotePolicy, is_remote_spec
 
 if TYPE_CHECKING:
     from vlaworks.policy_api import ChunkPolicy
@@ -92,22 +93,33 @@ def _load_checkpoint(path: str, device: str | None) -> ChunkPolicy:
     return load_policy(path, device=device or default_device())
 
 
+@functools.lru_cache(maxsize=2)
+def _connect(uri: str) -> ChunkPolicy:
+    return RemotePolicy(uri)
+
+
 def policy_from_spec(spec: PolicySpec, envs: Sequence[Any], device: str | None = None) -> ChunkPolicy:
     """The policy that drives a group of ``envs``: the expert bound to them, a saved policy
     (policy or run folder) loaded once per process on ``device`` (default: cuda if
-    available), or ``spec(envs)``."""
+    available), a policy server (``ws://``, one connection per process), or ``spec(envs)``."""
     if callable(spec):
         return spec(envs)
     if str(spec) == EXPERT:
         return ExpertPolicy(envs)
+    if is_remote_spec(spec):
+        return _connect(str(spec))
     return _load_checkpoint(str(spec), device)
 
 
 def resolve_policy_spec(spec: PolicySpec) -> PolicySpec:
     """``"expert"`` and factories as they are; a path resolved to the policy folder it names
     (:func:`vlaworks.models.checkpoint.resolve_policy_folder`, checked before any worker
-    starts: a missing or damaged policy is one clear error, not one per worker)."""
+    starts: a missing or damaged policy is one clear error, not one per worker); a policy
+    server (``ws://``) as it is, once it answers."""
     if callable(spec) or str(spec) == EXPERT:
+        return spec
+    if is_remote_spec(spec):
+        RemotePolicy(str(spec)).close()  # no server there: one clear error before any env starts
         return spec
     if not Path(spec).exists():
         raise FileNotFoundError(
