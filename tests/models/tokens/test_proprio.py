@@ -25,6 +25,24 @@ def test_one_token_per_sample_with_gradient() -> None:
     assert source.proj.weight.grad.abs().sum() > 0
 
 
+def test_oft_mlp_projector(fake_backbone) -> None:
+    """projector="mlp" is OFT's ProprioProjector: Linear(S, h) -> GELU -> Linear(h, h)."""
+    config = PolicyConfig(
+        backbone="fake", head=PartSpec("query_mlp"), chunk_size=2, use_state=True, state_dim=5
+    )
+    source = build_token_source(PartSpec("proprio", {"projector": "mlp"}), fake_backbone, config)
+    fc1, act, fc2 = source.proj
+    assert (fc1.in_features, fc1.out_features, fc2.out_features) == (5, 32, 32)
+    assert isinstance(act, torch.nn.GELU)
+    state = torch.randn(2, 5)
+    (block,) = source.tokens(_batch(state), 32)
+    torch.testing.assert_close(block.embeds[:, 0], fc2(torch.nn.functional.gelu(fc1(state))))
+    block.embeds.sum().backward()
+    assert fc1.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="Option 'projector'.*one of 'linear', 'mlp'"):
+        build_token_source(PartSpec("proprio", {"projector": "deep"}), fake_backbone, config)
+
+
 def test_bad_state_is_a_clear_error() -> None:
     source = ProprioTokens(state_dim=5, hidden_size=12)
     with pytest.raises(ValueError, match="needs batch.state"):

@@ -1,8 +1,13 @@
-"""Proprio token source: the normalised robot state as one LM token (``Linear(S, h)``)."""
+"""Proprio token source: the normalised robot state as one LM token.
+
+The projector is ``Linear(S, h)`` (``projector="linear"``, the default) or OpenVLA-OFT's
+``ProprioProjector`` ``Linear(S, h) -> GELU -> Linear(h, h)`` (``projector="mlp"``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from torch import nn
 
@@ -16,17 +21,30 @@ PROPRIO_BLOCK = "proprio"
 
 @dataclass
 class ProprioOptions:
-    """The ``proprio`` source takes no options: its width is the backbone's and its input
-    size ``PolicyConfig.state_dim``."""
+    """Options of the ``proprio`` source; its width is the backbone's and its input size
+    ``PolicyConfig.state_dim``."""
+
+    #: ``"linear"``: one linear layer; ``"mlp"``: OpenVLA-OFT's two-layer GELU projector
+    projector: Literal["linear", "mlp"] = "linear"
 
 
 class ProprioTokens(TokenSource):
     """Projects ``batch.state`` (``[B, S]``, normalised) to a single causal token."""
 
-    def __init__(self, state_dim: int, hidden_size: int) -> None:
+    def __init__(
+        self, state_dim: int, hidden_size: int, projector: Literal["linear", "mlp"] = "linear"
+    ) -> None:
         super().__init__()
         self.state_dim = state_dim
-        self.proj = nn.Linear(state_dim, hidden_size)
+        self.hidden_size = hidden_size
+        if projector == "linear":
+            self.proj: nn.Module = nn.Linear(state_dim, hidden_size)
+        elif projector == "mlp":
+            self.proj = nn.Sequential(
+                nn.Linear(state_dim, hidden_size), nn.GELU(), nn.Linear(hidden_size, hidden_size)
+            )
+        else:
+            raise ValueError(f"Unknown proprio projector {projector!r}; use 'linear' or 'mlp'.")
 
     @classmethod
     def from_config(cls, backbone: Backbone, config: PolicyConfig, options: ProprioOptions) -> ProprioTokens:
@@ -35,7 +53,7 @@ class ProprioTokens(TokenSource):
             raise ValueError(
                 "The 'proprio' token source needs PolicyConfig.use_state=True and state_dim set."
             )
-        return cls(config.state_dim, backbone.hidden_size)
+        return cls(config.state_dim, backbone.hidden_size, options.projector)
 
     def tokens(self, batch: Batch, hidden_size: int) -> list[ExtraTokens]:
         if batch.state is None:
@@ -46,11 +64,12 @@ class ProprioTokens(TokenSource):
             raise ValueError(
                 f"ProprioTokens expects state [B, {self.state_dim}]; got {tuple(batch.state.shape)}."
             )
-        if hidden_size != self.proj.out_features:
+        if hidden_size != self.hidden_size:
             raise ValueError(
-                f"ProprioTokens was built for width {self.proj.out_features}, asked for {hidden_size}."
+                f"ProprioTokens was built for width {self.hidden_size}, asked for {hidden_size}."
             )
-        embeds = self.proj(batch.state.to(self.proj.weight.dtype)).unsqueeze(1)
+        dtype = next(self.proj.parameters()).dtype
+        embeds = self.proj(batch.state.to(dtype)).unsqueeze(1)
         return [ExtraTokens(PROPRIO_BLOCK, embeds=embeds)]
 
 
