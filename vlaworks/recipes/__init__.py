@@ -3,9 +3,10 @@
 Each entry is a builder returning a :class:`~vlaworks.recipes.base.Recipe`: VLM4VLA (seed
 003) and its ablations, OpenVLA and seed 004's D / S / C variants (``openvla``,
 ``openvla+D`` ... ``openvla+``), π0 with its flow-matching action expert and seed 004's
-π0⁺ (``pi0``, ``pi0+``), and the non-VLA floor ``bc-cnn``; later systems (PixelVLA,
-PokeVLA, OFT) are more entries here. ``vlaworks.recipes.training``
-joins a recipe's co-training mix and FAST fitting to the training data.
+π0⁺ (``pi0``, ``pi0+``), OpenVLA-OFT's parallel decoding with L1 (``openvla-oft``), and
+the non-VLA floor ``bc-cnn``; later systems (PixelVLA, PokeVLA) are more entries here.
+``vlaworks.recipes.training`` joins a recipe's co-training mix and FAST fitting to the
+training data.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ RECIPES = Registry(
         "openvla+DS": "vlaworks.recipes.openvla:openvla_ds",
         "openvla+SC": "vlaworks.recipes.openvla:openvla_sc",
         "openvla+": "vlaworks.recipes.openvla:openvla_plus",
+        "openvla-oft": "vlaworks.recipes.openvla_oft:openvla_oft",
         "pi0": "vlaworks.recipes.pi0:pi0",
         "pi0+": "vlaworks.recipes.pi0:pi0_plus",
         "bc-cnn": "vlaworks.recipes.bc_cnn:bc_cnn",
