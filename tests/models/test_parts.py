@@ -37,8 +37,8 @@ def test_unknown_head_and_token_source_options_are_errors_with_a_hint() -> None:
         config(head=PartSpec("query_mlp", {"mlp_widht": 8}))
     with pytest.raises(ValueError, match="option 'decimal' for head 'token'; did you mean 'decimals'"):
         config(head=PartSpec("token", {"tokenizer": "string", "decimal": 3}))
-    with pytest.raises(ValueError, match="option 'dim' for token source 'proprio'; it takes no options"):
-        config(use_state=True, state_dim=3, token_sources=[PartSpec("proprio", {"dim": 3})])
+    with pytest.raises(ValueError, match="'projecter' for token source 'proprio'; did you mean 'projector'"):
+        config(use_state=True, state_dim=3, token_sources=[PartSpec("proprio", {"projecter": "mlp"})])
     with pytest.raises(KeyError, match="Unknown head 'query-mlp'; did you mean 'query_mlp'"):
         config(head=PartSpec("query-mlp"))
 
@@ -153,3 +153,10 @@ def test_parse_options_converts_json_values_and_keeps_the_rest() -> None:
         parse_options(Options, {"flag": 0}, "part 'x'")
     with pytest.raises(ValueError, match="must be a mapping"):
         parse_options(Options, [("rate", 1.0)], "part 'x'")
+
+    @dataclass
+    class NoOptions:
+        """A part without options."""
+
+    with pytest.raises(ValueError, match="option 'dim' for part 'x'; it takes no options"):
+        parse_options(NoOptions, {"dim": 3}, "part 'x'")
