@@ -23,6 +23,7 @@ PhraseExtractor = Callable[[str], str]
 
 _CLAUSE_SPLIT = re.compile(r"\s*(?:,?\s+and then\s+|,\s*then\s+|;\s*|\.\s+|\bafter that\b,?\s*)")
 _DETERMINER = re.compile(r"\b(?:the|a|an)\s+")
+_DETERMINERS = {"the", "a", "an"}
 _VERBS = ("pick up", "put", "place", "stack", "lift", "push", "slide", "move", "grab", "take", "get")
 #: words that end the object's noun phrase ("red cube | in the bowl", "red cube | closest to ...")
 _BOUNDARY = {
@@ -53,7 +54,7 @@ def rule_phrase(instruction: str) -> str:
     words = re.findall(r"[a-z0-9][a-z0-9'-]*", rest)
     cut = next((i for i, w in enumerate(words) if w in _BOUNDARY and i > 0), len(words))
     words = words[:cut]
-    while len(words) > 1 and words[0] in _POSITION:
+    while words and (words[0] in _DETERMINERS or (len(words) > 1 and words[0] in _POSITION)):
         words = words[1:]
     if not words:
         raise ValueError(
