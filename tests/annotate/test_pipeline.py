@@ -26,7 +26,7 @@ def _invoke(args: list[str], code: int = 0) -> str:
 def test_cli_writes_a_copy_that_reads_back_with_its_annotations(spatial_demos, tmp_path):
     out, report = tmp_path / "annotated", tmp_path / "report.md"
     text = _invoke(["annotate", spatial_demos, "--out", out, "--backend", "oracle", "--report", report])
-    assert "| oracle | oracle | 2 | 2 (100.0%) | 1.000 | 100.0% | 1.000 |" in text
+    assert "| oracle | oracle | 2 | 2 (100.0%) | 100.0% | 1.000 | 100.0% | 1.000 |" in text
     assert report.read_text() in text
     source, copy = LeRobotDataset(spatial_demos), LeRobotDataset(out)
     assert copy.num_episodes == 2 and copy.features == source.features

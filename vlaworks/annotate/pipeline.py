@@ -94,6 +94,16 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @dataclass(frozen=True)
+class Labelled:
+    """One episode's annotation and, when the dataset has ground truth, the mask's IoU
+    against it and the fraction of the true target's pixels inside the proposal."""
+
+    annotation: EpisodeAnnotation
+    iou: float | None = None
+    recall: float | None = None
+
+
+@dataclass(frozen=True)
 class Labeller:
     """Everything that annotates one episode, resolved against one dataset."""
 
@@ -105,8 +115,8 @@ class Labeller:
     extract_phrase: PhraseExtractor
     settings: AnnotateSettings
 
-    def __call__(self, index: int, episode: dict[str, Any]) -> tuple[EpisodeAnnotation, float | None]:
-        """Episode ``index``'s annotation and, with ground truth, the mask's IoU against it.
+    def __call__(self, index: int, episode: dict[str, Any]) -> Labelled:
+        """Annotate episode ``index``.
 
         ``episode`` is :meth:`LeRobotDataset.episode`'s dict of per-frame arrays.
         """
@@ -123,7 +133,9 @@ class Labeller:
         }
         key = key_frame(episode["action"])
         if key is None:
-            return EpisodeAnnotation(**base, valid=False, key_frame=-1, mask=empty, reason=NO_KEY_FRAME), None
+            return Labelled(
+                EpisodeAnnotation(**base, valid=False, key_frame=-1, mask=empty, reason=NO_KEY_FRAME)
+            )
         truth = None
         if self.segment_key is not None:
             segmentation = episode[self.segment_key][key]
@@ -135,10 +147,13 @@ class Labeller:
         proposal = propose(gripper, key, s.margin)
         if proposal is None:
             annotation = EpisodeAnnotation(**base, valid=False, key_frame=key, mask=empty, reason=NO_GRIPPER)
-            return annotation, None
+            return Labelled(annotation, iou=0.0 if truth is not None else None)
         result = self.segmenter(SegmentRequest(frames[key], phrase, proposal.box, gripper, truth))
         mask = np.asarray(result.mask, dtype=bool)
-        iou = mask_iou(mask, truth) if truth is not None else None
+        iou = recall = None
+        if truth is not None:
+            iou = mask_iou(mask, truth)
+            recall = float(truth[proposal.box.region(height, width)].sum() / max(truth.sum(), 1))
         box = proposal.box
         fill = mask.sum() / max((box.x1 - box.x0) * (box.y1 - box.y0), 1)
         reason = discard_reason(mask, result.confidence, fill, s)
@@ -150,12 +165,12 @@ class Labeller:
             "proposal": box.normalised(height, width),
         }
         if reason:
-            return EpisodeAnnotation(**common, valid=False, reason=reason), iou
+            return Labelled(EpisodeAnnotation(**common, valid=False, reason=reason), iou, recall)
         prompts = derive_prompts(mask, s.points, np.random.default_rng([s.seed, index]))
         annotation = EpisodeAnnotation(
             **common, valid=True, box=prompts.box, line=prompts.line, points=prompts.points
         )
-        return annotation, iou
+        return Labelled(annotation, iou, recall)
 
 
 def discard_reason(mask: np.ndarray, confidence: float, fill: float, settings: AnnotateSettings) -> str:
@@ -224,13 +239,8 @@ def annotate_dataset(
     clean_stale_writes(out.parent)
     check_replaceable(out, overwrite)  # fail before the slow part
     labeller = make_labeller(ds, settings)
-    annotations: list[EpisodeAnnotation] = []
-    ious: list[float | None] = []
     start = time.perf_counter()
-    for index in sorted(int(ep["episode_index"]) for ep in ds.episodes):
-        annotation, iou = labeller(index, ds.episode(index))
-        annotations.append(annotation)
-        ious.append(iou)
+    results = [labeller(i, ds.episode(i)) for i in sorted(int(ep["episode_index"]) for ep in ds.episodes)]
     seconds = time.perf_counter() - start
     tmp = writing_folder(out)
     try:
@@ -238,41 +248,46 @@ def annotate_dataset(
             shutil.rmtree(tmp)
         copy_dataset(data, tmp)
         provenance = dataclasses.asdict(settings) | {"gripper": labeller.gripper, "source": str(data)}
-        write_annotations(tmp, annotations, settings=provenance)
+        write_annotations(tmp, [r.annotation for r in results], settings=provenance)
         install_dataset(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return summarize(annotations, ious, seconds, labeller, out)
+    return summarize(results, seconds, labeller, out)
 
 
-def summarize(
-    annotations: list[EpisodeAnnotation],
-    ious: list[float | None],
-    seconds: float,
-    labeller: Labeller,
-    out: Path,
-) -> dict[str, Any]:
-    """The run's report: counts, discard reasons, IoU against ground truth, throughput."""
-    kept = [a.valid for a in annotations]
+def summarize(results: list[Labelled], seconds: float, labeller: Labeller, out: Path) -> dict[str, Any]:
+    """The run's report: counts, discard reasons, IoU against ground truth, throughput.
+
+    IoU means are over episodes with ground truth: ``iou_kept`` over the kept ones,
+    ``iou_segmented`` over all that reached segmentation or lacked a gripper (those count 0).
+    """
+    annotations = [r.annotation for r in results]
     reasons: dict[str, int] = {}
     for a in annotations:
         if not a.valid:
             reasons[a.reason] = reasons.get(a.reason, 0) + 1
-    measured = [(iou, ok) for iou, ok in zip(ious, kept, strict=True) if iou is not None]
-    kept_ious = [iou for iou, ok in measured if ok]
+    kept = sum(a.valid for a in annotations)
+    kept_ious = [r.iou for r in results if r.iou is not None and r.annotation.valid]
+    all_ious = [r.iou for r in results if r.iou is not None]
+    recalls = [r.recall for r in results if r.recall is not None]
+
+    def mean(values: list[float]) -> float | None:
+        return float(np.mean(values)) if values else None
+
     return {
         "out": str(out),
         "backend": labeller.segmenter.name,
         "gripper": labeller.gripper,
         "camera": labeller.camera,
         "episodes": len(annotations),
-        "kept": sum(kept),
-        "kept_fraction": sum(kept) / len(annotations),
+        "kept": kept,
+        "kept_fraction": kept / len(annotations),
         "reasons": reasons,
-        "iou_kept": float(np.mean(kept_ious)) if kept_ious else None,
-        "iou_kept_over_half": float(np.mean([iou >= 0.5 for iou in kept_ious])) if kept_ious else None,
-        "iou_segmented": float(np.mean([iou for iou, _ in measured])) if measured else None,
+        "target_in_proposal": mean(recalls),
+        "iou_kept": mean(kept_ious),
+        "iou_kept_over_half": mean([float(iou >= 0.5) for iou in kept_ious]),
+        "iou_segmented": mean(all_ious),
         "seconds": seconds,
         "episodes_per_s": len(annotations) / max(seconds, 1e-9),
     }
@@ -287,13 +302,13 @@ def _number(value: float | None, percent: bool = False) -> str:
 def report_markdown(report: dict[str, Any]) -> str:
     """The report as a markdown table plus the discard reasons."""
     lines = [
-        "| backend | gripper | episodes | kept | mean IoU (kept) | kept with IoU >= 0.5 "
-        "| mean IoU (all segmented) | episodes/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| backend | gripper | episodes | kept | target in proposal | mean IoU (kept) "
+        "| kept with IoU >= 0.5 | mean IoU (all) | episodes/s |",
+        "|---|---|---|---|---|---|---|---|---|",
         f"| {report['backend']} | {report['gripper']} | {report['episodes']} | {report['kept']} "
-        f"({report['kept_fraction']:.1%}) | {_number(report['iou_kept'])} "
-        f"| {_number(report['iou_kept_over_half'], percent=True)} | {_number(report['iou_segmented'])} "
-        f"| {report['episodes_per_s']:.2f} |",
+        f"({report['kept_fraction']:.1%}) | {_number(report['target_in_proposal'], percent=True)} "
+        f"| {_number(report['iou_kept'])} | {_number(report['iou_kept_over_half'], percent=True)} "
+        f"| {_number(report['iou_segmented'])} | {report['episodes_per_s']:.2f} |",
     ]
     if report["reasons"]:
         discarded = ", ".join(f"{reason}: {n}" for reason, n in sorted(report["reasons"].items()))
