@@ -168,6 +168,9 @@ def annotate(
     min_confidence: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Discard masks less confident than this.")
     ] = 0.3,
+    max_fill: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Discard masks covering more of the proposal than this.")
+    ] = 0.9,
     seed: Seed = 0,
     device: Annotated[str, typer.Option(help="Torch device of the learned backends.")] = "cpu",
     report: Annotated[Path | None, typer.Option(help="Also write the report as markdown here.")] = None,
@@ -187,6 +190,7 @@ def annotate(
         phrase=phrase,
         points=points,
         min_confidence=min_confidence,
+        max_fill=max_fill,
         seed=seed,
         device=device,
     )

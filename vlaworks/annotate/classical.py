@@ -86,12 +86,11 @@ class ClassicalSegmenter:
         image, box = request.image, request.proposal
         height, width = image.shape[:2]
         inside = box.region(height, width)
-        gripper = request.gripper
-        outside = ~inside & ~gripper
+        outside = ~inside & ~request.gripper
         pixels = image[outside] if outside.any() else image.reshape(-1, 3)
         background = np.median(pixels.astype(np.float64), axis=0) / 255.0
         score = score_map(image, request.phrase, background)
-        allowed = inside & ~gripper
+        allowed = inside & ~request.gripper
         labels, count = ndimage.label((score >= LOW) & allowed, structure=np.ones((3, 3)))
         seeded = np.unique(labels[(score >= HIGH) & allowed & (labels > 0)])
         empty = Segmentation(np.zeros((height, width), dtype=bool), 0.0)

@@ -113,8 +113,8 @@ class DetectorSamSegmenter:
         boxes, scores = self.detect(request.image, request.phrase)
         p: PixelBox = request.proposal
         cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-        inside = (cx >= p.x0) & (cx < p.x1) & (cy >= p.y0) & (cy < p.y1) & (boxes[:, 2] > boxes[:, 0])
-        inside &= boxes[:, 3] > boxes[:, 1]
+        proper = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        inside = proper & (cx >= p.x0) & (cx < p.x1) & (cy >= p.y0) & (cy < p.y1)
         if not inside.any():
             return Segmentation(np.zeros((height, width), dtype=bool), 0.0)
         best = int(np.flatnonzero(inside)[scores[inside].argmax()])

@@ -361,7 +361,7 @@ class DatasetWriter:
         try:
             self._close_files()
             self._write_meta()
-            self._install()
+            install_dataset(self.tmp, self.root, self.overwrite)
         except BaseException:
             self.abort()
             raise
@@ -411,9 +411,6 @@ class DatasetWriter:
         }
         # info.json last: its presence is what makes the folder a dataset.
         (self.tmp / layout.INFO_PATH).write_text(json.dumps(info, indent=2))
-
-    def _install(self) -> None:
-        install_dataset(self.tmp, self.root, self.overwrite)
 
     def __enter__(self) -> DatasetWriter:
         return self
