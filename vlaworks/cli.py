@@ -1,5 +1,5 @@
-"""One entry point: ``vlaworks generate | render | check | pretrain | train | eval | serve | compare |
-probe | recipes | demo``.
+"""One entry point: ``vlaworks generate | render | check | annotate | pretrain | train | eval | serve |
+compare | probe | recipes | demo``.
 
 Each command is a thin shell over a library function, so everything the CLI does is
 also a Python call. Heavy imports happen inside the commands to keep ``--help`` fast.
@@ -70,6 +70,10 @@ def generate(
     image_size: ImageSize = 128,
     perturb: PerturbOpt = None,
     depth: Annotated[bool, typer.Option(help="Also store depth and segmentation per camera.")] = False,
+    segmentation: Annotated[
+        bool,
+        typer.Option(help="Also store ground-truth segmentation per camera and the target's id (no depth)."),
+    ] = False,
     noise: Annotated[
         float, typer.Option(min=0.0, help="Scripted expert's action noise (std, action units).")
     ] = 0.1,
@@ -94,6 +98,7 @@ def generate(
         noise=noise,
         overwrite=overwrite,
         layout=layout,
+        segmentation=segmentation,
     )
     if render_check is not None:
         run_render_check(
@@ -138,6 +143,63 @@ def check(
         typer.echo(f"error: {len(report.problems)} problem(s) in {data}; fix them before training.", err=True)
         raise typer.Exit(2)
     typer.echo(f"ok: {data} ({report.episodes} episodes, {report.frames} frames) passes the integrity check")
+
+
+@app.command()
+def annotate(
+    data: Annotated[Path, typer.Argument(help="Dataset folder to annotate (LeRobotDataset v3 layout).")],
+    out: Annotated[Path, typer.Option(help="Folder for the annotated copy (a new folder or a dataset).")],
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="Segmenter: oracle | classical | sam:PATH | owlv2:PATH+sam:PATH | "
+            "grounding-dino:PATH+sam:PATH."
+        ),
+    ] = "classical",
+    camera: Annotated[str, typer.Option(help="Camera to annotate (short name or full key).")] = "base",
+    margin: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Proposal growth per side, fraction of the image side.")
+    ] = 0.1,
+    gripper: Annotated[
+        str, typer.Option(help="Gripper mask: auto | oracle (world segmentation) | motion (static camera).")
+    ] = "auto",
+    phrase: Annotated[str, typer.Option(help="Target phrase: rules | lm:PATH (causal LM folder).")] = "rules",
+    points: Annotated[int, typer.Option(min=1, help="Random points per mask.")] = 3,
+    min_confidence: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Discard masks less confident than this.")
+    ] = 0.3,
+    max_fill: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Discard masks covering more of the proposal than this.")
+    ] = 0.9,
+    seed: Seed = 0,
+    device: Annotated[str, typer.Option(help="Torch device of the learned backends.")] = "cpu",
+    report: Annotated[Path | None, typer.Option(help="Also write the report as markdown here.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace OUT if it holds a dataset (anything else is never deleted).")
+    ] = False,
+) -> None:
+    """Seed 000's annotation pipeline: copy DATA to OUT with per-episode target masks and visual
+    prompts (meta/annotations.parquet); print kept fraction, IoU against ground truth, episodes/s."""
+    from vlaworks.annotate.pipeline import AnnotateSettings, annotate_dataset, report_markdown
+
+    settings = AnnotateSettings(
+        backend=backend,
+        camera=camera,
+        margin=margin,
+        gripper=gripper,
+        phrase=phrase,
+        points=points,
+        min_confidence=min_confidence,
+        max_fill=max_fill,
+        seed=seed,
+        device=device,
+    )
+    result = annotate_dataset(data, out, settings, overwrite=overwrite)
+    text = report_markdown(result)
+    typer.echo(f"annotated {result['out']} ({result['camera']} camera)\n{text}", nl=False)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(text)
 
 
 def _parse_sets(items: list[str] | None) -> dict[str, object]:

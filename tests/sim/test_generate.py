@@ -69,3 +69,18 @@ def test_demos_execute_noisy_actions_but_record_the_clean_expert_action():
     frames, _ = rollout(env, seed=3, noise=0.3, depth=False)
     recorded = np.stack([f["action"] for f in frames[:20]])
     np.testing.assert_array_equal(recorded, np.stack(clean))
+
+
+def test_segmentation_opt_in_records_ground_truth_and_the_target_without_depth(tmp_path):
+    from vlaworks.data.layout import TARGET_SEGMENT_KEY
+
+    out = tmp_path / "seg"
+    generate(["spatial"], episodes=1, out=out, image_size=32, layout="fixed", segmentation=True)
+    ds = LeRobotDataset(out)
+    assert set(ds.features) >= {"observation.segmentation.base", "observation.segmentation.wrist"}
+    assert not any(k.startswith(("observation.depth", "observation.camera")) for k in ds.features)
+    ep = ds.episode(0)
+    target = ep[TARGET_SEGMENT_KEY]
+    assert target.shape == (len(ep["action"]),) and len(set(target.tolist())) == 1 and target[0] >= 2
+    assert (ep["observation.segmentation.base"][0] == target[0]).any()  # the target is in view
+    assert (ep["observation.segmentation.base"] == 1).any()  # the gripper is id 1

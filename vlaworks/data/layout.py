@@ -30,6 +30,10 @@ VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.m
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 CHUNKS_SIZE = 1000
 IMAGE_PREFIX = "observation.images."
+#: per-camera ground-truth segmentation ``int32 [H, W]`` of generated datasets (0 background,
+#: 1 gripper, >= 2 objects) and the per-frame id of the object the current goal manipulates
+SEGMENTATION_PREFIX = "observation.segmentation."
+TARGET_SEGMENT_KEY = "observation.segmentation.target"
 
 # Columns every v3 frame row carries, whatever the robot.
 DEFAULT_FEATURES: dict[str, dict] = {

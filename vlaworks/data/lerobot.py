@@ -173,7 +173,7 @@ class DatasetWriter:
         self.image_keys = [k for k, ft in self.features.items() if ft["dtype"] == "image"]
         self.numeric_keys = [k for k, ft in self.features.items() if layout.is_numeric(ft)]
 
-        self.tmp = self.root.parent / f".{self.root.name}.writing-{os.getpid()}"
+        self.tmp = writing_folder(self.root)
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.tmp.mkdir()
@@ -361,7 +361,7 @@ class DatasetWriter:
         try:
             self._close_files()
             self._write_meta()
-            self._install()
+            install_dataset(self.tmp, self.root, self.overwrite)
         except BaseException:
             self.abort()
             raise
@@ -412,19 +412,6 @@ class DatasetWriter:
         # info.json last: its presence is what makes the folder a dataset.
         (self.tmp / layout.INFO_PATH).write_text(json.dumps(info, indent=2))
 
-    def _install(self) -> None:
-        check_replaceable(self.root, self.overwrite)  # again: the folder may have changed meanwhile
-        old = None
-        if self.root.is_dir() and any(self.root.iterdir()):
-            old = self.root.parent / f".{self.root.name}.replaced-{os.getpid()}"
-            os.rename(self.root, old)
-        elif self.root.is_dir():
-            self.root.rmdir()
-        # A kill between these renames leaves the old dataset in ``old``; the next writer restores it.
-        os.rename(self.tmp, self.root)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
     def __enter__(self) -> DatasetWriter:
         return self
 
@@ -433,6 +420,31 @@ class DatasetWriter:
             self.finalize()
         else:
             self.abort()
+
+
+def writing_folder(root: Path) -> Path:
+    """The hidden sibling ``.<name>.writing-<pid>`` a dataset for ``root`` is built in."""
+    return root.parent / f".{root.name}.writing-{os.getpid()}"
+
+
+def install_dataset(tmp: Path, root: Path, overwrite: bool) -> None:
+    """Move the finished dataset folder ``tmp`` (a :func:`writing_folder`) to ``root``.
+
+    The check of :func:`check_replaceable` runs again (the folder may have changed while
+    the dataset was built); an old dataset is renamed aside and deleted only after the
+    new one is in place.
+    """
+    check_replaceable(root, overwrite)
+    old = None
+    if root.is_dir() and any(root.iterdir()):
+        old = root.parent / f".{root.name}.replaced-{os.getpid()}"
+        os.rename(root, old)
+    elif root.is_dir():
+        root.rmdir()
+    # A kill between these renames leaves the old dataset in ``old``; the next writer restores it.
+    os.rename(tmp, root)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def clean_stale_writes(parent: Path) -> list[Path]:

@@ -16,17 +16,24 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from vlaworks.data.layout import TARGET_SEGMENT_KEY
 from vlaworks.envs.tabletop import TabletopEnv
 from vlaworks.miniature import GENERATE_SUITE_STRIDE, generation_seed
 from vlaworks.sim.scene import ACTION_NAMES, STATE_DIM, STATE_NAMES, SUBSTEPS, TIMESTEP
-from vlaworks.sim.tasks import SUITES
+from vlaworks.sim.tasks import SUITES, goal_done
 
 FPS = round(1.0 / (TIMESTEP * SUBSTEPS))
 CAMERAS = ("base", "wrist")
 
 
-def dataset_features(image_size: int, depth: bool) -> dict[str, dict]:
-    """LeRobot v3 ``features`` of a tabletop dataset (depth adds depth, segmentation, cameras)."""
+def dataset_features(image_size: int, depth: bool, segmentation: bool = False) -> dict[str, dict]:
+    """LeRobot v3 ``features`` of a tabletop dataset.
+
+    ``depth`` adds depth, camera matrices and segmentation; ``segmentation`` (implied by
+    ``depth``) adds the per-camera segmentation ``int32 [H, W]`` (0 background, 1 gripper,
+    >= 2 objects) and ``observation.segmentation.target``, the segmentation id of the object
+    the current (first unfinished) goal manipulates: the ground truth of ``vlaworks annotate``.
+    """
     hw = [image_size, image_size]
     feats: dict[str, dict] = {}
     for cam in CAMERAS:
@@ -44,11 +51,6 @@ def dataset_features(image_size: int, depth: bool) -> dict[str, dict]:
                 "shape": hw,
                 "names": ["height", "width"],
             }
-            feats[f"observation.segmentation.{cam}"] = {
-                "dtype": "int32",
-                "shape": hw,
-                "names": ["height", "width"],
-            }
             feats[f"observation.camera.{cam}.intrinsics"] = {
                 "dtype": "float32",
                 "shape": [3, 3],
@@ -59,10 +61,28 @@ def dataset_features(image_size: int, depth: bool) -> dict[str, dict]:
                 "shape": [4, 4],
                 "names": None,
             }
+    if depth or segmentation:
+        for cam in CAMERAS:
+            feats[f"observation.segmentation.{cam}"] = {
+                "dtype": "int32",
+                "shape": hw,
+                "names": ["height", "width"],
+            }
+        feats[TARGET_SEGMENT_KEY] = {"dtype": "int32", "shape": [1], "names": None}
     return feats
 
 
-def _frame(env: TabletopEnv, obs: dict, action: np.ndarray, depth: bool) -> dict[str, Any]:
+def target_segment(env: TabletopEnv) -> int:
+    """Segmentation id of the object of the episode's first unfinished goal (the last goal's
+    once all are done)."""
+    goals = env.episode.goals
+    current = next((rg for rg in goals if not goal_done(rg, env.scene)), goals[-1])
+    return int(current.obj.seg_id)
+
+
+def _frame(
+    env: TabletopEnv, obs: dict, action: np.ndarray, depth: bool, segmentation: bool
+) -> dict[str, Any]:
     frame: dict[str, Any] = {
         "observation.state": obs["state"],
         "action": action.astype(np.float32),
@@ -74,13 +94,18 @@ def _frame(env: TabletopEnv, obs: dict, action: np.ndarray, depth: bool) -> dict
         mats = env.camera_matrices()
         for cam in CAMERAS:
             frame[f"observation.depth.{cam}"] = obs["depth"][cam]
-            frame[f"observation.segmentation.{cam}"] = obs["segmentation"][cam]
             frame[f"observation.camera.{cam}.intrinsics"] = mats[cam]["intrinsics"]
             frame[f"observation.camera.{cam}.extrinsics"] = mats[cam]["extrinsics"]
+    if depth or segmentation:
+        for cam in CAMERAS:
+            frame[f"observation.segmentation.{cam}"] = obs["segmentation"][cam]
+        frame[TARGET_SEGMENT_KEY] = np.int32(target_segment(env))
     return frame
 
 
-def rollout(env: TabletopEnv, seed: int, noise: float, depth: bool) -> tuple[list[dict[str, Any]], bool]:
+def rollout(
+    env: TabletopEnv, seed: int, noise: float, depth: bool, segmentation: bool = False
+) -> tuple[list[dict[str, Any]], bool]:
     """One expert episode: its frames (observation before each action) and whether it succeeded.
 
     The env executes the noisy expert action; the frame is labelled with the expert's clean
@@ -93,7 +118,7 @@ def rollout(env: TabletopEnv, seed: int, noise: float, depth: bool) -> tuple[lis
     frames = []
     for _ in range(env.max_episode_steps):
         action = expert.act(obs)
-        frames.append(_frame(env, obs, expert.clean_action, depth))
+        frames.append(_frame(env, obs, expert.clean_action, depth, segmentation))
         obs, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:
             break
@@ -120,12 +145,14 @@ def generate(
     noise: float = 0.1,
     overwrite: bool = False,
     layout: str = "random",
+    segmentation: bool = False,
 ) -> dict[str, Any]:
     """Write ``episodes`` successful demonstrations per suite to ``out``; report per-suite numbers.
 
     Returns ``{"suites": {suite: {"attempts", "kept", "success_rate", "steps_per_s", "frames"}},
     "bytes": int, "out": str}``. Gives up on a suite after :func:`max_attempts` attempts.
     ``layout`` ("random" or LIBERO-style "fixed") must match the one used to evaluate.
+    ``segmentation`` records ground-truth segmentation without depth (see :func:`dataset_features`).
     """
     from vlaworks.data.lerobot import DatasetWriter
 
@@ -141,20 +168,22 @@ def generate(
         )
     out = Path(out)
     report: dict[str, Any] = {"suites": {}, "out": str(out)}
-    with DatasetWriter(out, fps=FPS, features=dataset_features(image_size, depth), overwrite=overwrite) as w:
+    features = dataset_features(image_size, depth, segmentation)
+    with DatasetWriter(out, fps=FPS, features=features, overwrite=overwrite) as w:
         for suite in suites:
             env = TabletopEnv(
                 suite,
                 image_size=image_size,
                 perturbations=list(perturb or []),
                 depth=depth,
-                segmentation=depth,
+                segmentation=depth or segmentation,
                 layout=layout,
             )
             kept = attempts = steps = 0
             t0 = time.perf_counter()
             while kept < episodes and attempts < max_attempts(episodes):
-                frames, ok = rollout(env, generation_seed(seed, SUITES.index(suite), attempts), noise, depth)
+                episode_seed = generation_seed(seed, SUITES.index(suite), attempts)
+                frames, ok = rollout(env, episode_seed, noise, depth, segmentation)
                 attempts += 1
                 steps += len(frames)
                 if ok:
