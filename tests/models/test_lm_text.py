@@ -7,27 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vlaworks.models.backbones import build_backbone
 from vlaworks.models.backbones.base import ExtraTokens
 from vlaworks.models.lm_text import answer_span_loss, greedy_decode, pad_answers, text_answer_ids
 
 
-@pytest.fixture(scope="module")
-def chatty_backbone():
-    """A tiny prismatic backbone with large random LM weights, so greedy tokens vary."""
-    torch.manual_seed(0)
-    backbone = build_backbone("prismatic-tiny", image_size=32).eval()
-    with torch.no_grad():
-        for p in backbone.llm.parameters():
-            if p.ndim == 2:
-                p.normal_(0.0, 0.3)
-    return backbone
-
-
-def _images(n: int, seed: int) -> torch.Tensor:
+def random_images(n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (n, 1, 3, 32, 32), dtype=torch.uint8, generator=g)
-
 
 def test_pad_answers_right_pads_and_masks() -> None:
     ids, keep = pad_answers([[5, 6, 7], [8]], pad=0, masks=[[True, False, True], [True]])
@@ -46,7 +32,7 @@ def test_text_answers_end_with_eos(chatty_backbone) -> None:
 
 def test_answer_span_loss_is_next_token_cross_entropy(chatty_backbone) -> None:
     ids, keep = text_answer_ids(chatty_backbone, ["left"])
-    images = _images(1, 0)
+    images = random_images(1, 0)
     out = chatty_backbone(images, ["Where is the bowl?"], [ExtraTokens("answer", ids=ids)])
     loss, acc = answer_span_loss(chatty_backbone, out, "answer", ids, keep)
     logits = chatty_backbone.lm_logits(out.hidden[0, -ids.shape[1] - 1 : -1]).float()
@@ -58,7 +44,7 @@ def test_answer_span_loss_is_next_token_cross_entropy(chatty_backbone) -> None:
 
 def test_cached_greedy_decoding_equals_full_reforward(chatty_backbone) -> None:
     prompts = ["point to the red cube", "how many cubes are on the table?", "describe the scene"]
-    images = _images(3, 0)
+    images = random_images(3, 0)
     cached = greedy_decode(chatty_backbone, images, prompts, max_new_tokens=8)
     full = greedy_decode(chatty_backbone, images, prompts, max_new_tokens=8, use_cache=False)
     assert cached == full

@@ -28,6 +28,19 @@ class ActionHead(nn.Module, ABC):
     #: whether :meth:`loss` and :meth:`predict` read every layer's hidden states (flow expert)
     needs_hidden_states: bool = False
 
+    def target_actions(self, batch: Batch) -> torch.Tensor:
+        """The batch's normalised target chunk ``[B, chunk, action_dim]``, checked against the
+        head's shape (a VL batch has none; a dataset with another chunk size is refused)."""
+        name = type(self).__name__
+        if batch.actions is None:
+            raise ValueError(f"{name} training needs batch.actions (a robot batch, not a VL batch).")
+        if tuple(batch.actions.shape[1:]) != (self.chunk, self.action_dim):
+            raise ValueError(
+                f"Batch.actions is {tuple(batch.actions.shape)} but {name} predicts "
+                f"[B, {self.chunk}, {self.action_dim}]; make the dataset's chunk size match the policy's."
+            )
+        return batch.actions
+
     @abstractmethod
     def extra_tokens(self, batch: Batch, backbone: Backbone, *, training: bool) -> list[ExtraTokens]:
         """Blocks this head appends after the token sources' blocks."""

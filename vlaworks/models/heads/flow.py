@@ -233,14 +233,7 @@ class FlowMatchingHead(ActionHead):
         return []
 
     def loss(self, out: BackboneOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        if batch.actions is None:
-            raise ValueError("FlowMatchingHead.loss needs batch.actions (a robot batch, not a VL batch).")
-        if tuple(batch.actions.shape[1:]) != (self.chunk, self.action_dim):
-            raise ValueError(
-                f"Batch.actions is {tuple(batch.actions.shape)} but the head predicts "
-                f"[B, {self.chunk}, {self.action_dim}]; make the dataset's chunk size match the policy's."
-            )
-        actions = batch.actions.float()
+        actions = self.target_actions(batch).float()
         kv, prefix_mask = self.prefix(out)
         state = self._state(batch)
         t = sample_time(batch.size, actions.device, self.time_alpha, self.time_beta)

@@ -139,15 +139,9 @@ class ParallelL1Head(ActionHead):
         return self.mlp(per_step.to(self.mlp.net[1].weight.dtype))
 
     def loss(self, out: BackboneOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        if batch.actions is None:
-            raise ValueError("ParallelL1Head.loss needs batch.actions (a robot batch, not a VL batch).")
-        if tuple(batch.actions.shape[1:]) != (self.chunk, self.action_dim):
-            raise ValueError(
-                f"Batch.actions is {tuple(batch.actions.shape)} but the head predicts "
-                f"[B, {self.chunk}, {self.action_dim}]; make the dataset's chunk size match the policy's."
-            )
+        target = self.target_actions(batch).float()
         pred = self.decode(out).float()
-        return l1_chunk_loss(pred, batch.actions.float(), batch.action_mask.to(pred.device).float())
+        return l1_chunk_loss(pred, target, batch.action_mask.to(pred.device).float())
 
     @torch.no_grad()
     def predict(self, batch: Batch, backbone: Backbone, prefix: list[ExtraTokens]) -> torch.Tensor:

@@ -94,18 +94,10 @@ class QueryMLPHead(ActionHead):
         return flat.view(-1, self.chunk, self.action_dim)
 
     def loss(self, out: BackboneOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        if batch.actions is None:
-            raise ValueError("QueryMLPHead.loss needs batch.actions (a robot batch, not a VL batch).")
-        if tuple(batch.actions.shape[1:]) != (self.chunk, self.action_dim):
-            raise ValueError(
-                f"Batch.actions is {tuple(batch.actions.shape)} but the head predicts "
-                f"[B, {self.chunk}, {self.action_dim}]; make the dataset's chunk size match the policy's."
-            )
+        target = self.target_actions(batch).float()
         pred = self.decode(out).float()
         mask = batch.action_mask.to(pred.device).float()
-        return action_loss(
-            pred, batch.actions.float(), mask, self.huber_delta, self.gripper_weight, self.pose_loss
-        )
+        return action_loss(pred, target, mask, self.huber_delta, self.gripper_weight, self.pose_loss)
 
     @torch.no_grad()
     def predict(self, batch: Batch, backbone: Backbone, prefix: list[ExtraTokens]) -> torch.Tensor:

@@ -242,14 +242,7 @@ class TokenActionHead(ActionHead):
     # --- training ---------------------------------------------------------------------------
     def answer_ids(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced LM ids ``[B, L]`` (right-padded) and the loss mask ``[B, L]``."""
-        if batch.actions is None:
-            raise ValueError("TokenActionHead training needs batch.actions (normalised [B, T, 7]).")
-        if tuple(batch.actions.shape[1:]) != (self.chunk, self.action_dim):
-            raise ValueError(
-                f"TokenActionHead expects actions [B, {self.chunk}, {self.action_dim}]; "
-                f"got {tuple(batch.actions.shape)}."
-            )
-        actions = batch.actions.detach().float().cpu().numpy()
+        actions = self.target_actions(batch).detach().float().cpu().numpy()
         step_ok = batch.action_mask.cpu().numpy()
         end = self.tokenizer.n_symbols
         rows, masks = [], []
