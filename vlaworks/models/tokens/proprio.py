@@ -37,7 +37,7 @@ class ProprioTokens(TokenSource):
             )
         return cls(config.state_dim, backbone.hidden_size)
 
-    def tokens(self, batch: Batch, hidden_size: int) -> list[ExtraTokens]:
+    def tokens(self, batch: Batch, backbone: Backbone) -> list[ExtraTokens]:
         if batch.state is None:
             raise ValueError(
                 "ProprioTokens needs batch.state; enable use_state in the dataset / policy config."
@@ -46,9 +46,10 @@ class ProprioTokens(TokenSource):
             raise ValueError(
                 f"ProprioTokens expects state [B, {self.state_dim}]; got {tuple(batch.state.shape)}."
             )
-        if hidden_size != self.proj.out_features:
+        if backbone.hidden_size != self.proj.out_features:
             raise ValueError(
-                f"ProprioTokens was built for width {self.proj.out_features}, asked for {hidden_size}."
+                f"ProprioTokens was built for width {self.proj.out_features}, "
+                f"asked for {backbone.hidden_size}."
             )
         embeds = self.proj(batch.state.to(self.proj.weight.dtype)).unsqueeze(1)
         return [ExtraTokens(PROPRIO_BLOCK, embeds=embeds)]
