@@ -2,9 +2,10 @@
 
 A head is one file: the head class, a dataclass of its options and ``PART = Part(Options,
 Head.from_config)``; registering it is one line in :data:`HEADS`. ``flow`` is π0's
-flow-matching action expert, ``query_mlp`` VLM4VLA's ``<ActionQuery>`` MLP, ``token`` the
-autoregressive token head (``tokenizer="bins" | "string" | "fast"``); a FAST head must be
-fitted on the training actions before training, which
+flow-matching action expert, ``query_mlp`` VLM4VLA's ``<ActionQuery>`` MLP,
+``resnet_decoder`` PixelVLA's continuous action decoder (L1), ``token`` the autoregressive
+token head (``tokenizer="bins" | "string" | "fast"``); a FAST head must be fitted on the
+training actions before training, which
 :meth:`vlaworks.models.policy.VLAPolicy.prepare` does.
 """
 
@@ -24,6 +25,7 @@ HEADS = PartRegistry(
     {
         "flow": "vlaworks.models.heads.flow:PART",
         "query_mlp": "vlaworks.models.heads.query_mlp:PART",
+        "resnet_decoder": "vlaworks.models.heads.resnet_decoder:PART",
         "token": "vlaworks.models.heads.token.head:PART",
     },
 )
