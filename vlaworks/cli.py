@@ -63,7 +63,7 @@ LayoutOpt = Annotated[
 
 @app.command()
 def generate(
-    suite: Annotated[list[str], typer.Option(help="Task suite(s): spatial, object, goal, long.")],
+    suite: Annotated[list[str], typer.Option(help="Task suite(s): spatial, object, goal, long, ambiguous.")],
     episodes: Annotated[int, typer.Option(min=1, help="Demonstrations per suite.")],
     out: Annotated[Path, typer.Option(help="Dataset folder to write (LeRobotDataset v3 layout).")],
     seed: Seed = 0,
