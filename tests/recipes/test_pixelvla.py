@@ -58,7 +58,7 @@ def test_table4_rows_are_stage_lists() -> None:
     assert (pue.policy.chunk_size, pue.policy.image_size, pue.policy.cameras) == (8, 224, ("base",))
     assert (cat.train, pue.train) == (
         {"batch_size": 32, "lr": 5e-4, "steps": 100_000},
-        {"batch_size": 32, "lr": 1e-3, "steps": 200_000},
+        {"batch_size": 32, "lr": 1e-3, "steps": 200_000, "find_unused_parameters": True},
     )
     changed = recipe.override({"stages.cat.train.lr": 1e-4, "stages.pue.policy.lora.r": 8})
     assert changed.stage_recipe(changed.stages[1]).train["lr"] == 1e-4

@@ -167,8 +167,8 @@ def test_ambiguous_tasks_name_the_target_only_through_a_prompt():
         for seed in range(8):
             obs, _ = env.reset(seed=seed)
             assert obs["instruction"] in {
-                "put the red cube I am pointing at in the bowl",
-                "pick up the red cube I am pointing at and place it in the bowl",
+                "put the red cube that I am pointing at in the bowl",
+                "pick up the red cube that I am pointing at and place it in the bowl",
             }
             cubes = [o for o in env.episode.objects if o.label == "red cube"]
             target = env.episode.goals[0].obj

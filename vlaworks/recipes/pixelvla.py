@@ -17,7 +17,8 @@ details):
   everything but the new continuous action decoder is frozen; 100k steps, batch 32, lr 5e-4;
 * ``pue``, pixel-level understanding enhancement: LoRA (r = 32, alpha = 2r) on the LLM,
   the prompt and pixel encoders and the decoder trained, the vision encoder and projector
-  frozen; 200k steps, batch 32, lr 1e-3.
+  frozen; 200k steps, batch 32, lr 1e-3 (``find_unused_parameters`` for DDP: a batch
+  without mask prompts leaves the mask conv unused).
 
 Table 4 rows (``Baseline`` is the OpenVLA policy; ``+FT`` fine-tunes it on the robot data
 with its own action tokens; ``+FT+CAT`` fine-tunes it through the CAT stage; ``+FT+PUE``
@@ -74,7 +75,8 @@ CAT = Stage(
 PUE = Stage(
     "pue",
     "pixel-level understanding enhancement: LoRA r=32 on the LLM, encoders and decoder trained",
-    train={"lr": 1e-3, "steps": 200_000},
+    # a batch without a mask prompt leaves the prompt encoder's mask conv unused (DDP must know)
+    train={"lr": 1e-3, "steps": 200_000, "find_unused_parameters": True},
 )
 #: Table 4 rows: recipe name -> its stages
 ROWS: dict[str, tuple[Stage, ...]] = {

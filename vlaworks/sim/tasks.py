@@ -6,7 +6,7 @@ layout, resolves every reference to a concrete pooled object, and renders an ins
 from a training template. Success is checked on the true simulator state.
 
 The ``ambiguous`` suite (PixelVLA's prompting, seed 000) places two identical objects and
-names the target deictically ("the red cube I am pointing at"): language alone cannot tell
+names the target deictically ("the red cube that I am pointing at"): language alone cannot tell
 them apart, only a visual prompt can (``vlaworks.prompts``). The target is the first of the
 two placed; with ``layout="random"`` both are placed alike, so nothing in the image or the
 instruction says which (a ``fixed`` layout would give it away by its position).
