@@ -35,7 +35,9 @@ bit-identical weights, losses and ``metrics.csv`` (wall-clock throughput aside).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -129,9 +131,12 @@ def train_policy(
     )
     resuming = resuming or (resume and bool(resume_candidates(dirs[-1] / RUN_CHECKPOINTS_DIR)))
     identity = check_run_folder(out, data, fresh=not resume, resuming=resuming)
-    start_run_folder(out, identity, fresh=not resume)
+    start = partial(start_run_folder, out, identity, fresh=not resume)
     if not recipe.stages:
-        return _train_stage(recipe, dataset, out, train_overrides, resume, previous=None)
+        return _train_stage(recipe, dataset, out, train_overrides, resume, previous=None, start=start)
+    for stage in recipe.stages:  # what each stage reads of the data is checked before anything is written
+        training_windows(recipe.stage_recipe(stage), dataset)
+    start()
     (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")
     previous: Path | None = None
     for index, (stage, folder) in enumerate(zip(recipe.stages, dirs, strict=True)):
@@ -154,13 +159,18 @@ def _train_stage(
     train_overrides: dict[str, Any] | None,
     resume: bool,
     previous: Path | None,
+    start: Callable[[], None] | None = None,
 ) -> TrainRun:
     """Train the one-stage ``recipe`` into run folder ``out``, from the ``previous`` stage's
-    policy folder when given; writes ``recipe.json`` (and ``init.json`` for a later stage)."""
+    policy folder when given; ``start`` makes the run folder once the policy is built (so a
+    data or config error writes nothing). Writes ``recipe.json`` (and ``init.json`` for a
+    later stage)."""
     recipe, normalizer, windows = training_windows(recipe, dataset)
     train_cfg = recipe.train_config(out, **(train_overrides or {}))
     set_seed(train_cfg.seed)  # the initial weights depend on the seed only, not on the process
     policy, init = build_stage_policy(recipe.policy, normalizer, previous)
+    if start is not None:
+        start()
     (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")
     if init is not None:
         (out / "init.json").write_text(json.dumps(init, indent=1) + "\n")
