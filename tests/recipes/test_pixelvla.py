@@ -242,19 +242,3 @@ def test_pixelvla_pi0_puts_the_encoders_before_the_flow_expert(tmp_path: Path) -
     loss, _ = policy(batch)
     loss.backward()
     assert policy.token_sources[1].mask_conv[0].weight.grad.abs().sum() > 0
-
-
-def test_stages_need_one_backbone_and_full_weights(tmp_path: Path) -> None:
-    recipe = build_recipe("pixelvla", overrides=TINY)
-    vla, _, pue = (recipe.stage_recipe(s).policy for s in recipe.stages)
-    torch.manual_seed(0)
-    save_policy(build_stage_policy(pue, _normalizer(), None)[0], tmp_path / "lora")
-    with pytest.raises(ValueError, match="trained with LoRA adapters"):
-        build_stage_policy(vla, _normalizer(), tmp_path / "lora")
-    wider = build_recipe("pixelvla", overrides={**TINY, "policy.backbone_options.patch_size": 16})
-    save_policy(
-        build_stage_policy(wider.stage_recipe(wider.stages[0]).policy, _normalizer(), None)[0],
-        tmp_path / "other",
-    )
-    with pytest.raises(ValueError, match="same backbone"):
-        build_stage_policy(vla, _normalizer(), tmp_path / "other")
