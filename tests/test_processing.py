@@ -124,3 +124,121 @@ def test_saved_settings_rebuild_the_same_processor(tmp_path) -> None:
     assert torch.equal(back.observation(observation())["images"], proc.observation(observation())["images"])
     with pytest.raises(ValueError, match="Unknown processor setting"):
         PolicyProcessor.from_dict({**proc.to_dict(), "camras": ["base"]})
+
+
+# --- prompts (PixelVLA) --------------------------------------------------------------------------
+def _prompted(**options) -> PolicyProcessor:
+    return processor(**{"prompt_mode": "mixed", "pixel_masks": True, "visual_prompts": True, **options})
+
+
+def _target(size: int = 24) -> np.ndarray:
+    mask = np.zeros((size, size), dtype=bool)
+    mask[6:12, 3:15] = True
+    return mask
+
+
+def test_prompts_become_batch_masks_and_view_indexed_prompts() -> None:
+    from vlaworks.prompts import CameraPrompt
+
+    obs = observation() | {
+        "pixel_masks": {"wrist": _target()},
+        "visual_prompts": [
+            CameraPrompt("box", "wrist", ((0.1, 0.2), (0.5, 0.6))),
+            CameraPrompt("mask", "base", mask=_target()),
+        ],
+    }
+    row = _prompted().observation(obs)
+    assert row["pixel_masks"].shape == (2, 16, 16) and row["pixel_masks"].dtype == torch.bool
+    assert not row["pixel_masks"][0].any()  # the base view got no pixel mask
+    expected = torch.zeros(16, 16, dtype=torch.bool)
+    expected[4:8, 2:10] = True  # rows 6:12 and columns 3:15 of 24 px, at 16 px
+    assert torch.equal(row["pixel_masks"][1], expected)
+    box, dense = row["visual_prompts"]
+    assert (box.kind, box.view, box.coords) == ("box", 1, ((0.1, 0.2), (0.5, 0.6)))
+    assert dense.view == 0 and torch.equal(dense.mask, expected)
+    batch = collate([row, _prompted().observation(observation())])  # a text-only row beside it
+    assert batch.pixel_masks.shape == (2, 2, 16, 16) and batch.visual_prompts[1] == []
+    assert not batch.pixel_masks[1].any()
+    plain = processor().observation(obs)  # a policy without prompt encoders ignores them
+    assert "pixel_masks" not in plain and "visual_prompts" not in plain
+    with pytest.raises(ValueError, match="camera 'side', which the policy does not read"):
+        _prompted().observation(observation() | {"pixel_masks": {"side": _target()}})
+
+
+def test_random_shift_moves_masks_and_prompts_with_the_view() -> None:
+    from vlaworks.prompts import CameraPrompt
+
+    image = np.zeros((16, 16, 3), np.uint8)
+    image[5:9, 6:11] = 200
+    target = image[..., 0] > 0
+    obs = {
+        "images": {"base": image, "wrist": image},
+        "state": np.zeros(4, np.float32),
+        "instruction": "pick",
+        "pixel_masks": {"base": target},
+        "visual_prompts": [CameraPrompt("point", "wrist", ((8.5 / 16, 7.5 / 16),))],
+    }
+    proc = _prompted(augment=AugmentOptions(shift=3))
+    moved = 0
+    for seed in range(6):
+        torch.manual_seed(seed)
+        row = proc.observation(obs, training=True)
+        base, wrist = row["images"][0, 0], row["images"][1, 0]
+        assert torch.equal(row["pixel_masks"][0], base == 200)  # the mask still covers the object
+        ((x, y),) = row["visual_prompts"][0].coords
+        assert wrist[int(y * 16), int(x * 16)] == 200  # the point is still on the object
+        moved += not torch.equal(base, torch.from_numpy(image[..., 0]))
+    assert moved
+
+
+def test_annotation_inputs_follow_the_prompt_mode() -> None:
+    from vlaworks.data.annotations import EpisodeAnnotation
+
+    mask = _target().astype(np.uint8)
+    annotation = EpisodeAnnotation(
+        episode_index=0,
+        valid=True,
+        backend="oracle",
+        camera="base",
+        key_frame=3,
+        phrase="cube",
+        mask=mask,
+        box=(3 / 24, 6 / 24, 15 / 24, 12 / 24),
+        line=((0.2, 0.4), (0.6, 0.4)),
+        points=((0.3, 0.4), (0.5, 0.4)),
+    )
+    expected = {
+        "point": lambda e: e["visual_prompts"][0].coords[0] in annotation.points,
+        "line": lambda e: e["visual_prompts"][0].coords == annotation.line,
+        "box": lambda e: e["visual_prompts"][0].coords == ((3 / 24, 6 / 24), (15 / 24, 12 / 24)),
+        "mask": lambda e: np.array_equal(e["visual_prompts"][0].mask, mask.astype(bool)),
+        "text+mask": lambda e: np.array_equal(e["pixel_masks"]["base"], mask.astype(bool)),
+        "text": lambda e: e == {},
+    }
+    for mode, check in expected.items():
+        assert check(_prompted(prompt_mode=mode).annotation_inputs(annotation)), mode
+    torch.manual_seed(0)
+    mixed = _prompted()
+    drawn = {tuple(sorted(mixed.annotation_inputs(annotation))) for _ in range(60)}
+    assert drawn == {(), ("pixel_masks",), ("visual_prompts",)}
+    discarded = EpisodeAnnotation(
+        episode_index=1,
+        valid=False,
+        backend="oracle",
+        camera="base",
+        key_frame=-1,
+        phrase="cube",
+        mask=np.zeros_like(mask),
+        reason="the gripper never closes",
+    )
+    assert _prompted(prompt_mode="box").annotation_inputs(discarded) == {}
+
+
+def test_prompt_settings_round_trip_and_older_files_still_load() -> None:
+    proc = _prompted(prompt_mode="point")
+    data = json.loads(json.dumps(proc.to_dict()))
+    again = PolicyProcessor.from_dict(data, proc.normalizer)
+    assert again.to_dict() == data and again.prompt_mode == "point" and again.reads_visual_prompts
+    assert "prompt_mode" not in processor().to_dict()  # processor.json of policies without prompts unchanged
+    with pytest.raises(ValueError, match="exactly when it has a prompt_mode"):
+        processor(pixel_masks=True)

@@ -63,7 +63,7 @@ LayoutOpt = Annotated[
 
 @app.command()
 def generate(
-    suite: Annotated[list[str], typer.Option(help="Task suite(s): spatial, object, goal, long.")],
+    suite: Annotated[list[str], typer.Option(help="Task suite(s): spatial, object, goal, long, ambiguous.")],
     episodes: Annotated[int, typer.Option(min=1, help="Demonstrations per suite.")],
     out: Annotated[Path, typer.Option(help="Dataset folder to write (LeRobotDataset v3 layout).")],
     seed: Seed = 0,
@@ -310,6 +310,13 @@ def evaluate(
     image_size: ImageSize = 128,
     task: Annotated[list[str] | None, typer.Option(help="Only these task(s) of the suite.")] = None,
     layout: LayoutOpt = "random",
+    prompt_mode: Annotated[
+        str,
+        typer.Option(
+            help="Visual prompt per episode from the world's ground truth (PixelVLA): "
+            "text | point | line | box | mask | text+mask."
+        ),
+    ] = "text",
 ) -> None:
     """Closed-loop evaluation: success per task with 95% CIs, report.md, plot and videos."""
     from vlaworks.eval.run import evaluate as run_evaluate
@@ -328,6 +335,7 @@ def evaluate(
         image_size=image_size,
         tasks=task,
         env_kwargs={"layout": layout},
+        prompt_mode=prompt_mode,
     )
     overall = result.overall()
     typer.echo(f"success {100 * overall.rate:.1f}% ({overall.successes}/{overall.n})")

@@ -13,7 +13,14 @@ and the dataset's :class:`~vlaworks.data.normalize.Normalizer` and is the only c
   gripper stays closed) with ``action_mask`` False on the padding so losses ignore it;
 * lays out a vision-language sample (one image) for a multi-camera policy: the image in
   view 0 (the base view) and black other views (see ``vlaworks.data.vl``);
-* turns a predicted normalised chunk back into env-unit actions (unnormalise).
+* turns a predicted normalised chunk back into env-unit actions (unnormalise);
+* for a PixelVLA policy (a ``pixel_aware`` / ``visual_prompt`` token source), turns the
+  prompts an observation carries (:mod:`vlaworks.prompts`: ``obs["pixel_masks"]``,
+  ``obs["visual_prompts"]`` on named cameras) into ``Batch.pixel_masks`` (bool
+  ``[V, S, S]``, empty views all False) and ``Batch.visual_prompts`` (view indices,
+  masks resized), moved with the random shift at training; an observation without prompts
+  is a text-only row. Training windows get theirs from the episode's annotation
+  (:meth:`PolicyProcessor.annotation_inputs`, per ``PolicyConfig.prompt_mode``).
 
 Training windows (``vlaworks.data.dataset.WindowDataset``), VL data, ``predict_chunk``,
 VQA, offline evaluation and the policy server all go through it, so a frame seen in
@@ -25,7 +32,7 @@ The processor is saved beside the policy (``processor.json``; the statistics sta
 
 Observations are dicts ``{"images": {camera: uint8 [H, W, 3]}, "instruction": str,
 "state": float [S]}`` (``vlaworks/envs/base.py``); ``state`` is read only with
-``use_state``.
+``use_state``, the prompt entries only by policies that read prompts.
 """
 
 from __future__ import annotations
@@ -40,11 +47,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vlaworks.batch import Batch
-from vlaworks.data.augment import AugmentOptions, augment_views
+from vlaworks.batch import Batch, VisualPrompt
+from vlaworks.data.augment import AugmentOptions, Shift, augment_views
 from vlaworks.data.normalize import Normalizer
+from vlaworks.prompts import (
+    PIXEL_MASKS_KEY,
+    PROMPT_MODES,
+    VISUAL_PROMPTS_KEY,
+    CameraPrompt,
+    check_prompt_mode,
+)
 
 if TYPE_CHECKING:
+    from vlaworks.data.annotations import EpisodeAnnotation
     from vlaworks.models.config import PolicyConfig
 
 ACTION_KEY = "action"
@@ -63,12 +78,27 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
     return out.round().clamp(0, 255).to(torch.uint8).reshape(*lead, 3, size, size)
 
 
+def resize_mask(mask: Any, size: tuple[int, int]) -> torch.Tensor:
+    """A bool ``[H, W]`` mask (array or tensor) at ``size``: a pixel is set when at least half
+    of the area it covers is (nearest neighbour when enlarging)."""
+    m = torch.as_tensor(np.asarray(mask, dtype=bool))
+    if m.ndim != 2:
+        raise ValueError(f"Masks must be bool [H, W]; got shape {tuple(m.shape)}.")
+    if tuple(m.shape) == tuple(size):
+        return m
+    return F.adaptive_avg_pool2d(m[None, None].float(), size)[0, 0] >= 0.5
+
+
 def _chw(image: Any) -> torch.Tensor:
     """A uint8 ``[H, W, 3]`` array or tensor as a uint8 ``[3, H, W]`` tensor."""
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[-1] != 3:
         raise ValueError(f"Camera images must be uint8 [H, W, 3]; got shape {array.shape}.")
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.uint8)).permute(2, 0, 1)
+
+
+#: processor settings saved only by policies that read prompts
+_PROMPT_SETTINGS = ("prompt_mode", "pixel_masks", "visual_prompts")
 
 
 class PolicyProcessor:
@@ -83,6 +113,9 @@ class PolicyProcessor:
         use_state: bool = False,
         normalizer: Normalizer | None = None,
         augment: AugmentOptions | None = None,
+        prompt_mode: str | None = None,
+        pixel_masks: bool = False,
+        visual_prompts: bool = False,
     ) -> None:
         if not cameras:
             raise ValueError("A processor needs at least one camera, e.g. cameras=('base',).")
@@ -96,6 +129,16 @@ class PolicyProcessor:
         self.use_state = bool(use_state)
         self.normalizer = normalizer
         self.augment = augment if augment is not None and augment.enabled else None
+        if (prompt_mode is None) == (pixel_masks or visual_prompts):
+            raise ValueError(
+                "A processor reads prompts (pixel_masks / visual_prompts) exactly when it has a "
+                f"prompt_mode; got prompt_mode={prompt_mode!r}, pixel_masks={pixel_masks}, "
+                f"visual_prompts={visual_prompts}."
+            )
+        #: how training windows draw prompts from annotations (None: the policy reads no prompts)
+        self.prompt_mode = check_prompt_mode(prompt_mode, training=True) if prompt_mode is not None else None
+        self.reads_pixel_masks = bool(pixel_masks)
+        self.reads_visual_prompts = bool(visual_prompts)
 
     @classmethod
     def from_config(cls, config: PolicyConfig, normalizer: Normalizer | None = None) -> PolicyProcessor:
@@ -107,6 +150,9 @@ class PolicyProcessor:
             use_state=config.use_state,
             normalizer=normalizer,
             augment=config.augment,
+            prompt_mode=config.prompt_mode,
+            pixel_masks="pixel_aware" in config.prompt_sources,
+            visual_prompts="visual_prompt" in config.prompt_sources,
         )
 
     # --- observation side ----------------------------------------------------------------------
@@ -139,10 +185,23 @@ class PolicyProcessor:
 
     def observation(self, obs: Mapping[str, Any], *, training: bool = False) -> dict[str, Any]:
         """One batch row from an observation: ``images``, ``instruction``, ``camera_names`` and,
-        with ``use_state``, ``state``. ``training`` applies the configured augmentation."""
+        with ``use_state``, ``state``; ``pixel_masks`` / ``visual_prompts`` when the policy
+        reads them. ``training`` applies the configured augmentation (a shift moves the
+        prompts with the views)."""
         images = self.images(obs.get("images", {}))
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        masks = self.pixel_masks(obs.get(PIXEL_MASKS_KEY) or {}, size) if self.reads_pixel_masks else None
+        prompts = (
+            self.visual_prompts(obs.get(VISUAL_PROMPTS_KEY) or [], size)
+            if self.reads_visual_prompts
+            else None
+        )
         if training and self.augment is not None:
-            images = augment_views(images, self.augment)
+            shift = Shift.draw(len(self.cameras), self.augment.shift) if self.augment.shift > 0 else None
+            images = augment_views(images, self.augment, shift)
+            if shift is not None:
+                masks = shift.masks(masks) if masks is not None else None
+                prompts = [shift.prompt(p, size) for p in prompts] if prompts is not None else None
         row: dict[str, Any] = {
             "images": images,
             "instruction": str(obs["instruction"]),
@@ -152,7 +211,73 @@ class PolicyProcessor:
             if "state" not in obs:
                 raise KeyError("The policy reads the proprio state but the observation has no 'state'.")
             row["state"] = self.state(obs["state"])
+        if masks is not None:
+            row["pixel_masks"] = masks
+        if prompts is not None:
+            row["visual_prompts"] = prompts
         return row
+
+    def _view(self, camera: str, what: str) -> int:
+        if camera not in self.cameras:
+            raise ValueError(
+                f"The {what} is on camera {camera!r}, which the policy does not read (cameras "
+                f"{list(self.cameras)}); give it on one of those."
+            )
+        return self.cameras.index(camera)
+
+    def pixel_masks(self, masks: Mapping[str, Any], size: tuple[int, int]) -> torch.Tensor:
+        """``{camera: bool [H, W]}`` -> bool ``[V, S, S]`` in camera order (absent views empty)."""
+        out = torch.zeros((len(self.cameras), *size), dtype=torch.bool)
+        for camera, mask in masks.items():
+            out[self._view(camera, "pixel mask")] = resize_mask(mask, size)
+        return out
+
+    def visual_prompts(self, prompts: Sequence[CameraPrompt], size: tuple[int, int]) -> list[VisualPrompt]:
+        """Camera prompts -> the batch's :class:`~vlaworks.batch.VisualPrompt` (view index,
+        mask at ``size``)."""
+        return [
+            VisualPrompt(
+                p.kind,
+                self._view(p.camera, "visual prompt"),
+                tuple((float(x), float(y)) for x, y in p.coords),
+                resize_mask(p.mask, size) if p.mask is not None else None,
+            )
+            for p in prompts
+        ]
+
+    def annotation_inputs(self, annotation: EpisodeAnnotation | None) -> dict[str, Any]:
+        """The prompt entries a training window of an annotated episode carries, as
+        :func:`vlaworks.prompts.prompt_inputs` gives them at evaluation: the mode is
+        ``prompt_mode`` (``mixed``: one of :data:`~vlaworks.prompts.PROMPT_MODES` drawn per
+        window), a point is one of the annotation's points drawn at random (seed 000 samples
+        points inside the mask), the line and box are the annotation's, the masks its
+        key-frame mask, used for every frame of the episode. A discarded (invalid) or absent
+        annotation gives a text-only window. Draws use torch's global generator, which the
+        sampler seeds per sample."""
+        if self.prompt_mode is None:
+            raise ValueError(
+                "This processor reads no prompts; set policy.prompt_mode to train with annotations."
+            )
+        mode = self.prompt_mode
+        if mode == "mixed":
+            mode = PROMPT_MODES[int(torch.randint(len(PROMPT_MODES), ()))]
+        if annotation is None or not annotation.valid or mode == "text":
+            return {}
+        camera = annotation.camera
+        if mode == "text+mask":
+            return {PIXEL_MASKS_KEY: {camera: annotation.pixel_mask()}}
+        if mode == "point":
+            prompt = CameraPrompt(
+                "point", camera, (annotation.points[int(torch.randint(len(annotation.points), ()))],)
+            )
+        elif mode == "line":
+            prompt = CameraPrompt("line", camera, annotation.line)
+        elif mode == "box":
+            x0, y0, x1, y1 = annotation.box
+            prompt = CameraPrompt("box", camera, ((x0, y0), (x1, y1)))
+        else:
+            prompt = CameraPrompt("mask", camera, mask=annotation.pixel_mask())
+        return {VISUAL_PROMPTS_KEY: [prompt]}
 
     def batch(self, observations: Sequence[Mapping[str, Any]]) -> Batch:
         """Env observations -> an inference :class:`Batch` (uint8 images, on the CPU)."""
@@ -228,6 +353,15 @@ class PolicyProcessor:
             "chunk_size": self.chunk_size,
             "use_state": self.use_state,
             "augment": asdict(self.augment) if self.augment is not None else None,
+            **(
+                {
+                    "prompt_mode": self.prompt_mode,
+                    "pixel_masks": self.reads_pixel_masks,
+                    "visual_prompts": self.reads_visual_prompts,
+                }
+                if self.prompt_mode is not None
+                else {}
+            ),
         }
 
     def save(self, folder: str | Path) -> Path:
@@ -239,7 +373,7 @@ class PolicyProcessor:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], normalizer: Normalizer | None = None) -> PolicyProcessor:
         """Rebuild from :meth:`to_dict` output with the policy's ``normalizer``."""
-        known = {"cameras", "image_size", "chunk_size", "use_state", "augment"}
+        known = {"cameras", "image_size", "chunk_size", "use_state", "augment", *_PROMPT_SETTINGS}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"Unknown processor setting(s) {unknown}; known: {sorted(known)}.")
@@ -251,6 +385,9 @@ class PolicyProcessor:
             use_state=bool(data.get("use_state", False)),
             normalizer=normalizer,
             augment=AugmentOptions(**augment) if augment else None,
+            prompt_mode=data.get("prompt_mode"),
+            pixel_masks=bool(data.get("pixel_masks", False)),
+            visual_prompts=bool(data.get("visual_prompts", False)),
         )
 
     def _normalizer(self) -> Normalizer:
@@ -281,9 +418,14 @@ def collate(rows: Sequence[Mapping[str, Any]]) -> Batch:
     if any(r["camera_names"] != names for r in rows):
         raise ValueError("collate: rows come from different camera selections; use one processor.")
     first = rows[0]
-    kinds = [{key in r for r in rows} for key in ("prompt", "answer", "actions", "state")]
+    kinds = [
+        {key in r for r in rows}
+        for key in ("prompt", "answer", "actions", "state", "pixel_masks", "visual_prompts")
+    ]
     if any(len(k) > 1 for k in kinds):
-        raise ValueError("collate: rows mix vision-language, robot and state-less samples; batch them apart.")
+        raise ValueError(
+            "collate: rows mix vision-language, robot, state-less or prompt-less samples; batch them apart."
+        )
     meta: dict[str, Any] = {}
     for key in ("episode_index", "frame_index"):
         if key in first:
@@ -297,6 +439,8 @@ def collate(rows: Sequence[Mapping[str, Any]]) -> Batch:
         state=torch.stack([r["state"] for r in rows]) if "state" in first else None,
         actions=torch.stack([r["actions"] for r in rows]) if "actions" in first else None,
         action_mask=torch.stack([r["action_mask"] for r in rows]) if "actions" in first else None,
+        pixel_masks=torch.stack([r["pixel_masks"] for r in rows]) if "pixel_masks" in first else None,
+        visual_prompts=[r["visual_prompts"] for r in rows] if "visual_prompts" in first else None,
         vl_prompt=[r["prompt"] for r in rows] if "prompt" in first else None,
         vl_answer=[r["answer"] for r in rows] if "answer" in first else None,
         meta=meta,

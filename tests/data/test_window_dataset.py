@@ -118,3 +118,34 @@ def test_offline_windows_skip_augmentation(dataset):
     processor = PolicyProcessor(("base",), chunk_size=2, augment=augment)
     plain = WindowDataset(ds, PolicyProcessor(("base",), chunk_size=2))[3]["images"]
     assert torch.equal(WindowDataset(ds, processor, training=False)[3]["images"], plain)
+
+
+def test_windows_of_a_prompted_policy_carry_the_episode_annotation(dataset):
+    from vlaworks.data.annotations import EpisodeAnnotation, write_annotations
+    from vlaworks.data.lerobot import DatasetError
+
+    ds, _ = dataset
+    prompted = dict(prompt_mode="text+mask", pixel_masks=True, visual_prompts=True)
+    with pytest.raises(DatasetError, match="vlaworks annotate"):
+        windows_of(ds, **prompted)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[4:12, 8:20] = 1
+    kept = dict(valid=True, backend="oracle", camera="base", key_frame=2, phrase="block", mask=mask,
+                box=(0.25, 0.125, 0.625, 0.375), line=((0.3, 0.25), (0.6, 0.25)), points=((0.4, 0.25),))
+    dropped = dict(valid=False, backend="oracle", camera="base", key_frame=-1, phrase="block",
+                   mask=np.zeros_like(mask), reason="the gripper never closes")
+    write_annotations(ds.root, [EpisodeAnnotation(episode_index=0, **kept)])
+    with pytest.raises(DatasetError, match=r"lack episodes \[1, 2\]"):
+        windows_of(ds, **prompted)
+    write_annotations(ds.root, [EpisodeAnnotation(episode_index=e, **kept) for e in (0, 2)]
+                      + [EpisodeAnnotation(episode_index=1, **dropped)])
+    windows = windows_of(ds, **prompted)
+    first, late, discarded = windows[0], windows[5], windows[6]  # episode 0 frames 0 and 5, episode 1
+    for item in (first, late):  # the key-frame mask conditions every frame of its episode
+        np.testing.assert_array_equal(item["pixel_masks"][0].numpy(), mask.astype(bool))
+        assert not item["pixel_masks"][1].any() and item["visual_prompts"] == []
+    assert not discarded["pixel_masks"].any() and discarded["visual_prompts"] == []
+    batch = collate([first, discarded])
+    assert batch.pixel_masks.shape == (2, 2, 32, 32) and batch.visual_prompts == [[], []]
+    boxes = windows_of(ds, **{**prompted, "prompt_mode": "box"})[0]["visual_prompts"]
+    assert [(p.kind, p.view, p.coords) for p in boxes] == [("box", 0, ((0.25, 0.125), (0.625, 0.375)))]

@@ -133,3 +133,35 @@ def test_same_seed_same_episode_across_instances():
         np.testing.assert_array_equal(obs[0]["images"][cam], obs[1]["images"][cam])
     np.testing.assert_array_equal(obs[0]["state"], obs[1]["state"])
     assert obs[0]["instruction"] == obs[1]["instruction"]
+
+
+def test_prompt_mode_holds_the_targets_ground_truth_prompt_for_the_episode():
+    text = TabletopEnv("spatial", image_size=32, segmentation=True)
+    box = TabletopEnv("spatial", image_size=32, segmentation=True, prompt_mode="box")
+    masked = TabletopEnv("spatial", image_size=32, prompt_mode="text+mask", prompt_camera="wrist")
+    try:
+        obs, _ = text.reset(seed=5)
+        assert "visual_prompts" not in obs and "pixel_masks" not in obs
+        target = text.episode.goals[0].obj
+        mask = obs["segmentation"]["base"] == target.seg_id
+        assert mask.any() and np.array_equal(text.target_mask(), mask)
+        first, _ = box.reset(seed=5)
+        (prompt,) = first["visual_prompts"]
+        rows, cols = np.nonzero(mask)
+        assert (prompt.kind, prompt.camera) == ("box", "base")
+        corners = ((cols.min() / 32, rows.min() / 32), ((cols.max() + 1) / 32, (rows.max() + 1) / 32))
+        assert prompt.coords == corners
+        later = first
+        for _ in range(3):
+            later, *_ = box.step(np.array([0.5, 0, 0, 0, 0, 0, 1], np.float32))
+        assert later["visual_prompts"] == first["visual_prompts"]  # held, not re-derived per step
+        obs, _ = masked.reset(seed=5)
+        assert set(obs["pixel_masks"]) == {"wrist"}
+        assert np.array_equal(obs["pixel_masks"]["wrist"], masked.target_mask("wrist"))
+    finally:
+        for e in (text, box, masked):
+            e.close()
+    with pytest.raises(ValueError, match="Unknown prompt mode"):
+        TabletopEnv("spatial", prompt_mode="arrow")
+    with pytest.raises(ValueError, match="prompt_camera 'base'"):
+        TabletopEnv("spatial", cameras=("wrist",), prompt_mode="point")

@@ -39,3 +39,34 @@ def test_expert_policy_reproduces_the_scripted_expert(tmp_path):
     with av.open(str(video)) as container:
         frame = next(container.decode(video=0))
     assert (frame.height, frame.width) == (32, 64)  # base | wrist
+
+
+class _Recorder:
+    """A policy that stands still and keeps every observation it is given."""
+
+    chunk_size = 2
+    seen: list[dict] = []
+
+    def reset(self) -> None:
+        pass
+
+    def predict_chunk(self, observations: list[dict]) -> np.ndarray:
+        _Recorder.seen.extend(observations)
+        return np.zeros((len(observations), 2, 7), np.float32)
+
+
+def _recorder(envs) -> _Recorder:
+    return _Recorder()
+
+
+def test_prompt_mode_gives_every_observation_the_targets_prompt(tmp_path):
+    _Recorder.seen = []
+    result = evaluate(
+        _recorder, ["spatial"], 1, tasks=[TASK], out=tmp_path, image_size=32, videos=0, quiet=True,
+        prompt_mode="point", env_kwargs={"max_episode_steps": 4},
+    )
+    assert result.prompt_mode == "point" and "prompt=point" in result.setting
+    assert len(_Recorder.seen) == 2 and all(o["visual_prompts"][0].kind == "point" for o in _Recorder.seen)
+    assert '"prompt_mode": "point"' in (tmp_path / "results.json").read_text()
+    with pytest.raises(ValueError, match="Unknown prompt mode"):
+        evaluate(_recorder, ["spatial"], 1, out=tmp_path / "x", prompt_mode="arrow", quiet=True)

@@ -158,3 +158,26 @@ def test_expert_solves_fixed_layouts_of_every_suite():
         for seed in range(len(env.tasks)):
             assert _run_expert(env, seed)["success"], f"{suite} seed {seed}"
         env.close()
+
+
+def test_ambiguous_tasks_name_the_target_only_through_a_prompt():
+    env = TabletopEnv("ambiguous", task="this_red_cube_in_bowl", image_size=64, prompt_mode="point")
+    try:
+        target_left = set()
+        for seed in range(8):
+            obs, _ = env.reset(seed=seed)
+            assert obs["instruction"] in {
+                "put the red cube that I am pointing at in the bowl",
+                "pick up the red cube that I am pointing at and place it in the bowl",
+            }
+            cubes = [o for o in env.episode.objects if o.label == "red cube"]
+            target = env.episode.goals[0].obj
+            other = next(o for o in cubes if o is not target)
+            assert len(cubes) == 2 and target in cubes
+            target_left.add(bool(env.scene.pos(target)[0] < env.scene.pos(other)[0]))
+            ((x, y),) = obs["visual_prompts"][0].coords
+            seg = env.scene.render("base", segmentation=True)[2]
+            assert seg[int(y * 64), int(x * 64)] == target.seg_id  # the point is on the target, not its twin
+        assert target_left == {True, False}  # neither the words nor the place say which cube
+    finally:
+        env.close()

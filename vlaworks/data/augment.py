@@ -5,6 +5,9 @@ Random shift (DrQ, robomimic's crop randomizer): each view is replicate-padded b
 key on exact pixel positions of a few fixed-layout demonstrations. Colour jitter scales
 brightness and contrast by a random factor in ``[1 - x, 1 + x]``.
 
+A shift moves what the view shows, so the pixel masks and visual prompts of the same
+sample move with it (:class:`Shift` applies one draw to all three).
+
 Randomness comes from torch's global generator, which the sampler seeds per sample
 (``vlaworks.train.sampler.load_sample``), so an augmented run is reproducible and resumes
 exactly. Only the training window dataset applies it; evaluation, serving and offline
@@ -13,10 +16,12 @@ metrics never do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
+
+from vlaworks.batch import VisualPrompt
 
 
 @dataclass
@@ -43,14 +48,51 @@ class AugmentOptions:
         return self.shift > 0 or self.brightness > 0 or self.contrast > 0
 
 
+@dataclass(frozen=True)
+class Shift:
+    """One random-shift draw for a sample's ``V`` views: view ``i``'s pixel ``(r, c)`` shows
+    what was at ``(r + dy[i] - pad, c + dx[i] - pad)`` (replicate padding at the border)."""
+
+    pad: int
+    dy: tuple[int, ...]
+    dx: tuple[int, ...]
+
+    @classmethod
+    def draw(cls, views: int, pad: int) -> Shift:
+        """Offsets in ``[0, 2 pad]`` from torch's global generator (``dy`` then ``dx``)."""
+        dy = torch.randint(0, 2 * pad + 1, (views,)).tolist()
+        dx = torch.randint(0, 2 * pad + 1, (views,)).tolist()
+        return cls(pad, tuple(dy), tuple(dx))
+
+    def view(self, index: int, image: torch.Tensor) -> torch.Tensor:
+        """View ``index``'s ``[C, H, W]`` map shifted (same dtype)."""
+        _, h, w = image.shape
+        p, y, x = self.pad, self.dy[index], self.dx[index]
+        padded = F.pad(image[None].float(), (p, p, p, p), mode="replicate")[0]
+        return padded[:, y : y + h, x : x + w].to(image.dtype)
+
+    def maps(self, maps: torch.Tensor) -> torch.Tensor:
+        """``[V, C, H, W]`` maps, each view shifted (same dtype)."""
+        return torch.stack([self.view(i, m) for i, m in enumerate(maps)])
+
+    def masks(self, masks: torch.Tensor) -> torch.Tensor:
+        """Bool pixel masks ``[V, H, W]`` shifted like their views."""
+        return self.maps(masks[:, None])[:, 0]
+
+    def prompt(self, prompt: VisualPrompt, size: tuple[int, int]) -> VisualPrompt:
+        """A visual prompt on a view of ``size`` (H, W) moved with that view (coordinates
+        clamped to the image)."""
+        h, w = size
+        i = prompt.view
+        ox, oy = (self.dx[i] - self.pad) / w, (self.dy[i] - self.pad) / h
+        coords = tuple((min(max(x - ox, 0.0), 1.0), min(max(y - oy, 0.0), 1.0)) for x, y in prompt.coords)
+        mask = self.view(i, prompt.mask[None])[0] if prompt.mask is not None else None
+        return replace(prompt, coords=coords, mask=mask)
+
+
 def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
     """``uint8 [V, 3, H, W]`` -> the same shape, each view shifted by up to ``pad`` px."""
-    v, _, h, w = images.shape
-    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate")
-    dy = torch.randint(0, 2 * pad + 1, (v,)).tolist()
-    dx = torch.randint(0, 2 * pad + 1, (v,)).tolist()
-    crops = [padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(zip(dy, dx, strict=True))]
-    return torch.stack(crops).to(torch.uint8)
+    return Shift.draw(images.shape[0], pad).maps(images)
 
 
 def color_jitter(images: torch.Tensor, brightness: float, contrast: float) -> torch.Tensor:
@@ -65,10 +107,11 @@ def color_jitter(images: torch.Tensor, brightness: float, contrast: float) -> to
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
-def augment_views(images: torch.Tensor, options: AugmentOptions) -> torch.Tensor:
-    """Apply ``options`` to one sample's views ``uint8 [V, 3, H, W]``."""
+def augment_views(images: torch.Tensor, options: AugmentOptions, shift: Shift | None = None) -> torch.Tensor:
+    """Apply ``options`` to one sample's views ``uint8 [V, 3, H, W]``; ``shift`` is the
+    sample's already drawn shift (drawn here when ``options.shift`` asks and none is given)."""
     if options.shift > 0:
-        images = random_shift(images, options.shift)
+        images = (shift or Shift.draw(images.shape[0], options.shift)).maps(images)
     if options.brightness > 0 or options.contrast > 0:
         images = color_jitter(images, options.brightness, options.contrast)
     return images

@@ -5,7 +5,10 @@ One item is one frame ``t`` of one episode, made by the policy's
 chosen cameras' views (resized, augmented when the processor has augmentation), the
 instruction, the normalised state, plus the normalised target chunk ``a[t : t + chunk]``
 (padded past the episode end, masked in ``action_mask``). :func:`vlaworks.processing.collate`
-stacks items into a :class:`~vlaworks.batch.Batch`.
+stacks items into a :class:`~vlaworks.batch.Batch`. A policy that reads prompts (a
+processor with a ``prompt_mode``) also gets each window's pixel masks and visual prompts
+from the dataset's per-episode annotations (``meta/annotations.parquet``, written by
+``vlaworks annotate``; :meth:`~vlaworks.processing.PolicyProcessor.annotation_inputs`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from vlaworks.data.lerobot import LeRobotDataset
+from vlaworks.data.annotations import read_annotations
+from vlaworks.data.lerobot import DatasetError, LeRobotDataset
 from vlaworks.processing import ACTION_KEY, STATE_KEY, PolicyProcessor
 
 
@@ -25,7 +29,8 @@ class WindowDataset(Dataset):
     Items are dicts with ``images`` (uint8 ``[V, 3, H, W]``), ``instruction``, ``state``
     (float32 ``[S]``, only when the processor uses state), ``actions`` (float32
     ``[chunk, D]``), ``action_mask`` (bool ``[chunk]``), ``episode_index``, ``frame_index``
-    and ``camera_names``. ``training`` applies the processor's augmentation (off for
+    and ``camera_names`` (plus ``pixel_masks`` / ``visual_prompts`` for a policy reading
+    prompts). ``training`` applies the processor's augmentation (off for
     offline evaluation on held-out demonstrations).
     """
 
@@ -49,6 +54,15 @@ class WindowDataset(Dataset):
                         f"{ds.root} stores shape {ds.features[key]['shape']}; build the normaliser from "
                         "this dataset's stats."
                     )
+        self.annotations = read_annotations(ds.root) if processor.prompt_mode is not None else None
+        if self.annotations is not None:
+            episodes, _ = ds.episode_bounds()
+            absent = sorted({int(e) for e in episodes} - set(self.annotations))
+            if absent:
+                raise DatasetError(
+                    f"{ds.root}'s annotations lack episodes {absent[:8]}; annotate the dataset again with "
+                    "`vlaworks annotate`."
+                )
 
     @property
     def chunk(self) -> int:
@@ -76,7 +90,10 @@ class WindowDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         episode_index, t = self.ds.locate(int(index))
         ep = self.ds.episode(episode_index)
-        row = self.processor.observation(self.observation(ep, t), training=self.training)
+        obs = self.observation(ep, t)
+        if self.annotations is not None:
+            obs.update(self.processor.annotation_inputs(self.annotations[episode_index]))
+        row = self.processor.observation(obs, training=self.training)
         row.update(self.processor.target(ep[ACTION_KEY], t))
         row["episode_index"] = episode_index
         row["frame_index"] = t

@@ -8,6 +8,13 @@ Observation: ``{"images": {cam: uint8[H, W, 3]}, "state": float32[STATE_DIM],
 step limit (or ``max_episode_steps``). ``layout="random"`` (default) places objects anywhere
 on the table; ``"fixed"`` gives each task LIBERO's fixed layout with small per-episode
 jitter (:func:`vlaworks.sim.tasks.build_episode`).
+
+``prompt_mode`` (:mod:`vlaworks.prompts`; ``text`` by default) gives every observation of an
+episode the visual prompt a user would: the target object's ground-truth mask on
+``prompt_camera`` in the episode's first frame (the target is the first goal's object, the
+one PixelVLA's annotation finds at the first gripper-close frame), turned into that mode's
+point / line / box / mask prompt or pixel mask and held for the whole episode (nothing when
+the target is out of view).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from vlaworks.envs.base import ACTION_DIM
+from vlaworks.prompts import check_prompt_mode, prompt_inputs
 from vlaworks.sim import language, perturb
 from vlaworks.sim.expert import ScriptedExpert
 from vlaworks.sim.scene import FINGER_OPEN, HOME_POS, STATE_DIM, WORKSPACE_HIGH, WORKSPACE_LOW, Scene
@@ -52,10 +60,19 @@ class TabletopEnv(gym.Env):
         segmentation: bool = False,
         max_episode_steps: int | None = None,
         layout: str = "random",
+        prompt_mode: str = "text",
+        prompt_camera: str = "base",
     ) -> None:
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
         self.layout = layout
+        self.prompt_mode = check_prompt_mode(prompt_mode)
+        if self.prompt_mode != "text" and prompt_camera not in cameras:
+            raise ValueError(
+                f"prompt_camera {prompt_camera!r} is not one of the env's cameras {list(cameras)}."
+            )
+        self.prompt_camera = prompt_camera
+        self._prompt: dict[str, Any] = {}
         self.tasks = suite_tasks(suite)
         self.suite = suite
         self.fixed_task = get_task(suite, task) if task is not None else None
@@ -133,6 +150,11 @@ class TabletopEnv(gym.Env):
         self.instruction = language.instruction(self.episode, language.severity_tier(p.get("language", 0.0)))
         self.episode.instruction = self.instruction
         self._noise_rng = perturb.family_rng(s, "noise")
+        self._prompt = (
+            prompt_inputs(self.prompt_mode, self.target_mask(), self.prompt_camera)
+            if self.prompt_mode != "text"
+            else {}
+        )
         self._steps = 0
         self.max_episode_steps = self._max_steps_override or task.step_limit
         return self._observation(), self._info(False)
@@ -180,6 +202,14 @@ class TabletopEnv(gym.Env):
             labels[o.seg_id] = o.label
         return labels
 
+    def target_mask(self, camera: str | None = None) -> np.ndarray:
+        """Bool ``[H, W]`` pixels of the episode's target (its first goal's object) on ``camera``
+        (default: ``prompt_camera``) as the scene stands now."""
+        if self.episode is None:
+            raise RuntimeError("call reset() before target_mask()")
+        seg = self.scene.render(camera or self.prompt_camera, segmentation=True)[2]
+        return seg == self.episode.goals[0].obj.seg_id
+
     def success(self) -> bool:
         return self.episode is not None and success(self.episode, self.scene)
 
@@ -208,6 +238,7 @@ class TabletopEnv(gym.Env):
             obs["depth"] = depths
         if self.segmentation:
             obs["segmentation"] = segs
+        obs.update(self._prompt)
         return obs
 
 

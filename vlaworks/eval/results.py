@@ -71,6 +71,8 @@ class EvalResult:
     seed: int
     image_size: int
     episodes: list[EpisodeResult] = field(default_factory=list)
+    #: the visual prompt each episode gave the policy (:mod:`vlaworks.prompts`)
+    prompt_mode: str = "text"
 
     def tasks(self, suite: str) -> list[str]:
         """Task ids of ``suite`` in first-seen order."""
@@ -87,9 +89,11 @@ class EvalResult:
 
     @property
     def setting(self) -> str:
-        """Short human description of the run's settings (chunk mode and perturbations)."""
+        """Short human description of the run's settings (chunk mode, perturbations and, when
+        not text only, the prompt mode)."""
         perturb = ", ".join(self.perturbations) if self.perturbations else "none"
-        return f"chunk={self.chunk_exec}, perturb={perturb}"
+        prompt = f", prompt={self.prompt_mode}" if self.prompt_mode != "text" else ""
+        return f"chunk={self.chunk_exec}, perturb={perturb}{prompt}"
 
     def to_dict(self) -> dict:
         """JSON-ready dict: settings, per-suite and per-task summaries, and every episode."""
@@ -101,6 +105,7 @@ class EvalResult:
             "perturbations": self.perturbations,
             "seed": self.seed,
             "image_size": self.image_size,
+            "prompt_mode": self.prompt_mode,
             "overall": asdict(self.overall()),
             "summary": {
                 suite: {
@@ -129,6 +134,7 @@ class EvalResult:
             seed=int(data["seed"]),
             image_size=int(data["image_size"]),
             episodes=[EpisodeResult(**e) for e in data["episodes"]],
+            prompt_mode=str(data.get("prompt_mode", "text")),
         )
 
     @classmethod

@@ -29,6 +29,7 @@ from vlaworks.eval.workers import (
     resolve_policy_spec,
     run_groups,
 )
+from vlaworks.prompts import check_prompt_mode
 
 
 def suite_tasks(suite: str, env_config: EnvConfig, only: Sequence[str] | None = None) -> list[str]:
@@ -104,6 +105,7 @@ def evaluate(
     env_kwargs: dict | None = None,
     device: str | None = None,
     quiet: bool = False,
+    prompt_mode: str = "text",
 ) -> EvalResult:
     """Evaluate ``policy_spec`` (``"expert"``, a policy or training run folder, a policy
     server ``ws://HOST:PORT``, or a picklable ``factory(envs) -> ChunkPolicy``) on ``suites``
@@ -116,6 +118,9 @@ def evaluate(
     :func:`vlaworks.envs.make_env`, e.g. for tests. A checkpoint is loaded once per worker
     on ``device`` (default: cuda if available, else cpu). Results do not depend on
     ``workers``; they depend on ``envs_per_worker`` only through batched inference numerics.
+    ``prompt_mode`` (:mod:`vlaworks.prompts`) gives every episode that visual prompt of its
+    target from the world's ground truth (the env option ``prompt_mode``); ``text``, the
+    default, gives none.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1; got {episodes}.")
@@ -125,11 +130,13 @@ def evaluate(
     chunk_exec = validate_chunk_exec(chunk_exec)
     for p in perturb:
         parse_perturbation(p)
+    check_prompt_mode(prompt_mode)
+    prompts = {"prompt_mode": prompt_mode} if prompt_mode != "text" else {}
     env_config = EnvConfig(
         image_size=image_size,
         perturbations=tuple(perturb),
         factory=env_factory,
-        kwargs=dict(env_kwargs or {}),
+        kwargs={**(env_kwargs or {}), **prompts},
     )
     out = Path(out)
     task_lists = {suite: suite_tasks(suite, env_config, tasks) for suite in suites}
@@ -162,6 +169,7 @@ def evaluate(
         seed=seed,
         image_size=image_size,
         episodes=collected,
+        prompt_mode=prompt_mode,
     )
     paths = write_report(result, out)
     console.print(results_table(result))

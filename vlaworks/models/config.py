@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from vlaworks.data.augment import AugmentOptions
 from vlaworks.models.options import did_you_mean, parse_options
+from vlaworks.prompts import TrainPromptMode, check_prompt_mode
 
 NormaliserMode = Literal["q99", "meanstd", "minmax"]
 
@@ -36,6 +37,10 @@ DEFAULT_LORA_TARGETS: tuple[str, ...] = (
     "up_proj",
     "down_proj",
 )
+
+
+#: token sources reading the prompts of :mod:`vlaworks.prompts` (pixel masks, visual prompts)
+PROMPT_SOURCES = ("pixel_aware", "visual_prompt")
 
 
 @dataclass
@@ -96,6 +101,7 @@ class PolicyConfig:
     freeze_word_embeddings: bool = False
     freeze_backbone: bool = False
     from_scratch: bool = False
+    prompt_mode: TrainPromptMode | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
@@ -123,6 +129,19 @@ class PolicyConfig:
         self.cameras = tuple(self.cameras)
         self.lora.target_modules = tuple(self.lora.target_modules)
         self.check_parts()
+        if self.prompt_mode is not None:
+            check_prompt_mode(self.prompt_mode, training=True)
+        if (self.prompt_mode is not None) != bool(self.prompt_sources):
+            raise ValueError(
+                "PolicyConfig.prompt_mode must be set exactly when a token source reads prompts "
+                f"(pixel_aware, visual_prompt); got prompt_mode={self.prompt_mode!r} with token sources "
+                f"{[s.type for s in self.token_sources]}. Set policy.prompt_mode (e.g. mixed) or drop it."
+            )
+
+    @property
+    def prompt_sources(self) -> tuple[str, ...]:
+        """The token sources that read prompts: ``pixel_aware`` (pixel masks) and ``visual_prompt``."""
+        return tuple(s.type for s in self.token_sources if s.type in PROMPT_SOURCES)
 
     def check_parts(self) -> None:
         """Check every part's name and options against its registry and options dataclass

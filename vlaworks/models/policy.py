@@ -111,7 +111,7 @@ class VLAPolicy(nn.Module):
         """The token sources' blocks for ``batch``, in config order."""
         blocks: list[ExtraTokens] = []
         for source in self.token_sources:
-            blocks.extend(source.tokens(batch, self.backbone.hidden_size))
+            blocks.extend(source.tokens(batch, self.backbone))
         return blocks
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:

@@ -3,8 +3,10 @@
 Each entry is a builder returning a :class:`~vlaworks.recipes.base.Recipe`: VLM4VLA (seed
 003) and its ablations, OpenVLA and seed 004's D / S / C variants (``openvla``,
 ``openvla+D`` ... ``openvla+``), π0 with its flow-matching action expert and seed 004's
-π0⁺ (``pi0``, ``pi0+``), OpenVLA-OFT's parallel decoding with L1 (``openvla-oft``), and
-the non-VLA floor ``bc-cnn``; later systems (PixelVLA, PokeVLA) are more entries here.
+π0⁺ (``pi0``, ``pi0+``), OpenVLA-OFT's parallel decoding with L1 (``openvla-oft``),
+PixelVLA with its Table 4 rows and PixelVLA-π0 (``pixelvla``, ``pixelvla-baseline``,
+``pixelvla+ft``, ``pixelvla+ft+cat``, ``pixelvla+ft+pue``, ``pixelvla-pi0``; staged
+recipes), and the non-VLA floor ``bc-cnn``; PokeVLA will be more entries here.
 ``vlaworks.recipes.training`` joins a recipe's co-training mix and FAST fitting to the
 training data.
 """
@@ -34,6 +36,12 @@ RECIPES = Registry(
         "openvla+SC": "vlaworks.recipes.openvla:openvla_sc",
         "openvla+": "vlaworks.recipes.openvla:openvla_plus",
         "openvla-oft": "vlaworks.recipes.openvla_oft:openvla_oft",
+        "pixelvla": "vlaworks.recipes.pixelvla:pixelvla_full",
+        "pixelvla-baseline": "vlaworks.recipes.pixelvla:pixelvla_baseline",
+        "pixelvla+ft": "vlaworks.recipes.pixelvla:pixelvla_ft",
+        "pixelvla+ft+cat": "vlaworks.recipes.pixelvla:pixelvla_ft_cat",
+        "pixelvla+ft+pue": "vlaworks.recipes.pixelvla:pixelvla_ft_pue",
+        "pixelvla-pi0": "vlaworks.recipes.pixelvla:pixelvla_pi0",
         "pi0": "vlaworks.recipes.pi0:pi0",
         "pi0+": "vlaworks.recipes.pi0:pi0_plus",
         "bc-cnn": "vlaworks.recipes.bc_cnn:bc_cnn",

@@ -26,6 +26,7 @@ SPATIAL_PHRASES = {
     "back": "{label} at the back",
     "nearest_bowl": "{label} closest to the bowl",
     "left_of": "{label} left of the {anchor}",
+    "this": "{label} that I am pointing at",
 }
 
 PARAPHRASE_TEMPLATES: dict[str, tuple[str, ...]] = {
@@ -43,6 +44,7 @@ SPATIAL_PARAPHRASES = {
     "back": "{label} farthest from you",
     "nearest_bowl": "{label} next to the bowl",
     "left_of": "{label} on the left side of the {anchor}",
+    "this": "{label} that I am showing you",
 }
 SYNONYMS = {"cube": "block", "cylinder": "can", "bowl": "basin", "plate": "dish"}
 WRAPPERS = ("could you please {x}?", "your job: {x}.", "I need you to {x}, thanks.")

@@ -1,9 +1,15 @@
-"""Task suites (spatial / object / goal / long): layouts, instructions, success predicates.
+"""Task suites (spatial / object / goal / long / ambiguous): layouts, instructions, success predicates.
 
 A task is a list of :class:`Goal` s over objects named by :class:`ObjRef` (kind, colour,
 and for the spatial suite a position word such as "leftmost"). Each episode samples a
 layout, resolves every reference to a concrete pooled object, and renders an instruction
 from a training template. Success is checked on the true simulator state.
+
+The ``ambiguous`` suite (PixelVLA's prompting, seed 000) places two identical objects and
+names the target deictically ("the red cube that I am pointing at"): language alone cannot tell
+them apart, only a visual prompt can (``vlaworks.prompts``). The target is the first of the
+two placed; with ``layout="random"`` both are placed alike, so nothing in the image or the
+instruction says which (a ``fixed`` layout would give it away by its position).
 
 Coordinates follow :mod:`vlaworks.sim.scene`: image-right is ``+x``, "front" (nearest
 the camera) is ``-y``.
@@ -28,13 +34,13 @@ from vlaworks.sim.scene import (
     SceneObject,
 )
 
-SUITES = ("spatial", "object", "goal", "long")
+SUITES = ("spatial", "object", "goal", "long", "ambiguous")
 PLACE_REGION = ((-0.28, 0.28), (-0.19, 0.2))  # x, y ranges for object centres (see in_view)
 LAYOUTS = ("random", "fixed")
 LAYOUT_JITTER = 0.02  # m per axis around a task's canonical layout (layout="fixed")
 LAYOUT_YAW_JITTER = 0.3  # rad
 _CANONICAL: dict[str, tuple[list[tuple[str, str]], np.ndarray, np.ndarray]] = {}
-SPATIAL_WORDS = ("leftmost", "rightmost", "front", "back", "nearest_bowl", "left_of")
+SPATIAL_WORDS = ("leftmost", "rightmost", "front", "back", "nearest_bowl", "left_of", "this")
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "front": (0.0, -1.0), "back": (0.0, 1.0)}
 PUSH_DISTANCE = 0.07  # metres an object must travel for a push to count
 LIFT_HEIGHT = 0.06  # metres above rest for a lift to count
@@ -130,6 +136,13 @@ def _object(kind: str, color: str, verb: str, dest: ObjRef) -> TaskSpec:
     )
 
 
+def _ambiguous(kind: str, color: str, verb: str, dest: ObjRef) -> TaskSpec:
+    where = "in_bowl" if verb == "place_in" else "on_plate"
+    goal = Goal(verb, ObjRef(kind, color, "this"), dest)
+    objects = ((kind, color), (kind, color), ("bowl", ""), ("plate", ""))
+    return TaskSpec(f"ambiguous/this_{color}_{kind}_{where}", (goal,), objects, 160)
+
+
 _RED, _BLUE, _YELLOW = _cube("red"), _cube("blue"), _cube("yellow")
 TASKS: dict[str, TaskSpec] = {
     t.id: t
@@ -180,6 +193,10 @@ TASKS: dict[str, TaskSpec] = {
             _GOAL_OBJECTS,
             320,
         ),
+        _ambiguous("cube", "red", "place_in", BOWL),
+        _ambiguous("cube", "red", "place_on", PLATE),
+        _ambiguous("cylinder", "green", "place_in", BOWL),
+        _ambiguous("cylinder", "green", "place_on", PLATE),
     )
 }
 
@@ -282,6 +299,8 @@ def resolve(ref: ObjRef, scene: Scene, objects: list[SceneObject]) -> tuple[Scen
     cands = [o for o in objects if o.kind == ref.kind and o.color == ref.color]
     if not cands:
         raise ValueError(f"no {ref.label} in the layout")
+    if ref.spatial == "this":  # the one a visual prompt points at: the first placed
+        return cands[0], np.inf
     if not ref.spatial:
         return cands[0], np.inf if len(cands) == 1 else 0.0
     anchors = {o.label: scene.pos(o) for o in objects if o.label != ref.label}

@@ -15,8 +15,15 @@ and the resumable trainer. A run folder holds::
     RUN/vl_cotrain.npz           rendered vision-language samples (co-training recipes only)
     RUN/tokenizer_fit.json       a fitted (FAST) tokenizer's reconstruction error and tokens per chunk
 
-Running the same command again resumes from ``RUN/checkpoints/latest``. Every command that
-reads the trained policy takes the run folder (:func:`vlaworks.models.checkpoint.load_policy`).
+A staged recipe (``Recipe.stages``) trains each stage as such a run in
+``RUN/stages/<i>-<name>/``, each from the previous stage's final policy
+(:mod:`vlaworks.train.stages`), and writes the last stage's policy to ``RUN/policy``; trainer
+overrides (``--steps``, ``--lr``, ``--set train.*``) apply to every stage.
+
+Running the same command again resumes from ``RUN/checkpoints/latest`` (a staged run: skips
+the stages whose ``policy/`` exists, except the last, and resumes the first unfinished one).
+Every command that reads the trained policy takes the run folder
+(:func:`vlaworks.models.checkpoint.load_policy`).
 
 Before anything is built the dataset passes the integrity check
 (:func:`vlaworks.data.check.check_dataset`) and the run folder rule
@@ -28,7 +35,9 @@ bit-identical weights, losses and ``metrics.csv`` (wall-clock throughput aside).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +54,7 @@ from vlaworks.models.checkpoint import (
     save_policy,
     write_policy_files,
 )
-from vlaworks.models.policy import VLAPolicy, build_policy
+from vlaworks.models.policy import VLAPolicy
 from vlaworks.models.vision.dual import is_dual
 from vlaworks.processing import PolicyProcessor, collate
 from vlaworks.recipes import Recipe, get_recipe
@@ -53,6 +62,7 @@ from vlaworks.recipes.training import prepare_policy, training_source
 from vlaworks.train.checkpoint import resume_candidates
 from vlaworks.train.config import TrainResult
 from vlaworks.train.run_folder import check_paths, check_run_folder, start_run_folder
+from vlaworks.train.stages import build_stage_policy, stage_dir
 from vlaworks.train.trainer import train
 
 
@@ -114,15 +124,56 @@ def train_policy(
     data, out = Path(data), Path(out)
     check_paths(data, out)
     check_dataset(data).raise_for_problems()
-    recipe, normalizer, windows = training_windows(recipe, LeRobotDataset(data))
-    config = recipe.policy
-    train_cfg = recipe.train_config(out, **(train_overrides or {}))
-    resuming = resume and bool(resume_candidates(out / RUN_CHECKPOINTS_DIR))
+    dataset = LeRobotDataset(data)
+    dirs = [stage_dir(out, i, s.name) for i, s in enumerate(recipe.stages)] or [out]
+    resuming = resume and any(
+        resume_candidates(d / RUN_CHECKPOINTS_DIR) or (d / RUN_POLICY_DIR).is_dir() for d in dirs[:-1]
+    )
+    resuming = resuming or (resume and bool(resume_candidates(dirs[-1] / RUN_CHECKPOINTS_DIR)))
     identity = check_run_folder(out, data, fresh=not resume, resuming=resuming)
-    set_seed(train_cfg.seed)  # the initial weights depend on the seed only, not on the process
-    policy = build_policy(config, normalizer)
-    start_run_folder(out, identity, fresh=not resume)
+    start = partial(start_run_folder, out, identity, fresh=not resume)
+    if not recipe.stages:
+        return _train_stage(recipe, dataset, out, train_overrides, resume, previous=None, start=start)
+    for stage in recipe.stages:  # what each stage reads of the data is checked before anything is written
+        training_windows(recipe.stage_recipe(stage), dataset)
+    start()
     (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")
+    previous: Path | None = None
+    for index, (stage, folder) in enumerate(zip(recipe.stages, dirs, strict=True)):
+        last = index == len(recipe.stages) - 1
+        if not last and resume and (folder / RUN_POLICY_DIR).is_dir():
+            previous = folder / RUN_POLICY_DIR  # finished before: the next stage starts from it
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        run = _train_stage(recipe.stage_recipe(stage), dataset, folder, train_overrides, resume, previous)
+        previous = run.policy_dir
+    run.policy_dir = save_policy(run.policy, out / RUN_POLICY_DIR)
+    run.recipe = recipe
+    return run
+
+
+def _train_stage(
+    recipe: Recipe,
+    dataset: LeRobotDataset,
+    out: Path,
+    train_overrides: dict[str, Any] | None,
+    resume: bool,
+    previous: Path | None,
+    start: Callable[[], None] | None = None,
+) -> TrainRun:
+    """Train the one-stage ``recipe`` into run folder ``out``, from the ``previous`` stage's
+    policy folder when given; ``start`` makes the run folder once the policy is built (so a
+    data or config error writes nothing). Writes ``recipe.json`` (and ``init.json`` for a
+    later stage)."""
+    recipe, normalizer, windows = training_windows(recipe, dataset)
+    train_cfg = recipe.train_config(out, **(train_overrides or {}))
+    set_seed(train_cfg.seed)  # the initial weights depend on the seed only, not on the process
+    policy, init = build_stage_policy(recipe.policy, normalizer, previous)
+    if start is not None:
+        start()
+    (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")
+    if init is not None:
+        (out / "init.json").write_text(json.dumps(init, indent=1) + "\n")
     fit = prepare_policy(policy, windows, seed=train_cfg.seed)
     if fit is not None:
         (out / "tokenizer_fit.json").write_text(json.dumps(fit, indent=1) + "\n")

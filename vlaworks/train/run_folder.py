@@ -26,7 +26,7 @@ from vlaworks.data import layout
 
 DATASET_FILE = "dataset.json"
 #: files and folders whose presence marks a folder as a run folder
-RUN_MARKERS = ("recipe.json", "train_config.json", DATASET_FILE, "checkpoints")
+RUN_MARKERS = ("recipe.json", "train_config.json", DATASET_FILE, "checkpoints", "stages")
 #: everything a run writes into its folder (what --fresh replaces)
 RUN_ENTRIES = (
     *RUN_MARKERS,
@@ -38,6 +38,8 @@ RUN_ENTRIES = (
     "tokenizer_fit.json",
     "vl_cotrain.npz",
     "tensorboard",
+    "init.json",
+    "stages",
 )
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ are built as explicit 4-D float additive masks for stock transformers.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -105,6 +106,19 @@ class Backbone(nn.Module, ABC):
     def vision_modules(self) -> list[nn.Module]:
         """The vision encoder(s) (freezable; the dual-encoder wrapper copies them)."""
 
+    def vision_level_dims(self) -> tuple[int, ...]:
+        """Channel width of every vision feature level this backbone exposes (level ``i`` of
+        a ViT tower: ``0`` its patch embeddings, ``i`` the output of its layer ``i``), the
+        levels PixelVLA's multiscale pixel-aware encoder (seed 000, Eq. 3) reads. Families
+        without per-level features raise (the default)."""
+        raise no_vision_levels(self)
+
+    def vision_levels(self, images: torch.Tensor, levels: Sequence[int]) -> list[torch.Tensor]:
+        """Vision features of ``images`` (``[B, V, 3, H, W]`` uint8) at ``levels`` (indices into
+        :meth:`vision_level_dims`, negative from the deepest), each ``[B, V, C_i, h_i, w_i]``
+        on its own spatial grid."""
+        raise no_vision_levels(self)
+
     @property
     @abstractmethod
     def tokenizer(self) -> Any:
@@ -113,3 +127,11 @@ class Backbone(nn.Module, ABC):
     @abstractmethod
     def save_pretrained(self, path: str) -> None:
         """Write config, tokenizer / processor settings and weights to a folder."""
+
+
+def no_vision_levels(owner: object) -> ValueError:
+    """The error of a backbone (or vision tower) without per-level vision features."""
+    return ValueError(
+        f"{type(owner).__name__} does not expose per-level vision features, which the pixel_aware "
+        "token source reads; use a prismatic (DINOv2 + SigLIP) or paligemma backbone without dual_encoder."
+    )

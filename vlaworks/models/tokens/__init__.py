@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 TOKEN_SOURCES = PartRegistry(
     "token source",
     {
+        "pixel_aware": "vlaworks.models.tokens.pixel_aware:PART",
         "proprio": "vlaworks.models.tokens.proprio:PART",
+        "visual_prompt": "vlaworks.models.tokens.visual_prompt:PART",
     },
 )
 

@@ -12,12 +12,13 @@ from abc import ABC, abstractmethod
 from torch import nn
 
 from vlaworks.batch import Batch
-from vlaworks.models.backbones.base import ExtraTokens
+from vlaworks.models.backbones.base import Backbone, ExtraTokens
 
 
 class TokenSource(nn.Module, ABC):
     """Produces extra token blocks for one batch."""
 
     @abstractmethod
-    def tokens(self, batch: Batch, hidden_size: int) -> list[ExtraTokens]:
-        """Blocks to append (in order) for ``batch``; embeddings have width ``hidden_size``."""
+    def tokens(self, batch: Batch, backbone: Backbone) -> list[ExtraTokens]:
+        """Blocks to append (in order) for ``batch``; embeddings have the width of ``backbone``,
+        whose vision features a source may read (the pixel-aware encoder does)."""

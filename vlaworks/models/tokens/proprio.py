@@ -55,7 +55,7 @@ class ProprioTokens(TokenSource):
             )
         return cls(config.state_dim, backbone.hidden_size, options.projector)
 
-    def tokens(self, batch: Batch, hidden_size: int) -> list[ExtraTokens]:
+    def tokens(self, batch: Batch, backbone: Backbone) -> list[ExtraTokens]:
         if batch.state is None:
             raise ValueError(
                 "ProprioTokens needs batch.state; enable use_state in the dataset / policy config."
@@ -64,9 +64,9 @@ class ProprioTokens(TokenSource):
             raise ValueError(
                 f"ProprioTokens expects state [B, {self.state_dim}]; got {tuple(batch.state.shape)}."
             )
-        if hidden_size != self.hidden_size:
+        if backbone.hidden_size != self.hidden_size:
             raise ValueError(
-                f"ProprioTokens was built for width {self.hidden_size}, asked for {hidden_size}."
+                f"ProprioTokens was built for width {self.hidden_size}, asked for {backbone.hidden_size}."
             )
         dtype = next(self.proj.parameters()).dtype
         embeds = self.proj(batch.state.to(dtype)).unsqueeze(1)

@@ -7,10 +7,14 @@ A featurizer owns its towers and their preprocessing; a backbone only sees
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from transformers import Dinov2Config, Dinov2Model, SiglipVisionConfig, SiglipVisionModel
 
+from vlaworks.models.backbones.base import no_vision_levels
+from vlaworks.models.vision.levels import tower_level_dims, vit_levels
 from vlaworks.models.vision.preprocess import HALF, IMAGENET_MEAN, IMAGENET_STD, normalize_images
 
 
@@ -21,6 +25,14 @@ class VisionFeaturizer(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def level_dims(self) -> tuple[int, ...]:
+        """Widths of the per-level features :meth:`levels` returns (none by default)."""
+        raise no_vision_levels(self)
+
+    def levels(self, images: torch.Tensor, levels: Sequence[int]) -> list[torch.Tensor]:
+        """Per-level features ``[N, C_i, h_i, w_i]`` of uint8 ``images`` ``[N, 3, H, W]``."""
+        raise no_vision_levels(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.features(images)
@@ -61,3 +73,12 @@ class DinoSigLIPFeaturizer(VisionFeaturizer):
         fd = self.dino(pixel_values=xd, output_hidden_states=True).hidden_states[-2][:, 1:]
         fs = self.siglip(pixel_values=xs, output_hidden_states=True).hidden_states[-2]
         return torch.cat([fd, fs], dim=-1)
+
+    def level_dims(self) -> tuple[int, ...]:
+        """SigLIP's levels (seed 000 reads the multi-level features of the SigLIP tower)."""
+        return tower_level_dims(self.siglip.config)
+
+    def levels(self, images: torch.Tensor, levels: Sequence[int]) -> list[torch.Tensor]:
+        sc = self.siglip.config
+        pixels = normalize_images(images, sc.image_size, HALF, HALF, next(self.parameters()).dtype)
+        return vit_levels(self.siglip, pixels, levels)

@@ -7,16 +7,20 @@ prefix (PaliGemma's own prefix-LM).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from transformers import AutoConfig, DynamicCache, PaliGemmaForConditionalGeneration, PretrainedConfig
 
+from vlaworks.models.backbones.base import no_vision_levels
 from vlaworks.models.backbones.family import Folder
 from vlaworks.models.backbones.hf import HFVLMBackbone, special_ids, tiny_text_config, tiny_vision_config
 from vlaworks.models.backbones.native import LMResult, call_lm
 from vlaworks.models.backbones.sequence import Assembled, Piece
+from vlaworks.models.vision.dual import DualVision
+from vlaworks.models.vision.levels import tower_level_dims, vit_levels
 from vlaworks.models.vision.preprocess import HALF
 
 
@@ -77,3 +81,14 @@ class PaliGemmaBackbone(HFVLMBackbone):
 
     def vision_modules(self) -> list[nn.Module]:
         return [self.model.model.vision_tower, self.model.model.multi_modal_projector]
+
+    def vision_level_dims(self) -> tuple[int, ...]:
+        if isinstance(self.model.model.vision_tower, DualVision):
+            raise no_vision_levels(self.model.model.vision_tower)
+        return tower_level_dims(self.model.config.vision_config)
+
+    def vision_levels(self, images: torch.Tensor, levels: Sequence[int]) -> list[torch.Tensor]:
+        self.vision_level_dims()  # a dual tower has no levels
+        b, v = images.shape[:2]
+        feats = vit_levels(self.model.model.vision_tower, self.pixels(images.to(self.device)), levels)
+        return [f.reshape(b, v, *f.shape[1:]) for f in feats]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -279,6 +279,14 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
 
     def vision_modules(self) -> list[nn.Module]:
         return [self.featurizer]
+
+    def vision_level_dims(self) -> tuple[int, ...]:
+        return self.featurizer.level_dims()
+
+    def vision_levels(self, images: torch.Tensor, levels: Sequence[int]) -> list[torch.Tensor]:
+        b, v = images.shape[:2]
+        feats = self.featurizer.levels(images.to(self.device).flatten(0, 1), levels)
+        return [f.reshape(b, v, *f.shape[1:]) for f in feats]
 
 
 def merge_patches(tokens: torch.Tensor, k: int) -> torch.Tensor:
