@@ -165,9 +165,26 @@ def save_checkpoint(
         tmp.mkdir()
     accelerator.wait_for_everyone()
     _save_rng(tmp, accelerator.process_index)
+    sharded = is_sharded(model)
+    if sharded:  # collectives: every rank gathers, rank 0 keeps the full tensors
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        full_model = get_model_state_dict(model, options=options)
+        full_optim = get_optimizer_state_dict(model, optimizer, options=options)
     if main:
-        save_model(accelerator.unwrap_model(model), str(tmp / "model.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if sharded:
+            tied = _tied_aliases(accelerator.unwrap_model(model))
+            save_file({k: v.contiguous() for k, v in full_model.items() if k not in tied},
+                      str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            torch.save(full_optim, tmp / "optimizer.pt")
+        else:
+            save_model(accelerator.unwrap_model(model), str(tmp / "model.safetensors"))
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         if accelerator.scaler is not None:  # fp16 loss scale, needed to resume fp16 runs exactly
             torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
@@ -192,6 +209,23 @@ def save_checkpoint(
                 shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """Whether ``model`` is FSDP-sharded (accelerate's state does not say so on CPU)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def _tied_aliases(model: nn.Module) -> set[str]:
+    """Names of parameters that share their tensor with another name (tied embeddings), all
+    but the alphabetically first of each group: the ones ``save_model`` leaves out and
+    ``load_model`` re-ties."""
+    groups: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    return {name for names in groups.values() for name in sorted(names)[1:]}
 
 
 def load_checkpoint(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 MixedPrecision = Literal["no", "bf16", "fp16"]
+Distributed = Literal["ddp", "fsdp"]
 
 
 def default_mixed_precision() -> MixedPrecision:
@@ -49,6 +50,9 @@ class TrainConfig:
     num_workers: int = 0
     mixed_precision: MixedPrecision = "no"
     find_unused_parameters: bool = False
+    #: multi-process strategy: ``"ddp"`` replicates the model on every process; ``"fsdp"`` shards
+    #: the LM decoder layers (and the rest of the model as one root unit) across processes
+    distributed: Distributed = "ddp"
     progress: bool = True
     tensorboard: bool = False
     #: torch's deterministic algorithms during training (bit-identical CPU runs for one seed)
@@ -77,6 +81,11 @@ class TrainConfig:
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(
                 f"TrainConfig.mixed_precision must be 'no', 'bf16' or 'fp16'; got {self.mixed_precision!r}."
+            )
+        if self.distributed not in ("ddp", "fsdp"):
+            raise ValueError(
+                f"TrainConfig.distributed must be 'ddp' or 'fsdp'; got {self.distributed!r}. "
+                "Fix --set train.distributed=..."
             )
 
     def _check_types(self) -> None:

@@ -7,9 +7,14 @@ for vision-language batches (unused parameters under co-training). The datasets 
 deterministic per index and add per-sample random noise from the global RNG, which the
 sampler's per-sample seeding makes reproducible.
 
-Command line (also the 2-process CPU check)::
+Command line (also the 2-process CPU checks)::
 
     torchrun --standalone --nproc_per_node 2 -m vlaworks.train.smoke --out RUN --steps 3 --cotrain
+    torchrun --standalone --nproc_per_node 2 -m vlaworks.train.smoke --out RUN --vla --distributed fsdp
+
+``--vla`` trains a real :class:`~vlaworks.models.policy.VLAPolicy` on a tiny random-init
+prismatic backbone instead (FSDP needs transformers decoder layers to shard); its
+checkpoints are policy folders that ``load_policy`` reads.
 """
 
 from __future__ import annotations
@@ -128,6 +133,22 @@ class TinyPolicy(nn.Module):
         return loss, {"l1": loss.item()}
 
 
+def tiny_vla_policy() -> nn.Module:
+    """A seeded VLAPolicy on ``prismatic-tiny`` (one 32 px camera ``cam0``, chunk 4) with
+    7-D action and 3-D state statistics, for :class:`SyntheticWindows` ``(size=32)``."""
+    from vlaworks.data.normalize import Normalizer
+    from vlaworks.models.config import PartSpec, PolicyConfig
+    from vlaworks.models.policy import build_policy
+
+    stats = {"action": {"q01": [-1.0] * 7, "q99": [1.0] * 7, "min": [-1.0] * 7, "max": [1.0] * 7},
+             "observation.state": {"q01": [0.0] * 3, "q99": [1.0] * 3, "min": [0.0] * 3, "max": [1.0] * 3}}
+    config = PolicyConfig(backbone="prismatic-tiny", backbone_options={"image_size": 32},
+                          head=PartSpec("query_mlp", {"mlp_width": 16}), chunk_size=4, image_size=32,
+                          cameras=("cam0",))
+    torch.manual_seed(0)
+    return build_policy(config, Normalizer(stats, mode="q99"))
+
+
 def main() -> None:
     """Train TinyPolicy on synthetic windows; with ``--dump-params`` every rank writes its
     final parameters to ``OUT/params-rank{r}.safetensors`` (to check DDP sync)."""
@@ -145,13 +166,21 @@ def main() -> None:
     parser.add_argument("--save-every", type=int, default=0)
     parser.add_argument("--cotrain", action="store_true", help="50/50 robot and VL batches.")
     parser.add_argument("--dump-params", action="store_true")
+    parser.add_argument("--distributed", choices=("ddp", "fsdp"), default="ddp")
+    parser.add_argument("--vla", action="store_true", help="Train tiny_vla_policy() instead of TinyPolicy.")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    cfg = TrainConfig(out_dir=args.out, steps=args.steps, batch_size=args.batch_size, lr=1e-2,
-                      grad_accum=args.grad_accum, save_every=args.save_every, log_every=1, progress=False,
+    cfg = TrainConfig(out_dir=args.out, steps=args.steps, batch_size=args.batch_size,
+                      lr=1e-3 if args.vla else 1e-2, grad_accum=args.grad_accum, save_every=args.save_every,
+                      log_every=1, progress=False, distributed=args.distributed,
                       find_unused_parameters=True)  # each batch kind leaves the other head unused
-    model = TinyPolicy()
-    if args.cotrain:
+    model = tiny_vla_policy() if args.vla else TinyPolicy()
+    if args.vla:
+        from vlaworks.models.checkpoint import write_policy_files
+
+        result = train(model, SyntheticWindows(64, size=32), collate_windows, cfg,
+                       extra_save=lambda path: write_policy_files(model, path))  # type: ignore[arg-type]
+    elif args.cotrain:
         source = MixedBatchSource(
             {"robot": (SyntheticWindows(64), collate_windows), "vl": (SyntheticVL(32), collate_vl)},
             batch_size=args.batch_size, seed=cfg.seed,
@@ -162,7 +191,9 @@ def main() -> None:
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     # one write per line so the ranks' reports do not interleave on a shared pipe
-    sys.stdout.write(f"rank {rank}/{world} done: steps={result.steps} final_loss={result.final_loss:.6f}\n")
+    losses = ",".join(f"{x:.6f}" for x in result.losses)
+    sys.stdout.write(f"rank {rank}/{world} done: steps={result.steps} final_loss={result.final_loss:.6f} "
+                     f"losses={losses}\n")
     sys.stdout.flush()
     if args.dump_params:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -35,6 +35,15 @@ but is slow); parameters and optimizer state stay fp32. Models that read hidden
 states without using every parameter (e.g. an LM whose ``lm_head`` is unused, or
 co-training where VL batches skip the action head) need
 ``find_unused_parameters=True`` under DDP.
+
+``cfg.distributed="fsdp"`` shards instead of replicating (accelerate's FSDP2 plugin): each
+LM decoder layer is one shard unit, found by class from the transformers LM's
+``_no_split_modules`` (:func:`lm_layer_classes`); everything else (vision encoder, head,
+embeddings) is the root unit. Checkpoints gather a full state dict on rank 0, so their
+``model.safetensors`` has the DDP layout and loads with ``load_policy`` in any process.
+Launch it like DDP (``torchrun ...``); on CPU (gloo) accelerate would fall back to DDP
+without a word, so the trainer points its state at FSDP itself. Resuming an FSDP run is
+not supported yet (its optimizer state is saved in full, keyed by parameter name).
 """
 
 from __future__ import annotations
@@ -49,14 +58,20 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate import Accelerator, DistributedDataParallelKwargs, FullyShardedDataParallelPlugin
 from accelerate.state import AcceleratorState
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from vlaworks.train.checkpoint import load_latest, remove_stale_temps, save_checkpoint
+from vlaworks.train.checkpoint import (
+    is_sharded,
+    latest_checkpoint,
+    load_latest,
+    remove_stale_temps,
+    save_checkpoint,
+)
 from vlaworks.train.config import TrainConfig, TrainResult
 from vlaworks.train.metrics import MetricsCsv
 from vlaworks.train.optim import build_optimizer, build_scheduler
@@ -111,12 +126,7 @@ def _train(
     # and may pick another precision, so drop the previous stage's settings (the process
     # group, kept in PartialState, is reused).
     AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(
-        # accelerate only picks its gloo CPU backend under torchrun when told cpu=True.
-        cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1,
-        mixed_precision=cfg.mixed_precision,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)],
-    )
+    accelerator = _accelerator(model, cfg)
     set_seed(cfg.seed)
     source = _as_source(dataset, collate, cfg)
     source.shard(accelerator.process_index, accelerator.num_processes)
@@ -128,6 +138,11 @@ def _train(
     start_step = 0
     last_ckpt: Path | None = None
     state: dict | None = None
+    if resume and is_sharded(model) and latest_checkpoint(ckpt_root) is not None:
+        raise ValueError(
+            f"Resuming an FSDP run ({ckpt_root}) is not supported yet; pass --fresh, or train with "
+            "distributed='ddp'."
+        )
     if resume:
         if accelerator.is_main_process:
             remove_stale_temps(ckpt_root)
@@ -207,6 +222,56 @@ def _train(
         losses=losses,
         start_step=start_step,
     )
+
+
+def _accelerator(model: nn.Module, cfg: TrainConfig) -> Accelerator:
+    """The run's accelerator: DDP, or FSDP over the LM decoder layers (see the module docstring)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    fsdp = cfg.distributed == "fsdp" and world > 1
+    plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=2,
+        auto_wrap_policy="transformer_based_wrap",
+        transformer_cls_names_to_wrap=lm_layer_classes(model),
+        state_dict_type="FULL_STATE_DICT",
+        cpu_ram_efficient_loading=False,
+    ) if fsdp else None
+    accelerator = Accelerator(
+        # accelerate only picks its gloo CPU backend under torchrun when told cpu=True.
+        cpu=not torch.cuda.is_available() and world > 1,
+        mixed_precision=cfg.mixed_precision,
+        fsdp_plugin=plugin,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)],
+    )
+    if plugin is not None and accelerator.distributed_type == DistributedType.MULTI_CPU:
+        # accelerate routes a CPU process group to DDP even with an FSDP plugin; torch's FSDP2
+        # itself runs on gloo, so select it the way accelerate does on GPUs.
+        if cfg.mixed_precision != "no":
+            plugin.set_mixed_precision(cfg.mixed_precision)
+        accelerator.state.distributed_type = DistributedType.FSDP
+        accelerator.state.fsdp_plugin = plugin
+    return accelerator
+
+
+def lm_layer_classes(model: nn.Module) -> list[str]:
+    """Class names of ``model``'s LM decoder layers, FSDP's shard units: the classes that its
+    transformers sub-models declare in ``_no_split_modules``, except those found only inside
+    a backbone's vision encoder (SigLIP / DINOv2 layers stay in the root unit)."""
+    from transformers import PreTrainedModel
+
+    from vlaworks.models.backbones.base import Backbone
+
+    declared = {name for m in model.modules() if isinstance(m, PreTrainedModel)
+                for name in (m._no_split_modules or [])}
+    vision = {id(m) for b in model.modules() if isinstance(b, Backbone)
+              for root in b.vision_modules() for m in root.modules()}
+    found = sorted({type(m).__name__ for m in model.modules()
+                    if id(m) not in vision and type(m).__name__ in declared})
+    if not found:
+        raise ValueError(
+            f"distributed='fsdp' found no LM decoder layer class (transformers _no_split_modules) in "
+            f"{type(model).__name__}; train it with distributed='ddp'."
+        )
+    return found
 
 
 def _as_source(
