@@ -408,6 +408,21 @@ def export_backbone(
     typer.echo(f"backbone at {export(policy, out)}")
 
 
+@app.command("export-policy")
+def export_policy(
+    policy: Annotated[Path, typer.Option(help="A run folder or a policy folder.")],
+    out: Annotated[Path, typer.Option(help="Policy folder to write.")],
+    merge_lora: Annotated[bool, typer.Option(help="Fold LoRA adapters into the base weights.")] = False,
+) -> None:
+    """Write a trained policy as one policy folder; with --merge-lora its LoRA adapters are
+    merged, so the folder is a plain policy (no lora_ weights) with the same actions."""
+    from vlaworks.models.checkpoint import load_policy, save_policy
+    from vlaworks.models.policy import merge_lora as merge
+
+    loaded = load_policy(policy)
+    typer.echo(f"policy at {save_policy(merge(loaded) if merge_lora else loaded, out)}")
+
+
 Precision = Annotated[str, typer.Option(help=" | ".join(MIXED_PRECISION) + " (auto: bf16 where native).")]
 PatchSize = Annotated[int, typer.Option(min=1, help="Vision patch size in pixels.")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Samples per step.")]

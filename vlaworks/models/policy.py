@@ -322,6 +322,30 @@ def inject_lora(policy: VLAPolicy) -> None:
     inject_adapter_in_model(lora, policy.backbone)
 
 
+def merge_lora(policy: VLAPolicy) -> VLAPolicy:
+    """A copy of ``policy`` with its LoRA adapters folded into the base weights (peft's
+    ``merge``) and plain linear layers in their place, whose config says
+    ``lora.enabled = False``: it predicts the same actions, runs without peft's extra
+    matmuls, and ``save_policy`` / ``load_policy`` round trip it as a full fine-tuning policy
+    (for deployment or export; it trains all LM weights if trained further)."""
+    import copy
+    from dataclasses import replace
+
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    if not policy.config.lora.enabled:
+        raise ValueError("This policy has no LoRA adapters to merge; export it without --merge-lora.")
+    merged = copy.deepcopy(policy)
+    for name, module in list(merged.backbone.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            module.merge()
+            parent, _, child = name.rpartition(".")
+            setattr(merged.backbone.get_submodule(parent), child, module.get_base_layer())
+    merged.config = replace(policy.config, lora=replace(policy.config.lora, enabled=False))
+    set_trainable(merged)
+    return merged
+
+
 def set_trainable(policy: VLAPolicy) -> None:
     """Set ``requires_grad`` from the config's switches (callable again per training stage).
 
