@@ -23,6 +23,7 @@ when another family is switched on would confound the two. Two mechanisms keep t
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 #: "auto" picks bf16 where the machine has native bf16 (:func:`vlaworks.train.config.default_mixed_precision`)
@@ -72,8 +73,6 @@ class MiniatureBudget:
         ``token_merge`` is Prismatic's patch merger, the CNN trunk has no patches or attention;
         a backbone folder keeps the architecture it was saved with (image and patch grid,
         merge), so it only gets the attention kernel."""
-        from pathlib import Path
-
         from vlaworks.models.backbones import option_names
 
         overrides: dict[str, Any] = {

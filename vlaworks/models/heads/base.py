@@ -41,6 +41,16 @@ class ActionHead(nn.Module, ABC):
             )
         return batch.actions
 
+    @staticmethod
+    def block_states(out: BackboneOutput, block: str) -> torch.Tensor:
+        """Last hidden states ``[B, n, hidden]`` of this head's block ``block`` in ``out``."""
+        if block not in out.spans:
+            raise KeyError(
+                f"Backbone output has no {block!r} span (spans: {sorted(out.spans)}); pass this "
+                "head's extra_tokens to the backbone."
+            )
+        return out.hidden[:, out.spans[block]]
+
     @abstractmethod
     def extra_tokens(self, batch: Batch, backbone: Backbone, *, training: bool) -> list[ExtraTokens]:
         """Blocks this head appends after the token sources' blocks."""

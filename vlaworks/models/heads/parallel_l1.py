@@ -129,12 +129,7 @@ class ParallelL1Head(ActionHead):
 
     def decode(self, out: BackboneOutput) -> torch.Tensor:
         """Continuous chunk ``[B, chunk, action_dim]`` from the placeholders' last hidden states."""
-        if PLACEHOLDER_BLOCK not in out.spans:
-            raise KeyError(
-                f"Backbone output has no {PLACEHOLDER_BLOCK!r} span (spans: {sorted(out.spans)}); pass this "
-                "head's extra_tokens to the backbone."
-            )
-        states = out.hidden[:, out.spans[PLACEHOLDER_BLOCK]]
+        states = self.block_states(out, PLACEHOLDER_BLOCK)
         per_step = states.reshape(states.shape[0], self.chunk, self.action_dim * self.hidden_size)
         return self.mlp(per_step.to(self.mlp.net[1].weight.dtype))
 

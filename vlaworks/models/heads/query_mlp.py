@@ -84,12 +84,7 @@ class QueryMLPHead(ActionHead):
 
     def decode(self, out: BackboneOutput) -> torch.Tensor:
         """Raw head output ``[B, chunk, action_dim]``: pose values and the gripper *logit*."""
-        if QUERY_BLOCK not in out.spans:
-            raise KeyError(
-                f"Backbone output has no {QUERY_BLOCK!r} span (spans: {sorted(out.spans)}); pass this "
-                "head's extra_tokens to the backbone."
-            )
-        state = out.hidden[:, out.spans[QUERY_BLOCK]][:, -1]
+        state = self.block_states(out, QUERY_BLOCK)[:, -1]
         flat = self.mlp(state.to(self.mlp[0].weight.dtype))
         return flat.view(-1, self.chunk, self.action_dim)
 

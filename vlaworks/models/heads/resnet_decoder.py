@@ -28,6 +28,7 @@ from vlaworks.batch import Batch
 from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
 from vlaworks.models.config import Part, PolicyConfig
 from vlaworks.models.heads.base import ActionHead
+from vlaworks.models.heads.parallel_l1 import l1_chunk_loss
 
 QUERY_BLOCK = "action_queries"
 
@@ -96,37 +97,13 @@ class ResNetDecoderHead(ActionHead):
 
     def decode(self, out: BackboneOutput) -> torch.Tensor:
         """The continuous chunk ``[B, chunk, action_dim]`` from the queries' last hidden states."""
-        if QUERY_BLOCK not in out.spans:
-            raise KeyError(
-                f"Backbone output has no {QUERY_BLOCK!r} span (spans: {sorted(out.spans)}); pass this "
-                "head's extra_tokens to the backbone."
-            )
-        states = out.hidden[:, out.spans[QUERY_BLOCK]]
+        states = self.block_states(out, QUERY_BLOCK)
         return self.out(self.blocks(self.proj(states.to(self.proj.weight.dtype))))
 
     def loss(self, out: BackboneOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        if batch.actions is None:
-            raise ValueError("ResNetDecoderHead.loss needs batch.actions (a robot batch, not a VL batch).")
-        if tuple(batch.actions.shape[1:]) != (self.chunk, self.action_dim):
-            raise ValueError(
-                f"Batch.actions is {tuple(batch.actions.shape)} but the head predicts "
-                f"[B, {self.chunk}, {self.action_dim}]; make the dataset's chunk size match the policy's."
-            )
+        target = self.target_actions(batch).float()
         pred = self.decode(out).float()
-        target = batch.actions.float().to(pred.device)
-        mask = batch.action_mask.to(pred.device).float()
-        steps = mask.sum().clamp(min=1.0)
-        err = (pred - target).abs()
-        loss = (err.mean(-1) * mask).sum() / steps
-        with torch.no_grad():
-            metrics = {
-                "l1_pose": float((err[..., :-1].mean(-1) * mask).sum() / steps),
-                "l1_gripper": float((err[..., -1] * mask).sum() / steps),
-                "gripper_acc": float(
-                    ((((pred[..., -1] > 0) == (target[..., -1] > 0)).float()) * mask).sum() / steps
-                ),
-            }
-        return loss, metrics
+        return l1_chunk_loss(pred, target.to(pred.device), batch.action_mask.to(pred.device).float())
 
     @torch.no_grad()
     def predict(self, batch: Batch, backbone: Backbone, prefix: list[ExtraTokens]) -> torch.Tensor:
