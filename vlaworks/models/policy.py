@@ -64,7 +64,12 @@ class AuxLoss(nn.Module, ABC):
 
 
 #: auxiliary losses: name -> ``Part(options dataclass, builder(backbone, config, options))``
-AUX_LOSSES = PartRegistry("aux loss", {})
+AUX_LOSSES = PartRegistry(
+    "aux loss",
+    {
+        "seg_mask": "vlaworks.models.aux.seg:PART",
+    },
+)
 
 #: name of the teacher-forced answer block of vision-language batches
 VL_ANSWER_BLOCK = "vl_answer"
