@@ -28,7 +28,16 @@ with the whole term at ``weight`` = 1 in the policy's loss (Eq. 8); all three ar
 Metrics (per step, names prefixed ``seg_mask/`` by the policy): the four loss terms and
 the mask IoU (logits > 0 against the resized ground truth, pooled over the batch) per
 stage and view, ``iou_coarse_<camera>`` / ``iou_fine_<camera>``, left out for a view whose
-union is empty in that batch.
+union is empty in that batch. :func:`vlaworks.eval.masks.mask_iou` scores held-out demos.
+
+On any recipe (the ``token_sources`` list is replaced as a whole, so keep the recipe's own;
+``vlm4vla+proprio`` has ``proprio``), on a dataset made with ``vlaworks generate --segmentation``::
+
+    vlaworks train --recipe vlm4vla+proprio --data DATA --out RUN --cameras base,wrist \
+        --set 'policy.token_sources=[{"type": "proprio"}, {"type": "seg"}]' \
+        --set 'policy.aux_losses=[{"type": "seg_mask"}]'
+
+(options as ``{"type": "seg_mask", "options": {"weight": 0.5, "grid": 16}}``).
 """
 
 from __future__ import annotations
@@ -66,9 +75,11 @@ class SegMaskOptions:
     sam_path: str | None = None
     #: train the SAM checkpoint's vision encoder too (LISA keeps it frozen)
     train_sam_encoder: bool = False
-    #: conv path: decoder width, feature grid side (masks are 4 x grid) and attention heads
+    #: conv path: decoder width, feature grid side and attention heads; masks are 4 x grid
+    #: (8: a 64 px conv input and 32 x 32 masks for the miniature world's 64 px views; 16
+    #: doubles the mask side at about 8x the decoder's CPU time)
     width: int = 64
-    grid: int = 16
+    grid: int = 8
     heads: int = 4
 
     def __post_init__(self) -> None:
