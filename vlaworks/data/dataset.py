@@ -36,8 +36,7 @@ class WindowDataset(Dataset):
     ``[chunk, D]``), ``action_mask`` (bool ``[chunk]``), ``episode_index``, ``frame_index``
     and ``camera_names`` (plus ``pixel_masks`` / ``visual_prompts`` for a policy reading
     prompts, ``target_masks`` for one reading target masks). ``training`` applies the
-    processor's augmentation (off for
-    offline evaluation on held-out demonstrations).
+    processor's augmentation (off for offline evaluation on held-out demonstrations).
     """
 
     def __init__(self, ds: LeRobotDataset, processor: PolicyProcessor, *, training: bool = True) -> None:
