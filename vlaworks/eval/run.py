@@ -36,7 +36,7 @@ def suite_tasks(suite: str, env_config: EnvConfig, only: Sequence[str] | None = 
     """Task ids of ``suite``, read from the ``tasks`` attribute of a suite env.
 
     ``only`` keeps the named tasks, given as full ids (``spatial/pick_leftmost_place_bowl``)
-    or names within the suite (``pick_leftmost_place_bowl``); names of no task of any
+    or names (the id's last part, ``pick_leftmost_place_bowl``); names of no task of any
     evaluated suite are rejected by :func:`evaluate`.
     """
     env = env_config.make(suite, None)
@@ -48,7 +48,7 @@ def suite_tasks(suite: str, env_config: EnvConfig, only: Sequence[str] | None = 
         raise ValueError(f"Suite {suite!r} lists no tasks; its env must expose a non-empty `tasks` list.")
     if only is None:
         return tasks
-    return [t for t in tasks if t in only or t.removeprefix(f"{suite}/") in only]
+    return [t for t in tasks if t in only or t.rpartition("/")[2] in only]
 
 
 def plan_episodes(
