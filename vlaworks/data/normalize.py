@@ -64,7 +64,7 @@ class Normalizer:
             if absent:
                 raise KeyError(
                     f"Statistics for {key!r} lack {absent} needed by mode {mode!r} "
-                    f"(present: {sorted(entry)}); recompute them with LeRobotDataset.compute_stats() "
+                    f"(present: {sorted(entry)}); add them with `vlaworks check DATASET --recompute-stats` "
                     "or pick another mode."
                 )
             self.stats[key] = {
