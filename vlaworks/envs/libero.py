@@ -152,7 +152,8 @@ class Simulator(Protocol):
 
 
 class SuiteSource(Protocol):
-    """One LIBERO suite: its tasks, their init states and a simulator per task."""
+    """One LIBERO suite: its tasks, their init states and a simulator per task (rendering
+    ``cameras`` at ``size``; none renders nothing)."""
 
     names: list[str]
     instructions: list[str]
@@ -195,6 +196,8 @@ class LiberoPackage:
             camera_names=list(cameras),
             camera_heights=size,
             camera_widths=size,
+            use_camera_obs=bool(cameras),
+            has_offscreen_renderer=bool(cameras),
             horizon=horizon,
         )
 
@@ -207,6 +210,9 @@ class LiberoEnv(gym.Env):
     ``max_episode_steps`` overrides the protocol's limit for the suite. ``source`` builds
     the suite (default: the installed LIBERO package; tests pass a stand-in). The simulator
     of a task is built at the first reset on it and kept until the task changes.
+
+    Privileged access for scripted policies and debugging: :attr:`raw` is LIBERO's latest
+    observation (object poses included) and :attr:`simulator` the task's LIBERO env.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -258,6 +264,7 @@ class LiberoEnv(gym.Env):
         self._sim: Simulator | None = None
         self._sim_task: int | None = None
         self._last: dict[str, Any] | None = None
+        self.raw: dict[str, Any] = {}
         self._steps = 0
 
     def _task_index(self, task: str) -> int:
@@ -269,6 +276,11 @@ class LiberoEnv(gym.Env):
     @property
     def task_id(self) -> str:
         return self.tasks[self.task_index] if self.task_index is not None else ""
+
+    @property
+    def simulator(self) -> Simulator | None:
+        """The current task's LIBERO env (``OffScreenRenderEnv``); ``None`` before a reset."""
+        return self._sim
 
     @property
     def instruction(self) -> str:
@@ -340,7 +352,8 @@ class LiberoEnv(gym.Env):
         self._sim_task = task
         return self._sim
 
-    def _observation(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+    def _observation(self, raw: dict[str, Any]) -> dict[str, Any]:
+        self.raw = raw
         images = {
             c: prepare_image(raw[f"{CAMERAS[c]}_image"], self.image_size, self.protocol.flip)
             for c in self.camera_names
