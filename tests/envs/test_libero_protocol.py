@@ -254,6 +254,10 @@ def test_evaluation_starts_episode_k_from_init_state_k(suite, tmp_path):
     assert [e.task for e in result.episodes[::3]] == tasks
     inits = [c[1] for s in suite.built for c in s.calls if c[0] == "init"]
     assert inits == [0.0, 1.0, 2.0] * 2
+    built = len(suite.built)
+    with pytest.raises(ValueError, match="has 3 episodes per task; pass --episodes 3 or fewer"):
+        evaluate(lambda envs: HalfStepPolicy(), ["libero_spatial"], 4, out=tmp_path, env_factory=factory)
+    assert len(suite.built) == built  # refused before any simulator was built
 
 
 def test_eval_cli_forwards_the_env_and_its_options(monkeypatch, tmp_path):

@@ -278,6 +278,12 @@ class LiberoEnv(gym.Env):
         return self.tasks[self.task_index] if self.task_index is not None else ""
 
     @property
+    def episodes_per_task(self) -> int:
+        """Init states of the env's task (without a fixed task: the fewest of any task)."""
+        tasks = [self.fixed_task] if self.fixed_task is not None else range(len(self.tasks))
+        return min(len(self.source.init_states(t)) for t in tasks)
+
+    @property
     def simulator(self) -> Simulator | None:
         """The current task's LIBERO env (``OffScreenRenderEnv``); ``None`` before a reset."""
         return self._sim
