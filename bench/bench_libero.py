@@ -2,7 +2,7 @@
 
 Usage (in the LIBERO venv, ``bash scripts/setup_libero.sh`` first)::
 
-    MUJOCO_GL=egl .venv-libero/bin/python bench/bench_libero.py [--sizes 224,128] [--steps 60]
+    MUJOCO_GL=egl .venv-libero/bin/python bench/bench_libero.py [--sizes 224,128] [--steps 60] [--speed-only]
 
 Per render size (two cameras, image size = render size): the first reset (the env and its
 simulator built), later resets (LIBERO's hard reset + init state + openpi's 10 wait steps)
@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="timed env steps per size")
     parser.add_argument("--resets", type=int, default=3, help="timed resets per size")
     parser.add_argument("--scripted", type=int, default=5, help="scripted episodes (init states 0..N-1)")
+    parser.add_argument("--speed-only", action="store_true", help="skip the two sanity episodes")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
@@ -143,6 +144,8 @@ def main() -> None:
         print(f"| {size} | {r['first_reset_s']:.1f} | {r['reset_s']:.2f} | {r['steps_per_s']:.2f} | "
               f"{os.getloadavg()[0]:.1f} |")
     print(f"physics only (no cameras): {physics_steps_per_s(args.steps):.1f} steps/s")
+    if args.speed_only:
+        return
     size = min(sizes)
     zero = zero_policy_episode(size)
     print(f"zero policy, libero_spatial task 0, init state 0, {size} px: success={zero['success']} after "
