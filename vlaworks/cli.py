@@ -202,7 +202,9 @@ def annotate(
         report.write_text(text)
 
 
-def _parse_sets(items: list[str] | None) -> dict[str, object]:
+def _parse_sets(
+    items: list[str] | None, option: str = "--set", example: str = "policy.chunk_size=8"
+) -> dict[str, object]:
     """``KEY=VALUE`` pairs (VALUE parsed as JSON when it parses, else kept as a string)."""
     import json
 
@@ -210,7 +212,7 @@ def _parse_sets(items: list[str] | None) -> dict[str, object]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"--set expects KEY=VALUE (e.g. policy.chunk_size=8); got {item!r}.")
+            raise typer.BadParameter(f"{option} expects KEY=VALUE (e.g. {example}); got {item!r}.")
         try:
             parsed[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -298,6 +300,13 @@ def evaluate(
     ],
     suite: Annotated[list[str], typer.Option(help="Suite(s) to evaluate.")],
     out: Annotated[Path, typer.Option(help="Report folder.")],
+    env: Annotated[
+        str, typer.Option(help="Environment: tabletop | libero (suites libero_spatial, libero_object, ...).")
+    ] = "tabletop",
+    env_option: Annotated[
+        list[str] | None,
+        typer.Option("--env-option", help="KEY=VALUE for the env, repeatable (e.g. num_steps_wait=10)."),
+    ] = None,
     episodes: Annotated[int, typer.Option(min=1, help="Episodes per task.")] = 10,
     chunk_exec: Annotated[
         str, typer.Option(help="full | half | 1 | ensemble[:M] (actions run per chunk; ensemble: ACT's).")
@@ -320,10 +329,14 @@ def evaluate(
 ) -> None:
     """Closed-loop evaluation: success per task with 95% CIs, report.md, plot and videos."""
     from vlaworks.eval.run import evaluate as run_evaluate
+    from vlaworks.eval.workers import DEFAULT_ENV
 
+    tabletop = env == DEFAULT_ENV
+    env_kwargs = {"layout": layout} if tabletop else {}
+    env_kwargs |= _parse_sets(env_option, "--env-option", "num_steps_wait=10")
     result = run_evaluate(
         policy,
-        suite,
+        suite if tabletop else [f"{env}/{s}" for s in suite],
         episodes,
         chunk_exec,
         perturb or [],
@@ -334,7 +347,7 @@ def evaluate(
         videos=videos,
         image_size=image_size,
         tasks=task,
-        env_kwargs={"layout": layout},
+        env_kwargs=env_kwargs,
         prompt_mode=prompt_mode,
     )
     overall = result.overall()
