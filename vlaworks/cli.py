@@ -495,10 +495,8 @@ def geometry_teacher(
     if out is None:
         folder = cached_teacher(settings)
     else:
-        if out.exists() and any(out.iterdir()):
-            raise typer.BadParameter(f"--out {out} is not empty; name a new folder.")
+        train_teacher(settings, out)
         folder = out
-        train_teacher(settings, folder)
     typer.echo((folder / "report.md").read_text() + f"teacher at {folder}")
 
 

@@ -119,3 +119,12 @@ def test_train_two_steps_from_the_cli(vlm_folder, tmp_path) -> None:
     chunk = policy.predict_chunk([obs])
     assert chunk.shape == (1, 4, 7) and np.isfinite(chunk).all()
     assert not policy.aux_losses[0].teacher_loaded
+
+
+def test_recipes_command_lists_the_rows_that_need_a_folder() -> None:
+    result = CliRunner().invoke(app, ["recipes"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("pokevla")}
+    assert set(lines) == set(ROWS)
+    assert "--backbone FOLDER" in lines["pokevla+pretraining"]
+    assert "geometry alignment" in lines["pokevla+geometry"]

@@ -91,3 +91,14 @@ def test_the_cache_trains_once_per_settings(tmp_path, monkeypatch) -> None:
         replace(TINY, image_size=64)
     with pytest.raises(ValueError, match="must be >= 1"):
         replace(TINY, steps=0)
+
+
+def test_cli_trains_into_a_new_folder_only(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from vlaworks.cli import app
+
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("")
+    result = CliRunner().invoke(app, ["geometry-teacher", "--out", str(tmp_path / "busy")])
+    assert result.exit_code == 2 and "is not empty; name a new folder" in result.output

@@ -212,7 +212,11 @@ def evaluate(net: GeometryNet, frames: Frames, mean_depth: torch.Tensor, batch: 
 
 
 def train_teacher(settings: TeacherSettings, out: Path) -> dict:
-    """Render, train and evaluate the teacher; write it and its report to ``out``; return the report."""
+    """Render, train and evaluate the teacher; write it and its report to ``out`` (a new or
+    empty folder); return the report."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"Teacher folder {out} is not empty; name a new folder.")
     start = time.perf_counter()
     train_frames = render_frames(settings, heldout=False)
     test_frames = render_frames(settings, heldout=True)
@@ -245,7 +249,6 @@ def train_teacher(settings: TeacherSettings, out: Path) -> dict:
         "train_s": round(train_s, 1),
         "heldout": evaluate(net, test_frames, mean_depth),
     }
-    out = Path(out)
     net.save(out)
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / "report.md").write_text(report_markdown(report))
