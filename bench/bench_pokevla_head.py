@@ -8,7 +8,10 @@ placeholders to the LM sequence and decodes them with its MLP ResNet; the expert
 its learnable action queries (64 by default, VLA-Adapter's count; also shown with 8) and
 runs its cross-attention layers after the one LM call; "+ <SEG>" adds one causal token in
 front of the queries and the expert's <SEG> attention. Reported: LM tokens appended per
-chunk, head parameters, median ms per predict call and per chunk, and the ratio to OFT.
+chunk, head parameters, ms per predict call (median and minimum over the repeats: on a
+shared machine the minimum is the least disturbed), ms per chunk (median / batch), the
+median ratio to OFT, and the decoder alone (the head's own work on a ready backbone output:
+OFT's MLP ResNet vs the expert's layers, minimum).
 
     .venv/bin/python bench/bench_pokevla_head.py --repeats 20
 """
@@ -16,9 +19,10 @@ chunk, head parameters, median ms per predict call and per chunk, and the ratio 
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 
 import torch
-from bench_token_heads import time_head
 
 from vlaworks.batch import Batch
 from vlaworks.models.backbones import build_backbone
@@ -30,16 +34,31 @@ from vlaworks.models.heads.pokevla_expert import SEG_BLOCK, PokeVLAExpertHead, P
 STATE_DIM = 7
 
 
-class WithPrefix(torch.nn.Module):
-    """A head whose predict gets a fixed prefix block (a stand-in <SEG> token)."""
+@torch.no_grad()
+def timings(fn, repeats: int) -> list[float]:
+    """Seconds of ``repeats`` calls of ``fn`` (without autograd) after one warm-up call."""
+    fn()
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
 
-    def __init__(self, head: ActionHead, block: ExtraTokens) -> None:
-        super().__init__()
-        self.head, self.block = head, block
 
-    def predict(self, batch: Batch, backbone, prefix: list[ExtraTokens]) -> torch.Tensor:
-        seg = ExtraTokens(SEG_BLOCK, embeds=self.block.embeds.expand(batch.size, -1, -1))
-        return self.head.predict(batch, backbone, [*prefix, seg])
+def predict_call(head: ActionHead, backbone, batch: Batch, prefix: list[ExtraTokens]):
+    """One ``predict`` of ``head`` on ``batch`` (the backbone forward included)."""
+    return lambda: head.predict(batch, backbone, prefix)
+
+
+def decoder_only(head: ActionHead, backbone, batch: Batch, prefix: list[ExtraTokens]):
+    """A call of the head's own decoder on a backbone output computed once."""
+    with torch.no_grad():
+        blocks = [*prefix, *head.extra_tokens(batch, backbone, training=False)]
+        out = backbone(batch.images, batch.instructions, blocks)
+    if isinstance(head, PokeVLAExpertHead):
+        return lambda: head.decode(out, batch.state)
+    return lambda: head.decode(out)
 
 
 def make_batch(b: int, image_size: int, device: str) -> Batch:
@@ -70,35 +89,40 @@ def main() -> None:
         "prismatic-tiny", image_size=args.image_size, patch_size=8, token_merge=2, attn_implementation="eager"
     ).eval().to(args.device)
     h, c, d = backbone.hidden_size, args.chunk, args.dim
-    seg = ExtraTokens(SEG_BLOCK, embeds=torch.randn(1, 1, h, device=args.device))
-    heads: dict[str, tuple[torch.nn.Module, int]] = {
-        "parallel L1 (OpenVLA-OFT)": (ParallelL1Head(h, c, d), c * d),
-        "PokeVLA expert, 64 queries": (PokeVLAExpertHead(h, c, d, STATE_DIM), 64),
-        "PokeVLA expert, 64 queries + <SEG>": (
-            WithPrefix(PokeVLAExpertHead(h, c, d, STATE_DIM, seg=True), seg), 65
-        ),
+    seg = torch.randn(1, 1, h, device=args.device)
+    heads: dict[str, tuple[ActionHead, bool, int]] = {  # head, <SEG> in the prefix, LM tokens appended
+        "parallel L1 (OpenVLA-OFT)": (ParallelL1Head(h, c, d), False, c * d),
+        "PokeVLA expert, 64 queries": (PokeVLAExpertHead(h, c, d, STATE_DIM), False, 64),
+        "PokeVLA expert, 64 queries + <SEG>": (PokeVLAExpertHead(h, c, d, STATE_DIM, seg=True), True, 65),
         "PokeVLA expert, 8 queries": (
-            PokeVLAExpertHead(h, c, d, STATE_DIM, options=PokeVLAExpertOptions(queries=8)), 8
+            PokeVLAExpertHead(h, c, d, STATE_DIM, options=PokeVLAExpertOptions(queries=8)), False, 8
         ),
     }
-    for head, _ in heads.values():
+    for head, _, _ in heads.values():
         head.to(args.device).eval()
     print(
         f"prismatic-tiny (LM width {h}), base + wrist at {args.image_size} px, chunk {c} x {d}, "
         f"device {args.device}, threads {args.threads}, median of {args.repeats}\n"
     )
-    print("| head | batch | LM tokens appended | head params | ms / predict | ms / chunk | vs OFT |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| head | batch | LM tokens appended | head params | ms / predict (median, min) | ms / chunk "
+        "| vs OFT | decoder alone, ms |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for b in args.batch:
         batch = make_batch(b, args.image_size, args.device)
         base = None
-        for name, (head, tokens) in heads.items():
-            seconds, _ = time_head(head, backbone, batch, args.repeats)
-            base = base or seconds
-            params = sum(p.numel() for p in head.parameters() if p.requires_grad)
+        for name, (head, with_seg, tokens) in heads.items():
+            prefix = [ExtraTokens(SEG_BLOCK, embeds=seg.expand(b, -1, -1))] if with_seg else []
+            calls = timings(predict_call(head, backbone, batch, prefix), args.repeats)
+            decoder = timings(decoder_only(head, backbone, batch, prefix), args.repeats)
+            median = statistics.median(calls)
+            base = base or median
+            params = sum(p.numel() for p in head.parameters())
             print(
-                f"| {name} | {b} | {tokens} | {params / 1e6:.2f} M | {seconds * 1e3:.1f} | "
-                f"{seconds * 1e3 / b:.1f} | {seconds / base:.2f}x |"
+                f"| {name} | {b} | {tokens} | {params / 1e6:.2f} M "
+                f"| {median * 1e3:.1f}, {min(calls) * 1e3:.1f} | {median * 1e3 / b:.1f} "
+                f"| {median / base:.2f}x | {min(decoder) * 1e3:.2f} |"
             )
 
 

@@ -481,7 +481,7 @@ def geometry_teacher(
     heldout: Annotated[
         int | None, typer.Option(min=1, help="Held-out episodes per suite [default: 3].")
     ] = None,
-    steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps [default: 500].")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps [default: 3000].")] = None,
     seed: Seed = 0,
 ) -> None:
     """Train PokeVLA's geometry teacher for the miniature world once (depth and world points

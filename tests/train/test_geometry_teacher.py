@@ -40,6 +40,7 @@ def test_rendered_points_lie_on_the_table_and_floor_in_both_views() -> None:
     assert frames.images.shape[1:] == (2, 32, 32, 3) and len(frames) == 3  # steps 0, 4, 8
     _, depth, points = frames.tensors(np.arange(len(frames)))
     assert points.shape == (3, 2, 3, 32, 32) and (depth > 0).all()
+    assert frames.foreground.shape == (3, 2, 32, 32) and frames.foreground[:, 0].any()
     z = points[:, :, 2]
     on_plane = (z.abs() < 0.01) | ((z + 0.75).abs() < 0.01)  # table top at 0, floor at -0.75
     assert on_plane[:, 0].float().mean() > 0.6 and on_plane[:, 1].float().mean() > 0.3
@@ -60,7 +61,8 @@ def test_tiny_training_writes_a_loadable_teacher_and_its_report(tmp_path) -> Non
     for view in ("base", "wrist"):
         metrics = report["heldout"][view]
         assert set(metrics) == {
-            "abs_rel", "rmse_m", "delta1", "point_error_cm", "baseline_abs_rel", "baseline_rmse_m"
+            "abs_rel", "rmse_m", "delta1", "point_error_cm", "baseline_abs_rel", "baseline_rmse_m",
+            "foreground_share", "foreground_abs_rel", "foreground_baseline_abs_rel",
         }
         assert all(np.isfinite(v) and v >= 0 for v in metrics.values())
     assert json.loads((tmp_path / "teacher" / "report.json").read_text())["heldout"] == report["heldout"]
