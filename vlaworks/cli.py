@@ -426,14 +426,20 @@ def export_policy(
     policy: Annotated[Path, typer.Option(help="A run folder or a policy folder.")],
     out: Annotated[Path, typer.Option(help="Policy folder to write.")],
     merge_lora: Annotated[bool, typer.Option(help="Fold LoRA adapters into the base weights.")] = False,
+    drop_aux: Annotated[
+        bool, typer.Option(help="Leave out the training-only auxiliary losses (geometry projector, ...).")
+    ] = False,
 ) -> None:
     """Write a trained policy as one policy folder; with --merge-lora its LoRA adapters are
-    merged, so the folder is a plain policy (no lora_ weights) with the same actions."""
+    merged, so the folder is a plain policy (no lora_ weights) with the same actions; with
+    --drop-aux it holds no auxiliary-loss weights (same actions: they never run at inference)."""
     from vlaworks.models.checkpoint import load_policy, save_policy
     from vlaworks.models.policy import merge_lora as merge
+    from vlaworks.models.policy import without_aux_losses
 
     loaded = load_policy(policy)
-    typer.echo(f"policy at {save_policy(merge(loaded) if merge_lora else loaded, out)}")
+    loaded = merge(loaded) if merge_lora else loaded
+    typer.echo(f"policy at {save_policy(without_aux_losses(loaded) if drop_aux else loaded, out)}")
 
 
 Precision = Annotated[str, typer.Option(help=" | ".join(MIXED_PRECISION) + " (auto: bf16 where native).")]
@@ -474,6 +480,37 @@ def pretrain(
         mixed_precision=mixed_precision,
     )
     typer.echo(f"pretrained backbone at {pretrain_vlm(out, budget, seed=seed)}")
+
+
+@app.command("geometry-teacher")
+def geometry_teacher(
+    out: Annotated[
+        Path | None,
+        typer.Option(help="New teacher folder [default: the cache folder of the 'tabletop-depth' teacher]."),
+    ] = None,
+    episodes: Annotated[
+        int | None, typer.Option(min=1, help="Training episodes per suite [default: 12].")
+    ] = None,
+    heldout: Annotated[
+        int | None, typer.Option(min=1, help="Held-out episodes per suite [default: 3].")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps [default: 3000].")] = None,
+    seed: Seed = 0,
+) -> None:
+    """Train PokeVLA's geometry teacher for the miniature world once (depth and world points
+    of the base and wrist views) and print its held-out accuracy. With the default settings
+    and no --out it lands where geometry_align's default teacher 'tabletop-depth' is read
+    (or is reused from there); pass a folder to the aux loss as its teacher option otherwise."""
+    from vlaworks.train.geometry_teacher import TeacherSettings, cached_teacher, train_teacher
+
+    given = {"episodes": episodes, "heldout": heldout, "steps": steps}
+    settings = TeacherSettings(seed=seed, **{k: v for k, v in given.items() if v is not None})
+    if out is None:
+        folder = cached_teacher(settings)
+    else:
+        train_teacher(settings, out)
+        folder = out
+    typer.echo((folder / "report.md").read_text() + f"teacher at {folder}")
 
 
 @app.command()
@@ -564,7 +601,11 @@ def recipes() -> None:
     from vlaworks.recipes import get_recipe, recipe_names
 
     for name in recipe_names():
-        typer.echo(f"{name:28s} {get_recipe(name).description}")
+        try:
+            text = get_recipe(name).description
+        except ValueError as err:  # a recipe that needs an option (a pretrained --backbone FOLDER)
+            text = str(err)
+        typer.echo(f"{name:28s} {text}")
 
 
 @app.command()

@@ -1,1 +1,2 @@
-"""Auxiliary losses beside the head's (registered in :data:`vlaworks.models.policy.AUX_LOSSES`)."""
+"""Auxiliary losses (``PolicyConfig.aux_losses``, registry ``AUX_LOSSES`` in
+:mod:`vlaworks.models.policy`): training-only objectives beside the head's, one file each."""
