@@ -2,7 +2,8 @@
 
 A perturbation is written ``FAMILY[@CALIBRATION][:SEVERITY]``: severity 0 is the clean
 episode, severity 1 (also a bare ``FAMILY``) the family's strongest level under the
-calibration, and in between every magnitude scales linearly with severity.
+calibration, and in between the magnitudes below scale with severity (language steps
+through tiers; background swaps textures at any severity and tints by it).
 
 * ``v2`` (the default) is calibrated against LIBERO-Plus (Fei et al. 2025, arXiv 2510.13626):
   severity 1 reaches the strongest level of the matching LIBERO-Plus dimension, measured from
@@ -28,12 +29,12 @@ Families and what each one changes (and nothing else); "s" is the severity:
   term; v2 also varies the lights' specular strength.
 * ``background``: table and floor texture and colour (one calibration: v1 = v2).
 * ``noise``: image degradation on every camera. v2 picks one kind per episode: Gaussian
-  noise (std ``30 s`` grey levels), Gaussian blur, motion blur, zoom blur or fog, the blurs
-  and fog sized relative to the image as LIBERO-Plus's strongest level is to its 256 px
-  frames. v1: Gaussian noise only.
+  noise (std ``30 s`` grey levels), Gaussian blur, motion blur, zoom blur (to ``1 + 0.55 s``)
+  or fog (strength ``5 s``), the blurs sized relative to the image as LIBERO-Plus's strongest
+  are to its 256 px frames. v1: Gaussian noise only.
 * ``layout``: extra distractor objects the instruction never names, up to ``ceil(5 s)``
-  (v1: ``ceil(3 s)``); with LIBERO-style fixed layouts v2 also displaces every task object
-  by ``0.05 s`` m from its canonical place (random layouts are random already).
+  (v1: ``ceil(3 s)``); with LIBERO-style fixed layouts v2 also moves every task object
+  ``0.05 s`` m from its place in the clean episode (random layouts are random already).
 * ``mask_background``: RGB pixels that belong to neither an object nor the gripper are
   blended toward :data:`MASK_VALUE` (severity 1 replaces them; one calibration).
 
