@@ -51,7 +51,7 @@ def image_change(clean: list[dict], other: list[dict]) -> dict[str, float]:
             np.mean(
                 [
                     np.abs(o["images"][cam].astype(float) - c["images"][cam]).mean()
-                    for c, o in zip(clean, other)
+                    for c, o in zip(clean, other, strict=True)
                 ]
             )
         )
@@ -98,8 +98,8 @@ def main() -> None:
     start = time.time()
     clean = first_frames(args.suite, args.layout, args.image_size, args.scenes, [])
     print(
-        f"Suite {args.suite}, {args.layout} layouts, {args.image_size} px, {args.scenes} scenes (seeds {SEED}+), "
-        f"expert {args.episodes} episodes per task\n"
+        f"Suite {args.suite}, {args.layout} layouts, {args.image_size} px, {args.scenes} scenes "
+        f"(seeds {SEED}+), expert {args.episodes} episodes per task\n"
     )
     print("| perturbation | base MAD | wrist MAD | new words % | expert success % [95 % CI] |")
     print("|---|---:|---:|---:|---|")
