@@ -54,7 +54,11 @@ def main(
 
 PerturbOpt = Annotated[
     list[str] | None,
-    typer.Option("--perturb", help="FAMILY:SEVERITY, repeatable (e.g. lighting:0.5, camera:1.0)."),
+    typer.Option(
+        "--perturb",
+        help="FAMILY[@CALIBRATION]:SEVERITY, repeatable (e.g. lighting:0.5, camera:1.0; camera@v1:0.3 "
+        "for the pre-LIBERO-Plus ranges).",
+    ),
 ]
 LayoutOpt = Annotated[
     str, typer.Option(help="random (anywhere on the table) | fixed (LIBERO: one layout per task, jittered).")

@@ -119,7 +119,7 @@ def evaluate(
     and write the report into ``out``; a folder is resolved once to the policy folder it
     names, which labels the report.
 
-    ``perturb`` holds ``"FAMILY:SEVERITY"`` strings passed to every env; ``tasks``
+    ``perturb`` holds ``"FAMILY[@CALIBRATION]:SEVERITY"`` strings passed to every env; ``tasks``
     restricts the run to some tasks of the suites (full ids or names within a suite). ``env_factory``
     (``factory(suite, task, image_size=, perturbations=, **env_kwargs)``) replaces
     :func:`vlaworks.envs.make_env`, e.g. for tests. A checkpoint is loaded once per worker
