@@ -61,10 +61,27 @@ LayoutOpt = Annotated[
 ]
 
 
+EnvOpt = Annotated[
+    str, typer.Option(help="Environment: tabletop (built in) | metaworld (suite mt10; needs `metaworld`).")
+]
+
+
+def _tabletop_only(env: str, **given: bool) -> None:
+    """Reject the options only the tabletop world has when another environment is chosen."""
+    used = [f"--{name.replace('_', '-')}" for name, on in given.items() if on]
+    if env != "tabletop" and used:
+        raise typer.BadParameter(
+            f"{', '.join(used)} exist only for --env tabletop; drop them for --env {env}."
+        )
+
+
 @app.command()
 def generate(
-    suite: Annotated[list[str], typer.Option(help="Task suite(s): spatial, object, goal, long, ambiguous.")],
-    episodes: Annotated[int, typer.Option(min=1, help="Demonstrations per suite.")],
+    suite: Annotated[
+        list[str],
+        typer.Option(help="Task suite(s): spatial, object, goal, long, ambiguous; mt10 (metaworld)."),
+    ],
+    episodes: Annotated[int, typer.Option(min=1, help="Demonstrations per suite (metaworld: per task).")],
     out: Annotated[Path, typer.Option(help="Dataset folder to write (LeRobotDataset v3 layout).")],
     seed: Seed = 0,
     image_size: ImageSize = 128,
@@ -82,8 +99,44 @@ def generate(
     ] = False,
     layout: LayoutOpt = "random",
     render_check: Annotated[Path | None, typer.Option(help="Also write a PNG of base + wrist views.")] = None,
+    env: EnvOpt = "tabletop",
+    task: Annotated[
+        list[str] | None, typer.Option(help="Only these task(s) of the suite, e.g. reach-v3 (metaworld).")
+    ] = None,
 ) -> None:
     """Roll out the scripted expert and write a dataset; print per-suite success and steps/s."""
+    if env == "metaworld":
+        _tabletop_only(
+            env,
+            perturb=bool(perturb),
+            depth=depth,
+            segmentation=segmentation,
+            layout=layout != "random",
+            render_check=render_check is not None,
+        )
+        if len(suite) != 1:
+            raise typer.BadParameter(
+                f"--env metaworld writes one suite at a time (e.g. --suite mt10); got {suite}."
+            )
+        from vlaworks.envs.metaworld_data import generate as generate_metaworld
+
+        generate_metaworld(
+            suite[0],
+            episodes,
+            out,
+            tasks=task,
+            seed=seed,
+            image_size=image_size,
+            noise=noise,
+            overwrite=overwrite,
+        )
+        return
+    if env != "tabletop":
+        raise typer.BadParameter(
+            f"--env must be tabletop or metaworld to generate demonstrations; got {env!r}."
+        )
+    if task:
+        raise typer.BadParameter("--task exists only for --env metaworld; tabletop suites cycle their tasks.")
     from vlaworks.sim.generate import generate as run_generate
     from vlaworks.sim.render_check import render_check as run_render_check
 
@@ -296,7 +349,7 @@ def evaluate(
     policy: Annotated[
         str, typer.Option(help="'expert', a run folder, a policy folder or a server (ws://HOST:PORT).")
     ],
-    suite: Annotated[list[str], typer.Option(help="Suite(s) to evaluate.")],
+    suite: Annotated[list[str], typer.Option(help="Suite(s) to evaluate (metaworld: mt10).")],
     out: Annotated[Path, typer.Option(help="Report folder.")],
     episodes: Annotated[int, typer.Option(min=1, help="Episodes per task.")] = 10,
     chunk_exec: Annotated[
@@ -317,13 +370,15 @@ def evaluate(
             "text | point | line | box | mask | text+mask."
         ),
     ] = "text",
+    env: EnvOpt = "tabletop",
 ) -> None:
     """Closed-loop evaluation: success per task with 95% CIs, report.md, plot and videos."""
     from vlaworks.eval.run import evaluate as run_evaluate
 
+    _tabletop_only(env, perturb=bool(perturb), layout=layout != "random", prompt_mode=prompt_mode != "text")
     result = run_evaluate(
         policy,
-        suite,
+        suite if env == "tabletop" else [f"{env}/{s}" for s in suite],
         episodes,
         chunk_exec,
         perturb or [],
@@ -334,7 +389,7 @@ def evaluate(
         videos=videos,
         image_size=image_size,
         tasks=task,
-        env_kwargs={"layout": layout},
+        env_kwargs={"layout": layout} if env == "tabletop" else {},
         prompt_mode=prompt_mode,
     )
     overall = result.overall()

@@ -1,8 +1,10 @@
 """Gymnasium adapters behind one interface (:mod:`vlaworks.envs.base`) and a name registry.
 
-``make_env("tabletop", suite="spatial", ...)`` builds the built-in MuJoCo world. Other
-adapters (Meta-World, LIBERO) register themselves with :func:`register_env` so that
-evaluation never imports a simulator directly.
+``make_env("tabletop", suite="spatial", ...)`` builds the built-in MuJoCo world,
+``make_env("metaworld", suite="mt10", ...)`` Meta-World (:mod:`vlaworks.envs.metaworld`,
+imported only when built: ``metaworld`` is an optional dependency). Other adapters
+register themselves with :func:`register_env` so that evaluation never imports a
+simulator directly.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ def _tabletop(**kw: Any) -> Any:
 
 
 register_env("tabletop", _tabletop)
+
+
+def _metaworld(**kw: Any) -> Any:
+    from vlaworks.envs.metaworld import MetaWorldEnv  # needs the optional `metaworld` package
+
+    return MetaWorldEnv(**kw)
+
+
+register_env("metaworld", _metaworld)
 
 
 def make_env(name: str, **kw: Any) -> Any:

@@ -28,6 +28,7 @@ from vlaworks.eval.workers import (
     policy_label,
     resolve_policy_spec,
     run_groups,
+    split_suite,
 )
 from vlaworks.prompts import check_prompt_mode
 
@@ -48,7 +49,8 @@ def suite_tasks(suite: str, env_config: EnvConfig, only: Sequence[str] | None = 
         raise ValueError(f"Suite {suite!r} lists no tasks; its env must expose a non-empty `tasks` list.")
     if only is None:
         return tasks
-    return [t for t in tasks if t in only or t.removeprefix(f"{suite}/") in only]
+    name = split_suite(suite)[1]  # "metaworld/mt10" lists ids "mt10/reach-v3"
+    return [t for t in tasks if t in only or t.removeprefix(f"{name}/") in only]
 
 
 def plan_episodes(
