@@ -63,6 +63,7 @@ def generate(
     out = Path(out)
     report: dict[str, Any] = {"tasks": {}, "out": str(out)}
     start = time.perf_counter()
+    console = Console()
     features = dataset_features(image_size, depth=False)
     with DatasetWriter(out, fps=FPS, features=features, robot_type=ROBOT_TYPE, overwrite=overwrite) as w:
         for name in chosen:
@@ -88,13 +89,14 @@ def generate(
                 "steps_per_s": steps / max(elapsed, 1e-9),
                 "frames": steps,
             }
+            console.print(f"{suite}/{name}: kept {kept} of {attempts} attempts ({elapsed:.0f} s)")
     report["seconds"] = time.perf_counter() - start
     report["bytes"] = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    _print_report(report)
+    _print_report(report, console)
     return report
 
 
-def _print_report(report: dict[str, Any]) -> None:
+def _print_report(report: dict[str, Any], console: Console) -> None:
     table = Table(title=f"generated {report['out']} ({report['bytes'] / 1e6:.1f} MB on disk)")
     for col in ("task", "expert success", "episodes kept", "env steps/s (incl. writing)"):
         table.add_column(col)
@@ -105,4 +107,4 @@ def _print_report(report: dict[str, Any]) -> None:
             str(r["kept"]),
             f"{r['steps_per_s']:.0f}",
         )
-    Console().print(table)
+    console.print(table)
