@@ -22,4 +22,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e ".[dev,pretrained]"
   touch "$stamp"
 fi
+# Meta-World (vlaworks.envs.metaworld) pins mujoco==3.3.0 but runs beside our MuJoCo 4: the
+# adapter writes the one array whose shape changed (weld eq_data rows, 11 -> 12 numbers), and
+# its experts solve MT10 as on 3.3.0 (BENCHMARKS.md). --no-deps keeps pip from downgrading
+# mujoco; its other requirements (gymnasium, numpy, scipy, imageio) are vlaworks' own.
+if ! .venv/bin/python -c "import metaworld" >/dev/null 2>&1; then
+  echo "[setup] installing metaworld==3.1.1 (--no-deps, beside mujoco 4)"
+  .venv/bin/python -m pip install -q --no-deps "metaworld==3.1.1"
+fi
 export MUJOCO_GL="${MUJOCO_GL:-egl}"

@@ -65,10 +65,27 @@ LayoutOpt = Annotated[
 ]
 
 
+EnvOpt = Annotated[
+    str, typer.Option(help="Environment: tabletop (built in) | metaworld (suite mt10; needs `metaworld`).")
+]
+
+
+def _tabletop_only(env: str, **given: bool) -> None:
+    """Reject the options only the tabletop world has when another environment is chosen."""
+    used = [f"--{name.replace('_', '-')}" for name, on in given.items() if on]
+    if env != "tabletop" and used:
+        raise typer.BadParameter(
+            f"{', '.join(used)} exist only for --env tabletop; drop them for --env {env}."
+        )
+
+
 @app.command()
 def generate(
-    suite: Annotated[list[str], typer.Option(help="Task suite(s): spatial, object, goal, long, ambiguous.")],
-    episodes: Annotated[int, typer.Option(min=1, help="Demonstrations per suite.")],
+    suite: Annotated[
+        list[str],
+        typer.Option(help="Task suite(s): spatial, object, goal, long, ambiguous; mt10 (metaworld)."),
+    ],
+    episodes: Annotated[int, typer.Option(min=1, help="Demonstrations per suite (metaworld: per task).")],
     out: Annotated[Path, typer.Option(help="Dataset folder to write (LeRobotDataset v3 layout).")],
     seed: Seed = 0,
     image_size: ImageSize = 128,
@@ -86,8 +103,44 @@ def generate(
     ] = False,
     layout: LayoutOpt = "random",
     render_check: Annotated[Path | None, typer.Option(help="Also write a PNG of base + wrist views.")] = None,
+    env: EnvOpt = "tabletop",
+    task: Annotated[
+        list[str] | None, typer.Option(help="Only these task(s) of the suite, e.g. reach-v3 (metaworld).")
+    ] = None,
 ) -> None:
     """Roll out the scripted expert and write a dataset; print per-suite success and steps/s."""
+    if env == "metaworld":
+        _tabletop_only(
+            env,
+            perturb=bool(perturb),
+            depth=depth,
+            segmentation=segmentation,
+            layout=layout != "random",
+            render_check=render_check is not None,
+        )
+        if len(suite) != 1:
+            raise typer.BadParameter(
+                f"--env metaworld writes one suite at a time (e.g. --suite mt10); got {suite}."
+            )
+        from vlaworks.envs.metaworld_data import generate as generate_metaworld
+
+        generate_metaworld(
+            suite[0],
+            episodes,
+            out,
+            tasks=task,
+            seed=seed,
+            image_size=image_size,
+            noise=noise,
+            overwrite=overwrite,
+        )
+        return
+    if env != "tabletop":
+        raise typer.BadParameter(
+            f"--env must be tabletop or metaworld to generate demonstrations; got {env!r}."
+        )
+    if task:
+        raise typer.BadParameter("--task exists only for --env metaworld; tabletop suites cycle their tasks.")
     from vlaworks.sim.generate import generate as run_generate
     from vlaworks.sim.render_check import render_check as run_render_check
 
@@ -302,10 +355,14 @@ def evaluate(
     policy: Annotated[
         str, typer.Option(help="'expert', a run folder, a policy folder or a server (ws://HOST:PORT).")
     ],
-    suite: Annotated[list[str], typer.Option(help="Suite(s) to evaluate.")],
+    suite: Annotated[list[str], typer.Option(help="Suite(s) to evaluate (metaworld: mt10; libero: libero_*).")],
     out: Annotated[Path, typer.Option(help="Report folder.")],
     env: Annotated[
-        str, typer.Option(help="Environment: tabletop | libero (suites libero_spatial, libero_object, ...).")
+        str,
+        typer.Option(
+            help="Environment: tabletop (built in) | metaworld (suite mt10) | libero (suites libero_spatial, "
+            "libero_object, libero_goal, libero_10; run from .venv-libero)."
+        ),
     ] = "tabletop",
     env_option: Annotated[
         list[str] | None,
@@ -335,6 +392,7 @@ def evaluate(
     from vlaworks.eval.run import evaluate as run_evaluate
     from vlaworks.eval.workers import DEFAULT_ENV
 
+    _tabletop_only(env, perturb=bool(perturb), layout=layout != "random", prompt_mode=prompt_mode != "text")
     tabletop = env == DEFAULT_ENV
     env_kwargs = {"layout": layout} if tabletop else {}
     env_kwargs |= _parse_sets(env_option, "--env-option", "num_steps_wait=10")
