@@ -355,7 +355,7 @@ def evaluate(
     policy: Annotated[
         str, typer.Option(help="'expert', a run folder, a policy folder or a server (ws://HOST:PORT).")
     ],
-    suite: Annotated[list[str], typer.Option(help="Suite(s) to evaluate (metaworld: mt10; libero: libero_*).")],
+    suite: Annotated[list[str], typer.Option(help="Suite(s) (metaworld: mt10; libero: libero_*).")],
     out: Annotated[Path, typer.Option(help="Report folder.")],
     env: Annotated[
         str,

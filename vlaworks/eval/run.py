@@ -28,7 +28,6 @@ from vlaworks.eval.workers import (
     policy_label,
     resolve_policy_spec,
     run_groups,
-    split_suite,
 )
 from vlaworks.prompts import check_prompt_mode
 
