@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from vlaworks.envs.metaworld import FPS, MetaWorldEnv, suite_task_names
-from vlaworks.miniature import GENERATE_SUITE_STRIDE, generation_seed
-from vlaworks.sim.generate import CAMERAS, dataset_features, max_attempts, rollout
+from vlaworks.miniature import generation_seed
+from vlaworks.sim.generate import CAMERAS, check_episode_count, dataset_features, max_attempts, rollout
 
 ROBOT_TYPE = "metaworld-sawyer"
 
@@ -53,13 +53,7 @@ def generate(
     if unknown or not chosen:
         raise ValueError(f"unknown task(s) {unknown or list(chosen)} of Meta-World suite {suite!r}; "
                          f"choose from {list(names)}")
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    if max_attempts(episodes) > GENERATE_SUITE_STRIDE:
-        raise ValueError(
-            f"episodes must be at most {(GENERATE_SUITE_STRIDE - 10) // 2} per task, or its attempts would "
-            f"reuse another task's seeds; got {episodes}."
-        )
+    check_episode_count(episodes, "task")
     out = Path(out)
     report: dict[str, Any] = {"tasks": {}, "out": str(out)}
     start = time.perf_counter()
