@@ -142,3 +142,29 @@ def test_from_config_string_head_and_unfitted_fast_error(backbone, fake_backbone
     fast = TokenActionHead.from_config(backbone, config, TokenHeadOptions(tokenizer="fast"))
     with pytest.raises(RuntimeError, match="not fitted"):
         fast.predict(make_batch(1, 2, 3), backbone, [])
+
+
+def test_input_noise_corrupts_only_value_inputs_in_training(backbone):
+    head = TokenActionHead(StringTokenizer(), CHUNK, DIM, input_noise=0.5)
+    batch = make_batch(4, CHUNK, DIM)
+    head.bind(backbone)
+    clean, _ = head.answer_ids(batch)
+    head.train()
+    torch.manual_seed(0)
+    noisy = head.extra_tokens(batch, backbone, training=True)[0].ids
+    torch.manual_seed(0)
+    again = head.extra_tokens(batch, backbone, training=True)[0].ids
+    assert torch.equal(noisy, again)  # seeded: the same run corrupts the same tokens
+    digits = torch.isin(clean, head.symbol_ids[:10])
+    changed = noisy != clean
+    assert not changed[~digits].any()  # signs, points, separators and EOS stay put
+    assert torch.isin(noisy[digits], head.symbol_ids[:10]).all()
+    assert 0.3 < changed[digits].float().mean() < 0.6  # p = 0.5, minus draws of the same digit
+    assert torch.equal(head.answer_ids(batch)[0], clean)  # the loss's targets stay clean
+    head.eval()
+    assert torch.equal(head.extra_tokens(batch, backbone, training=True)[0].ids, clean)
+
+
+def test_input_noise_option_is_checked():
+    with pytest.raises(ValueError, match="input_noise"):
+        TokenHeadOptions(input_noise=1.0)

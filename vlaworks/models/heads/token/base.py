@@ -89,6 +89,13 @@ class ActionTokenizer(ABC):
         return None
 
     @property
+    def value_symbols(self) -> tuple[int, ...]:
+        """Symbols that spell values and may stand in for each other (what the head's
+        ``input_noise`` substitutes); structure symbols (signs, points, separators) are not
+        among them. Default: every symbol."""
+        return tuple(range(self.n_symbols))
+
+    @property
     def uses_end(self) -> bool:
         """Whether a target sequence ends with END (variable-length answers)."""
         return True

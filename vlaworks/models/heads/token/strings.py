@@ -139,6 +139,11 @@ class StringTokenizer(ActionTokenizer):
     def symbol_chars(self) -> tuple[str, ...]:
         return (*DIGITS, "-", ".", self.dim_sep, self.step_sep)
 
+    @property
+    def value_symbols(self) -> tuple[int, ...]:
+        """The digits (a noisy digit keeps the number well formed)."""
+        return tuple(range(len(DIGITS)))
+
     def to_text(self, chunk: np.ndarray) -> str:
         """The answer string for one chunk, e.g. ``"0.0312 -0.5000,..."``."""
         arr = check_chunk(chunk)
