@@ -64,6 +64,16 @@ def test_augmentation_only_when_training() -> None:
     assert not torch.equal(shifted.observation(obs, training=True)["images"], plain)
 
 
+def test_instruction_rewording_only_when_training() -> None:
+    reworded = processor(augment=AugmentOptions(instructions=1.0))
+    obs = observation()
+    for seed in range(5):
+        torch.manual_seed(seed)
+        assert reworded.observation(obs)["instruction"] == obs["instruction"]
+        assert reworded.batch([obs]).instructions == [obs["instruction"]]
+        assert reworded.observation(obs, training=True)["instruction"] != obs["instruction"]
+
+
 def test_batch_of_observations_and_clear_errors() -> None:
     batch = processor().batch([observation(seed=0), observation(seed=1)])
     assert batch.images.shape == (2, 2, 3, 16, 16) and batch.state.shape == (2, 4)

@@ -6,7 +6,8 @@ and the dataset's :class:`~vlaworks.data.normalize.Normalizer` and is the only c
 * turns an observation into a batch row: the configured cameras in order, each view
   resized to ``image_size`` square (antialiased bilinear, uint8 kept), the instruction as
   the prompt, the proprio state normalised (``use_state``), training-time augmentation
-  when asked (:mod:`vlaworks.data.augment`; never at inference);
+  when asked (:mod:`vlaworks.data.augment`: images, and instructions reworded by
+  :mod:`vlaworks.data.instructions`; never at inference);
 * turns a recorded action sequence into the training target at frame ``t``: the
   normalised chunk ``a[t : t + chunk]``, padded past the episode end by repeating the last
   real action (a policy executing a whole chunk then holds the final command, e.g. the
@@ -54,6 +55,7 @@ import torch.nn.functional as F
 
 from vlaworks.batch import Batch, VisualPrompt
 from vlaworks.data.augment import AugmentOptions, Shift, augment_views
+from vlaworks.data.instructions import augment_instruction
 from vlaworks.data.normalize import Normalizer
 from vlaworks.prompts import (
     PIXEL_MASKS_KEY,
@@ -198,7 +200,8 @@ class PolicyProcessor:
         """One batch row from an observation: ``images``, ``instruction``, ``camera_names`` and,
         with ``use_state``, ``state``; ``pixel_masks`` / ``visual_prompts`` when the policy
         reads them, ``target_masks`` when it reads them and ``obs`` has them. ``training``
-        applies the configured augmentation (a shift moves the prompts and masks with the views)."""
+        applies the configured augmentation (a shift moves the prompts and masks with the views;
+        the instruction is reworded with probability ``augment.instructions``)."""
         images = self.images(obs.get("images", {}))
         size = (int(images.shape[-2]), int(images.shape[-1]))
         masks = self.pixel_masks(obs.get(PIXEL_MASKS_KEY) or {}, size) if self.reads_pixel_masks else None
@@ -212,6 +215,7 @@ class PolicyProcessor:
             if self.reads_target_masks and obs.get(TARGET_MASKS_KEY) is not None
             else None
         )
+        instruction = str(obs["instruction"])
         if training and self.augment is not None:
             shift = Shift.draw(len(self.cameras), self.augment.shift) if self.augment.shift > 0 else None
             images = augment_views(images, self.augment, shift)
@@ -219,9 +223,11 @@ class PolicyProcessor:
                 masks = shift.masks(masks) if masks is not None else None
                 prompts = [shift.prompt(p, size) for p in prompts] if prompts is not None else None
                 targets = shift.masks(targets) if targets is not None else None
+            # after the image draws, so enabling it leaves a run's image augmentation as it was
+            instruction = augment_instruction(instruction, self.augment.instructions)
         row: dict[str, Any] = {
             "images": images,
-            "instruction": str(obs["instruction"]),
+            "instruction": instruction,
             "camera_names": self.cameras,
         }
         if self.use_state:

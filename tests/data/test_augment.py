@@ -1,4 +1,4 @@
-"""Training-time image augmentation: seeded per sample, shape-preserving, off at inference."""
+"""Training-time augmentation: seeded per sample, shape-preserving, off at inference; option checks."""
 
 from __future__ import annotations
 
@@ -60,7 +60,32 @@ def test_colour_jitter_keeps_uint8_range() -> None:
     assert out.dtype == torch.uint8 and out.shape == images.shape and int(out.max()) <= 255
 
 
-@pytest.mark.parametrize("bad", [{"shift": -1}, {"brightness": 1.0}, {"contrast": -0.1}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"shift": -1}, {"brightness": 1.0}, {"contrast": -0.1}, {"instructions": 1.5}, {"instructions": -0.1},
+     {"instructions": "often"}, {"instructions": True}],
+)
 def test_bad_options_are_rejected(bad) -> None:
     with pytest.raises(ValueError, match="augment"):
         AugmentOptions(**bad)
+
+
+def test_instruction_probability_is_checked_with_a_fix() -> None:
+    with pytest.raises(ValueError, match=r"augment.instructions .* in \[0, 1\].*instructions=0.5\); got 1.5"):
+        AugmentOptions(instructions=1.5)
+    assert AugmentOptions(instructions=1).instructions == 1.0 and AugmentOptions(instructions=1).enabled
+
+
+def test_instruction_augmentation_is_seeded_per_sample(dataset) -> None:
+    """Rewording draws from the per-sample seed, after the image draws: the images of an
+    augmented run are those of the same run without instruction augmentation."""
+    both = windows(dataset, AugmentOptions(shift=4, instructions=1.0))
+    original = windows(dataset)[3]["instruction"]
+    texts = {load_sample(both, ("robot", 3, seed))["instruction"] for seed in range(8)}
+    sample = load_sample(both, ("robot", 3, 5))
+    assert sample["instruction"] == load_sample(both, ("robot", 3, 5))["instruction"]
+    assert original not in texts and len(texts) > 1
+    images_only = windows(dataset, AugmentOptions(shift=4))
+    assert torch.equal(sample["images"], load_sample(images_only, ("robot", 3, 5))["images"])
+    kept = windows(dataset, AugmentOptions(instructions=0.5))
+    assert original in {load_sample(kept, ("robot", 3, seed))["instruction"] for seed in range(16)}

@@ -1,4 +1,5 @@
-"""Training-time image augmentation: random shift and colour jitter on uint8 views.
+"""Training-time augmentation: random shift and colour jitter on uint8 views, and the
+instruction rewording of :mod:`vlaworks.data.instructions`.
 
 Random shift (DrQ, robomimic's crop randomizer): each view is replicate-padded by
 ``shift`` pixels and cropped back to its size at a random offset, so the policy cannot
@@ -34,6 +35,8 @@ class AugmentOptions:
     brightness: float = 0.0
     #: contrast jitter: scale around the view's mean by a factor in [1 - contrast, 1 + contrast]
     contrast: float = 0.0
+    #: probability of rewording a sample's instruction (``vlaworks.data.instructions``; 0: off)
+    instructions: float = 0.0
 
     def __post_init__(self) -> None:
         if self.shift < 0:
@@ -42,10 +45,17 @@ class AugmentOptions:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"augment.{name} must be in [0, 1); got {value}.")
+        p = self.instructions
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
+            raise ValueError(
+                f"augment.instructions is the probability of rewording an instruction, a number in "
+                f"[0, 1] (e.g. --set policy.augment.instructions=0.5); got {p!r}."
+            )
+        self.instructions = float(p)
 
     @property
     def enabled(self) -> bool:
-        return self.shift > 0 or self.brightness > 0 or self.contrast > 0
+        return self.shift > 0 or self.brightness > 0 or self.contrast > 0 or self.instructions > 0
 
 
 @dataclass(frozen=True)

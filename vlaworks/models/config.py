@@ -78,8 +78,8 @@ class PolicyConfig:
     backbone sees them. ``use_state`` feeds the normalised proprio state to the parts that
     read it (e.g. a ``proprio`` token source); its ``state_dim`` is read from the dataset at
     training when left unset. ``from_scratch`` re-initialises every
-    backbone weight (seed 003's lower-bound baseline). ``augment`` names the image
-    augmentations training applies (``vlaworks.data.augment``; never at inference).
+    backbone weight (seed 003's lower-bound baseline). ``augment`` names the image and
+    instruction augmentations training applies (``vlaworks.data.augment``; never at inference).
     ``backbone`` is a registry name or a backbone folder; ``backbone_options`` are the
     options of its family (``vlaworks.models.backbones``), among them ``dual_encoder``
     (seed 004's frozen ⊕ trained vision encoder).

@@ -4,21 +4,23 @@
   flow-matching action expert (``vlaworks.models.heads.flow``), with the proprio state in
   the expert; chunks of ``H = 50`` actions, 10 Euler steps at inference, full fine-tuning
   at lr 2.5e-5 (openpi's fine-tuning default), three-camera layout reduced to the world's
-  base + wrist views.
+  base + wrist views. Trained with instruction augmentation, as seed 004 trains its π0
+  baseline (footnote 1): each training sample's instruction is reworded with probability
+  :data:`INSTRUCTION_AUGMENT` by ``vlaworks.data.instructions``, whose wordings share nothing
+  with the evaluation's paraphrases (seed 004 keeps its augmentation disjoint from its
+  evaluation's paraphrases too; it gives no rate, 0.5 keeps half the samples in the
+  dataset's own wording). ``--set policy.augment.instructions=0`` trains without it.
 * ``pi0+``: seed 004's π0⁺, the same VLM with its three switches: the flow expert replaced
   by the string action tokenizer (4 decimals, III-B), the partially frozen dual vision
   encoder (III-A) and 50 % vision-language co-training (III-C). Seed 004 trains it without
   instruction augmentation, as here.
-
-Not yet built: seed 004 trains its π0 baseline with paraphrased-instruction augmentation;
-this ``pi0`` trains on the dataset's instructions only (its language-robustness rows are
-therefore the un-augmented baseline).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from vlaworks.data.augment import AugmentOptions
 from vlaworks.models.config import PartSpec, PolicyConfig
 from vlaworks.recipes.base import Recipe
 from vlaworks.recipes.openvla import STRING_DECIMALS, VL_FRACTION
@@ -27,6 +29,8 @@ DEFAULT_BACKBONE = "paligemma-tiny"
 #: π0's action horizon H and integration steps
 CHUNK = 50
 NUM_STEPS = 10
+#: probability of rewording a training sample's instruction (``pi0`` only, not ``pi0+``)
+INSTRUCTION_AUGMENT = 0.5
 
 
 def pi0(
@@ -58,6 +62,7 @@ def pi0(
         cameras=tuple(cameras),
         image_size=image_size,
         use_state=not plus,
+        augment=AugmentOptions(instructions=0.0 if plus else INSTRUCTION_AUGMENT),
     )
     if plus:
         description = (
@@ -66,7 +71,8 @@ def pi0(
         )
     else:
         description = (
-            f"pi0 on {backbone}: flow-matching action expert with the proprio state, {NUM_STEPS} steps"
+            f"pi0 on {backbone}: flow-matching action expert with the proprio state, {NUM_STEPS} steps, "
+            f"instruction augmentation (p={INSTRUCTION_AUGMENT})"
         )
     return Recipe(
         name="pi0+" if plus else "pi0",

@@ -29,7 +29,9 @@ Bridge, then Pixel-160K); here every stage reads the one ``--data`` dataset (ann
 so PUE finds its prompts), which CAT reads without its annotations.
 
 ``pixelvla-pi0``: PixelVLA on π0 (PaliGemma with the flow-matching action expert, as the
-``pi0`` recipe), which "omits the first training stage": the π0 policy, then PUE.
+``pi0`` recipe), which "omits the first training stage": the π0 policy, then PUE. Without the
+``pi0`` recipe's instruction augmentation, which is seed 004's training of its baseline;
+seed 000 mentions none.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from vlaworks.data.augment import AugmentOptions
 from vlaworks.models.config import LoraOptions, PartSpec, PolicyConfig
 from vlaworks.recipes.base import Recipe, Stage
 from vlaworks.recipes.openvla import N_BINS
@@ -149,7 +152,7 @@ def pixelvla_pi0(backbone: str = "paligemma-tiny", **options: Any) -> Recipe:
     """PixelVLA-π0: the ``pi0`` recipe's policy (stage ``pi0``), then PUE with the flow expert
     as the action decoder (seed 000 omits CAT on π0)."""
     base = pi0(backbone, **options)
-    policy = replace(base.policy, **pixel_parts(base.policy))
+    policy = replace(base.policy, augment=AugmentOptions(), **pixel_parts(base.policy))
     stages = [
         Stage(
             "pi0",
