@@ -223,3 +223,16 @@ def test_load_policy_passes_a_built_model_through(normalizer) -> None:
     policy = build_policy(_config(), normalizer)
     assert load_policy(policy) is policy
     assert load_policy(policy.backbone) is policy.backbone
+
+
+def test_processor_file_from_before_a_new_setting_still_loads(tmp_path, normalizer) -> None:
+    config = _config()
+    config.augment.shift = 4
+    folder = save_policy(build_policy(config, normalizer), tmp_path / "policy")
+    saved = json.loads((folder / "processor.json").read_text())
+    del saved["augment"]["instructions"]  # written before instruction augmentation existed
+    (folder / "processor.json").write_text(json.dumps(saved))
+    assert load_policy(folder).processor.augment.shift == 4
+    (folder / "processor.json").write_text(json.dumps({**saved, "bogus": 1}))
+    with pytest.raises(CheckpointError, match="Unknown processor setting"):
+        load_policy(folder)

@@ -203,7 +203,9 @@ def load_policy(
     # Weights come from the file, so skip the (possibly slow) from-scratch re-initialisation.
     policy = build_policy(replace(config, from_scratch=False), normalizer)
     policy.config = config
-    if read_json(folder / PROCESSOR_FILE) != policy.processor.to_dict():
+    # compared as rebuilt settings, so a file written before a setting existed (its default) still matches
+    saved = PolicyProcessor.from_dict(read_json(folder / PROCESSOR_FILE)).to_dict()
+    if saved != policy.processor.to_dict():
         raise CheckpointError(
             f"{folder / PROCESSOR_FILE} disagrees with {CONFIG_FILE} (cameras, image size, chunk, state); "
             "the folder mixes files of two policies: save the policy again."
