@@ -431,9 +431,12 @@ PeakLr = Annotated[float, typer.Option(callback=_positive, help="Peak learning r
 
 @app.command()
 def pretrain(
-    out: Annotated[Path, typer.Option(help="Run folder; the backbone lands in OUT/vlm.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run folder (resumable); the backbone lands in OUT/vlm. Default: the cache."),
+    ] = None,
     backbone: Annotated[
-        str, typer.Option(help="Registry name or checkpoint folder.")
+        str, typer.Option(help="Registry name, or a backbone folder to pretrain further (needs --out).")
     ] = MINIATURE_PRETRAIN.backbone,
     samples: Annotated[
         int, typer.Option(min=1, help="Rendered vision-language samples.")
@@ -443,24 +446,51 @@ def pretrain(
     lr: PeakLr = MINIATURE_PRETRAIN.lr,
     image_size: ImageSize = MINIATURE_PRETRAIN.image_size,
     patch_size: PatchSize = MINIATURE_PRETRAIN.patch_size,
+    token_merge: Annotated[
+        int, typer.Option(min=1, help="k x k patches per LM token (prismatic).")
+    ] = MINIATURE_PRETRAIN.token_merge,
+    mix: Annotated[
+        str, typer.Option(help="Category weights, e.g. general=1,grounding=1,affordance=1,reasoning=0.")
+    ] = "general=1,grounding=1,affordance=1,reasoning=1",
     cameras: Annotated[
         str, typer.Option(callback=_name_list, help="Comma list; the VL image goes to the first.")
     ] = ",".join(MINIATURE_PRETRAIN.cameras),
     mixed_precision: Precision = MINIATURE_PRETRAIN.mixed_precision,
+    batching: Annotated[
+        str, typer.Option(help="kind: one question kind per batch (less padding) | mixed.")
+    ] = "kind",
+    grounding: Annotated[
+        int, typer.Option(min=0, help="Held-out grounding questions before / after (0: skip).")
+    ] = 500,
     seed: Seed = 0,
 ) -> None:
-    """Vision-language pretraining (captions, pointing, boxes, spatial questions) of a
-    backbone; train recipes on it with --backbone OUT/vlm."""
-    from dataclasses import replace
+    """PokeVLM-style vision-language pretraining (general, grounding, affordance, reasoning) of a
+    backbone, with the grounding benchmark before / after. Without --out the result is cached by
+    its settings ($VLAWORKS_VLM_CACHE, default ~/.cache/vlaworks/vlm) and reused; recipes start from
+    it with `train --vlm pretrained` (default settings) or --backbone FOLDER."""
+    from vlaworks.sim.vl_data import parse_mix
+    from vlaworks.train.pretrain import PretrainSettings, pretrain_vlm, pretrained_vlm, read_grounding
 
-    from vlaworks.train.pretrain import pretrain_vlm
-
-    budget = replace(
-        MINIATURE_PRETRAIN, backbone=backbone, vl_samples=samples, steps=steps, batch_size=batch_size, lr=lr,
-        image_size=image_size, patch_size=patch_size, cameras=tuple(cameras.split(",")),
-        mixed_precision=mixed_precision,
+    try:
+        weights = parse_mix(mix)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--mix") from None
+    settings = PretrainSettings(
+        backbone=backbone, cameras=tuple(cameras.split(",")), image_size=image_size, patch_size=patch_size,
+        token_merge=token_merge, samples=samples, steps=steps, batch_size=batch_size, lr=lr,
+        mixed_precision=mixed_precision, mix=weights, batching=batching, seed=seed,
     )
-    typer.echo(f"pretrained backbone at {pretrain_vlm(out, budget, seed=seed)}")
+    if out is None:
+        folder = pretrained_vlm(settings, grounding=grounding)
+    else:
+        folder = pretrain_vlm(out, settings, grounding=grounding)
+    results = read_grounding(folder)
+    if results:
+        from vlaworks.eval.grounding import grounding_table
+
+        labels = {"before": "random init", "after": "pretrained"}
+        typer.echo(grounding_table({labels[k]: v for k, v in results.items()}))
+    typer.echo(f"pretrained backbone at {folder}")
 
 
 @app.command()
