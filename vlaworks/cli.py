@@ -40,6 +40,13 @@ def _name_list(value: str | None) -> str | None:
 
 
 Seed = Annotated[int, typer.Option(min=0, help="Random seed (>= 0).")]
+Vlm = Annotated[
+    str,
+    typer.Option(
+        help="random: the backbone's own (random) weights | pretrained: the VLM `vlaworks pretrain` makes "
+        "of it with its default settings on the demo's architecture (cached; pretrained on first use)."
+    ),
+]
 ImageSize = Annotated[int, typer.Option(min=1, help="Square image size in pixels.")]
 
 
@@ -232,6 +239,7 @@ def train(
     lr: Annotated[float | None, typer.Option(callback=_positive, help="Peak learning rate.")] = None,
     freeze: Annotated[str | None, typer.Option(help="Comma list: vision, embeddings.")] = None,
     from_scratch: Annotated[bool, typer.Option(help="Re-initialise every VLM weight.")] = False,
+    vlm: Vlm = "random",
     lora: Annotated[
         int | None, typer.Option(min=1, help="LoRA rank on the LM (full fine-tune if unset).")
     ] = None,
@@ -271,6 +279,12 @@ def train(
         if value is not None:
             train_sets[key] = value
     train_sets["seed"] = seed
+    if vlm != "random":
+        from vlaworks.train.pretrain import resolve_vlm
+
+        if backbone is not None and Path(backbone).is_dir():
+            raise typer.BadParameter(f"--backbone {backbone} is a folder, a VLM already; drop --vlm {vlm}.")
+        backbone = resolve_vlm(vlm, MINIATURE, backbone or build_recipe(recipe).policy.backbone)
     run = train_policy(
         build_recipe(recipe, backbone=backbone, overrides=recipe_sets),
         data,
@@ -505,6 +519,7 @@ def compare(
         typer.Option(help="clean | masked | variant | paraphrase (repeatable; default all)."),
     ] = None,
     backbone: str = MINIATURE.backbone,
+    vlm: Vlm = "random",
     cameras: Annotated[
         str, typer.Option(callback=_name_list, help="Comma list of camera views.")
     ] = ",".join(MINIATURE.cameras),
@@ -568,6 +583,7 @@ def compare(
         heldout=heldout,
         probes=probes,
         recipe_overrides=overrides,
+        vlm=vlm,
     )
     run_compare(cfg)
     typer.echo((out / "table.md").read_text())
@@ -604,6 +620,10 @@ def demo(
         int | None, typer.Option(min=1, help="Evaluation worker processes [default: 2].")
     ] = None,
     backbone: Annotated[str | None, typer.Option(help=f"Backbone [default: {MINIATURE.backbone}].")] = None,
+    vlm: Annotated[
+        str | None,
+        typer.Option(help="random | pretrained (the cached `vlaworks pretrain` VLM) [default: random]."),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option(min=0, help="Seed of data, training, eval [default: 0].")
     ] = None,
@@ -623,7 +643,9 @@ def demo(
     budget = replace(
         MINIATURE, **given(steps=steps, eval_episodes=eval_episodes, chunk_exec=chunk_exec, backbone=backbone)
     )
-    settings = given(suite=suite, layout=layout, episodes=episodes, recipe=recipe, workers=workers, seed=seed)
+    settings = given(
+        suite=suite, layout=layout, episodes=episodes, recipe=recipe, workers=workers, seed=seed, vlm=vlm
+    )
     run_demo(DemoConfig(out=out, budget=budget, overrides=_parse_sets(set_), **settings))
 
 

@@ -68,6 +68,8 @@ DEFAULT_MIX: dict[str, float] = dict.fromkeys(CATEGORIES, 1.0)
 #: bumped whenever a sample's content changes (keys the pretrained-VLM cache)
 VL_DATA_VERSION = 2
 MIN_VISIBLE_PIXELS = 6
+#: consecutive scenes without a visible object after which the image size is too small
+MAX_BARREN_SCENES = 20
 #: left / right questions only when the centres differ by more than this (normalised x)
 MIN_SIDE_GAP = 0.04
 #: "closest" questions only when the nearest object is nearer than this share of the second
@@ -433,11 +435,17 @@ def generate_vl_samples(
     rng = np.random.default_rng([seed, stream])
     scene = Scene(image_size)
     try:
-        produced = 0
+        produced, barren = 0, 0
         while produced < n:
             _random_scene(scene, rng)
             image, _, seg = scene.render("base", segmentation=True)
             view = _View(scene, image, seg)
+            barren = barren + 1 if not view.visible else 0
+            if barren == MAX_BARREN_SCENES:
+                raise ValueError(
+                    f"No object covers {MIN_VISIBLE_PIXELS} pixels in {barren} scenes at image_size "
+                    f"{image_size}; render them larger."
+                )
             for kind in rng.choice(choices, size=samples_per_scene, p=weights):
                 q = sample_question(str(kind), view, rng)
                 if q is None:
