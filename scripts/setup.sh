@@ -6,18 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-gl_pkgs=(libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6)
-missing=()
-for p in "${gl_pkgs[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "[setup] installing GL packages: ${missing[*]}"
-  sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+source "$root/scripts/setup_gl.sh"
 
 python_bin="${PYTHON:-python3.11}"
 command -v "$python_bin" >/dev/null 2>&1 || python_bin=python3
@@ -32,5 +21,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q "torch==2.13.0"
   .venv/bin/python -m pip install -q -e ".[dev,pretrained]"
   touch "$stamp"
+fi
+# Meta-World (vlaworks.envs.metaworld) pins mujoco==3.3.0 but runs beside our MuJoCo 4: the
+# adapter writes the one array whose shape changed (weld eq_data rows, 11 -> 12 numbers), and
+# its experts solve MT10 as on 3.3.0 (BENCHMARKS.md). --no-deps keeps pip from downgrading
+# mujoco; its other requirements (gymnasium, numpy, scipy, imageio) are vlaworks' own.
+if ! .venv/bin/python -c "import metaworld" >/dev/null 2>&1; then
+  echo "[setup] installing metaworld==3.1.1 (--no-deps, beside mujoco 4)"
+  .venv/bin/python -m pip install -q --no-deps "metaworld==3.1.1"
 fi
 export MUJOCO_GL="${MUJOCO_GL:-egl}"

@@ -61,17 +61,38 @@ def main(
 
 PerturbOpt = Annotated[
     list[str] | None,
-    typer.Option("--perturb", help="FAMILY:SEVERITY, repeatable (e.g. lighting:0.5, camera:1.0)."),
+    typer.Option(
+        "--perturb",
+        help="FAMILY[@CALIBRATION]:SEVERITY, repeatable (e.g. lighting:0.5, camera:1.0; camera@v1:0.3 "
+        "for the pre-LIBERO-Plus ranges).",
+    ),
 ]
 LayoutOpt = Annotated[
     str, typer.Option(help="random (anywhere on the table) | fixed (LIBERO: one layout per task, jittered).")
 ]
 
 
+EnvOpt = Annotated[
+    str, typer.Option(help="Environment: tabletop (built in) | metaworld (suite mt10; needs `metaworld`).")
+]
+
+
+def _tabletop_only(env: str, **given: bool) -> None:
+    """Reject the options only the tabletop world has when another environment is chosen."""
+    used = [f"--{name.replace('_', '-')}" for name, on in given.items() if on]
+    if env != "tabletop" and used:
+        raise typer.BadParameter(
+            f"{', '.join(used)} exist only for --env tabletop; drop them for --env {env}."
+        )
+
+
 @app.command()
 def generate(
-    suite: Annotated[list[str], typer.Option(help="Task suite(s): spatial, object, goal, long, ambiguous.")],
-    episodes: Annotated[int, typer.Option(min=1, help="Demonstrations per suite.")],
+    suite: Annotated[
+        list[str],
+        typer.Option(help="Task suite(s): spatial, object, goal, long, ambiguous; mt10 (metaworld)."),
+    ],
+    episodes: Annotated[int, typer.Option(min=1, help="Demonstrations per suite (metaworld: per task).")],
     out: Annotated[Path, typer.Option(help="Dataset folder to write (LeRobotDataset v3 layout).")],
     seed: Seed = 0,
     image_size: ImageSize = 128,
@@ -89,8 +110,44 @@ def generate(
     ] = False,
     layout: LayoutOpt = "random",
     render_check: Annotated[Path | None, typer.Option(help="Also write a PNG of base + wrist views.")] = None,
+    env: EnvOpt = "tabletop",
+    task: Annotated[
+        list[str] | None, typer.Option(help="Only these task(s) of the suite, e.g. reach-v3 (metaworld).")
+    ] = None,
 ) -> None:
     """Roll out the scripted expert and write a dataset; print per-suite success and steps/s."""
+    if env == "metaworld":
+        _tabletop_only(
+            env,
+            perturb=bool(perturb),
+            depth=depth,
+            segmentation=segmentation,
+            layout=layout != "random",
+            render_check=render_check is not None,
+        )
+        if len(suite) != 1:
+            raise typer.BadParameter(
+                f"--env metaworld writes one suite at a time (e.g. --suite mt10); got {suite}."
+            )
+        from vlaworks.envs.metaworld_data import generate as generate_metaworld
+
+        generate_metaworld(
+            suite[0],
+            episodes,
+            out,
+            tasks=task,
+            seed=seed,
+            image_size=image_size,
+            noise=noise,
+            overwrite=overwrite,
+        )
+        return
+    if env != "tabletop":
+        raise typer.BadParameter(
+            f"--env must be tabletop or metaworld to generate demonstrations; got {env!r}."
+        )
+    if task:
+        raise typer.BadParameter("--task exists only for --env metaworld; tabletop suites cycle their tasks.")
     from vlaworks.sim.generate import generate as run_generate
     from vlaworks.sim.render_check import render_check as run_render_check
 
@@ -209,7 +266,9 @@ def annotate(
         report.write_text(text)
 
 
-def _parse_sets(items: list[str] | None) -> dict[str, object]:
+def _parse_sets(
+    items: list[str] | None, option: str = "--set", example: str = "policy.chunk_size=8"
+) -> dict[str, object]:
     """``KEY=VALUE`` pairs (VALUE parsed as JSON when it parses, else kept as a string)."""
     import json
 
@@ -217,7 +276,7 @@ def _parse_sets(items: list[str] | None) -> dict[str, object]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"--set expects KEY=VALUE (e.g. policy.chunk_size=8); got {item!r}.")
+            raise typer.BadParameter(f"{option} expects KEY=VALUE (e.g. {example}); got {item!r}.")
         try:
             parsed[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -310,8 +369,19 @@ def evaluate(
     policy: Annotated[
         str, typer.Option(help="'expert', a run folder, a policy folder or a server (ws://HOST:PORT).")
     ],
-    suite: Annotated[list[str], typer.Option(help="Suite(s) to evaluate.")],
+    suite: Annotated[list[str], typer.Option(help="Suite(s) (metaworld: mt10; libero: libero_*).")],
     out: Annotated[Path, typer.Option(help="Report folder.")],
+    env: Annotated[
+        str,
+        typer.Option(
+            help="Environment: tabletop (built in) | metaworld (suite mt10) | libero (suites libero_spatial, "
+            "libero_object, libero_goal, libero_10; run from .venv-libero)."
+        ),
+    ] = "tabletop",
+    env_option: Annotated[
+        list[str] | None,
+        typer.Option("--env-option", help="KEY=VALUE for the env, repeatable (e.g. num_steps_wait=10)."),
+    ] = None,
     episodes: Annotated[int, typer.Option(min=1, help="Episodes per task.")] = 10,
     chunk_exec: Annotated[
         str, typer.Option(help="full | half | 1 | ensemble[:M] (actions run per chunk; ensemble: ACT's).")
@@ -334,10 +404,15 @@ def evaluate(
 ) -> None:
     """Closed-loop evaluation: success per task with 95% CIs, report.md, plot and videos."""
     from vlaworks.eval.run import evaluate as run_evaluate
+    from vlaworks.eval.workers import DEFAULT_ENV
 
+    _tabletop_only(env, perturb=bool(perturb), layout=layout != "random", prompt_mode=prompt_mode != "text")
+    tabletop = env == DEFAULT_ENV
+    env_kwargs = {"layout": layout} if tabletop else {}
+    env_kwargs |= _parse_sets(env_option, "--env-option", "num_steps_wait=10")
     result = run_evaluate(
         policy,
-        suite,
+        suite if tabletop else [f"{env}/{s}" for s in suite],
         episodes,
         chunk_exec,
         perturb or [],
@@ -348,7 +423,7 @@ def evaluate(
         videos=videos,
         image_size=image_size,
         tasks=task,
-        env_kwargs={"layout": layout},
+        env_kwargs=env_kwargs,
         prompt_mode=prompt_mode,
     )
     overall = result.overall()
@@ -427,14 +502,20 @@ def export_policy(
     policy: Annotated[Path, typer.Option(help="A run folder or a policy folder.")],
     out: Annotated[Path, typer.Option(help="Policy folder to write.")],
     merge_lora: Annotated[bool, typer.Option(help="Fold LoRA adapters into the base weights.")] = False,
+    drop_aux: Annotated[
+        bool, typer.Option(help="Leave out the training-only auxiliary losses (geometry projector, ...).")
+    ] = False,
 ) -> None:
     """Write a trained policy as one policy folder; with --merge-lora its LoRA adapters are
-    merged, so the folder is a plain policy (no lora_ weights) with the same actions."""
+    merged, so the folder is a plain policy (no lora_ weights) with the same actions; with
+    --drop-aux it holds no auxiliary-loss weights (same actions: they never run at inference)."""
     from vlaworks.models.checkpoint import load_policy, save_policy
     from vlaworks.models.policy import merge_lora as merge
+    from vlaworks.models.policy import without_aux_losses
 
     loaded = load_policy(policy)
-    typer.echo(f"policy at {save_policy(merge(loaded) if merge_lora else loaded, out)}")
+    loaded = merge(loaded) if merge_lora else loaded
+    typer.echo(f"policy at {save_policy(without_aux_losses(loaded) if drop_aux else loaded, out)}")
 
 
 Precision = Annotated[str, typer.Option(help=" | ".join(MIXED_PRECISION) + " (auto: bf16 where native).")]
@@ -505,6 +586,37 @@ def pretrain(
         labels = {"before": "random init", "after": "pretrained"}
         typer.echo(grounding_table({labels[k]: v for k, v in results.items()}))
     typer.echo(f"pretrained backbone at {folder}")
+
+
+@app.command("geometry-teacher")
+def geometry_teacher(
+    out: Annotated[
+        Path | None,
+        typer.Option(help="New teacher folder [default: the cache folder of the 'tabletop-depth' teacher]."),
+    ] = None,
+    episodes: Annotated[
+        int | None, typer.Option(min=1, help="Training episodes per suite [default: 12].")
+    ] = None,
+    heldout: Annotated[
+        int | None, typer.Option(min=1, help="Held-out episodes per suite [default: 3].")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps [default: 3000].")] = None,
+    seed: Seed = 0,
+) -> None:
+    """Train PokeVLA's geometry teacher for the miniature world once (depth and world points
+    of the base and wrist views) and print its held-out accuracy. With the default settings
+    and no --out it lands where geometry_align's default teacher 'tabletop-depth' is read
+    (or is reused from there); pass a folder to the aux loss as its teacher option otherwise."""
+    from vlaworks.train.geometry_teacher import TeacherSettings, cached_teacher, train_teacher
+
+    given = {"episodes": episodes, "heldout": heldout, "steps": steps}
+    settings = TeacherSettings(seed=seed, **{k: v for k, v in given.items() if v is not None})
+    if out is None:
+        folder = cached_teacher(settings)
+    else:
+        train_teacher(settings, out)
+        folder = out
+    typer.echo((folder / "report.md").read_text() + f"teacher at {folder}")
 
 
 @app.command()
@@ -597,7 +709,11 @@ def recipes() -> None:
     from vlaworks.recipes import get_recipe, recipe_names
 
     for name in recipe_names():
-        typer.echo(f"{name:28s} {get_recipe(name).description}")
+        try:
+            text = get_recipe(name).description
+        except ValueError as err:  # a recipe that needs an option (a pretrained --backbone FOLDER)
+            text = str(err)
+        typer.echo(f"{name:28s} {text}")
 
 
 @app.command()

@@ -27,6 +27,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     FileExistsError,
     NotADirectoryError,
     ConnectionError,  # no policy server at a ws:// address
+    ImportError,  # an optional simulator (LIBERO) not installed in this Python
 )
 EXIT_USER_ERROR = 2
 DEBUG_ENV = "VLAWORKS_DEBUG"

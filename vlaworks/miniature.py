@@ -143,6 +143,8 @@ PRETRAIN_VL_SEED_OFFSET = 7919
 VQA_HELD_OUT_SEED = 900_001
 #: the grounding benchmark's seed (on its own stream, so apart from VL training at any seed)
 GROUNDING_HELD_OUT_SEED = 900_002
+#: the geometry teacher's frames (``vlaworks geometry-teacher``) reset from seeds above 2^40
+TEACHER_SEED_OFFSET = 1 << 40
 
 
 def generation_seed(seed: int, suite_index: int, attempt: int) -> int:
@@ -172,3 +174,11 @@ def probe_seeds(seed: int) -> tuple[int, int]:
     """Seeds of the linear probe's training and test scenes: ``2 * seed`` and ``2 * seed + 1``,
     disjoint for every ``seed``."""
     return 2 * seed, 2 * seed + 1
+
+
+def teacher_seed(seed: int, heldout: bool, suite_index: int, episode: int) -> int:
+    """Reset seed of the geometry teacher's ``episode`` of suite ``suite_index`` (training or
+    held-out) for teacher seed ``seed``: above :data:`TEACHER_SEED_OFFSET`, far from every
+    demonstration, evaluation and VL seed (all below 2^32), with one block per teacher seed
+    and role."""
+    return TEACHER_SEED_OFFSET + ((2 * seed + int(heldout)) << 24) + (suite_index << 16) + episode

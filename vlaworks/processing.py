@@ -20,7 +20,12 @@ and the dataset's :class:`~vlaworks.data.normalize.Normalizer` and is the only c
   ``[V, S, S]``, empty views all False) and ``Batch.visual_prompts`` (view indices,
   masks resized), moved with the random shift at training; an observation without prompts
   is a text-only row. Training windows get theirs from the episode's annotation
-  (:meth:`PolicyProcessor.annotation_inputs`, per ``PolicyConfig.prompt_mode``).
+  (:meth:`PolicyProcessor.annotation_inputs`, per ``PolicyConfig.prompt_mode``);
+* for a policy with a target-mask loss (``seg_mask``, ``PolicyConfig.reads_target_masks``),
+  turns ``obs["target_masks"]`` (``{camera: bool [H, W]}``, the manipulation target's
+  ground-truth mask, which training windows take from the world's segmentation) into
+  ``Batch.target_masks`` (bool ``[V, S, S]``, moved with the random shift); live
+  observations carry none and make rows without them (the loss is training-only).
 
 Training windows (``vlaworks.data.dataset.WindowDataset``), VL data, ``predict_chunk``,
 VQA, offline evaluation and the policy server all go through it, so a frame seen in
@@ -64,6 +69,8 @@ if TYPE_CHECKING:
 
 ACTION_KEY = "action"
 STATE_KEY = "observation.state"
+#: the observation entry with the ground-truth target masks ``{camera: bool [H, W]}``
+TARGET_MASKS_KEY = "target_masks"
 #: the processor's file in a policy folder
 PROCESSOR_FILE = "processor.json"
 
@@ -116,6 +123,7 @@ class PolicyProcessor:
         prompt_mode: str | None = None,
         pixel_masks: bool = False,
         visual_prompts: bool = False,
+        target_masks: bool = False,
     ) -> None:
         if not cameras:
             raise ValueError("A processor needs at least one camera, e.g. cameras=('base',).")
@@ -139,6 +147,8 @@ class PolicyProcessor:
         self.prompt_mode = check_prompt_mode(prompt_mode, training=True) if prompt_mode is not None else None
         self.reads_pixel_masks = bool(pixel_masks)
         self.reads_visual_prompts = bool(visual_prompts)
+        #: whether rows carry the ground-truth target masks observations hold (target-mask losses)
+        self.reads_target_masks = bool(target_masks)
 
     @classmethod
     def from_config(cls, config: PolicyConfig, normalizer: Normalizer | None = None) -> PolicyProcessor:
@@ -153,6 +163,7 @@ class PolicyProcessor:
             prompt_mode=config.prompt_mode,
             pixel_masks="pixel_aware" in config.prompt_sources,
             visual_prompts="visual_prompt" in config.prompt_sources,
+            target_masks=config.reads_target_masks,
         )
 
     # --- observation side ----------------------------------------------------------------------
@@ -186,8 +197,8 @@ class PolicyProcessor:
     def observation(self, obs: Mapping[str, Any], *, training: bool = False) -> dict[str, Any]:
         """One batch row from an observation: ``images``, ``instruction``, ``camera_names`` and,
         with ``use_state``, ``state``; ``pixel_masks`` / ``visual_prompts`` when the policy
-        reads them. ``training`` applies the configured augmentation (a shift moves the
-        prompts with the views)."""
+        reads them, ``target_masks`` when it reads them and ``obs`` has them. ``training``
+        applies the configured augmentation (a shift moves the prompts and masks with the views)."""
         images = self.images(obs.get("images", {}))
         size = (int(images.shape[-2]), int(images.shape[-1]))
         masks = self.pixel_masks(obs.get(PIXEL_MASKS_KEY) or {}, size) if self.reads_pixel_masks else None
@@ -196,12 +207,18 @@ class PolicyProcessor:
             if self.reads_visual_prompts
             else None
         )
+        targets = (
+            self.pixel_masks(obs[TARGET_MASKS_KEY], size, "target mask")
+            if self.reads_target_masks and obs.get(TARGET_MASKS_KEY) is not None
+            else None
+        )
         if training and self.augment is not None:
             shift = Shift.draw(len(self.cameras), self.augment.shift) if self.augment.shift > 0 else None
             images = augment_views(images, self.augment, shift)
             if shift is not None:
                 masks = shift.masks(masks) if masks is not None else None
                 prompts = [shift.prompt(p, size) for p in prompts] if prompts is not None else None
+                targets = shift.masks(targets) if targets is not None else None
         row: dict[str, Any] = {
             "images": images,
             "instruction": str(obs["instruction"]),
@@ -215,6 +232,8 @@ class PolicyProcessor:
             row["pixel_masks"] = masks
         if prompts is not None:
             row["visual_prompts"] = prompts
+        if targets is not None:
+            row["target_masks"] = targets
         return row
 
     def _view(self, camera: str, what: str) -> int:
@@ -225,11 +244,14 @@ class PolicyProcessor:
             )
         return self.cameras.index(camera)
 
-    def pixel_masks(self, masks: Mapping[str, Any], size: tuple[int, int]) -> torch.Tensor:
-        """``{camera: bool [H, W]}`` -> bool ``[V, S, S]`` in camera order (absent views empty)."""
+    def pixel_masks(
+        self, masks: Mapping[str, Any], size: tuple[int, int], what: str = "pixel mask"
+    ) -> torch.Tensor:
+        """``{camera: bool [H, W]}`` -> bool ``[V, S, S]`` in camera order (absent views empty);
+        ``what`` names the masks in errors."""
         out = torch.zeros((len(self.cameras), *size), dtype=torch.bool)
         for camera, mask in masks.items():
-            out[self._view(camera, "pixel mask")] = resize_mask(mask, size)
+            out[self._view(camera, what)] = resize_mask(mask, size)
         return out
 
     def visual_prompts(self, prompts: Sequence[CameraPrompt], size: tuple[int, int]) -> list[VisualPrompt]:
@@ -362,6 +384,7 @@ class PolicyProcessor:
                 if self.prompt_mode is not None
                 else {}
             ),
+            **({"target_masks": True} if self.reads_target_masks else {}),
         }
 
     def save(self, folder: str | Path) -> Path:
@@ -373,7 +396,8 @@ class PolicyProcessor:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], normalizer: Normalizer | None = None) -> PolicyProcessor:
         """Rebuild from :meth:`to_dict` output with the policy's ``normalizer``."""
-        known = {"cameras", "image_size", "chunk_size", "use_state", "augment", *_PROMPT_SETTINGS}
+        known = {"cameras", "image_size", "chunk_size", "use_state", "augment", "target_masks"}
+        known |= set(_PROMPT_SETTINGS)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"Unknown processor setting(s) {unknown}; known: {sorted(known)}.")
@@ -388,6 +412,7 @@ class PolicyProcessor:
             prompt_mode=data.get("prompt_mode"),
             pixel_masks=bool(data.get("pixel_masks", False)),
             visual_prompts=bool(data.get("visual_prompts", False)),
+            target_masks=bool(data.get("target_masks", False)),
         )
 
     def _normalizer(self) -> Normalizer:
@@ -420,11 +445,12 @@ def collate(rows: Sequence[Mapping[str, Any]]) -> Batch:
     first = rows[0]
     kinds = [
         {key in r for r in rows}
-        for key in ("prompt", "answer", "actions", "state", "pixel_masks", "visual_prompts")
+        for key in ("prompt", "answer", "actions", "state", "pixel_masks", "visual_prompts", "target_masks")
     ]
     if any(len(k) > 1 for k in kinds):
         raise ValueError(
-            "collate: rows mix vision-language, robot, state-less or prompt-less samples; batch them apart."
+            "collate: rows mix vision-language, robot, state-less, prompt-less or target-mask-less samples; "
+            "batch them apart."
         )
     meta: dict[str, Any] = {}
     for key in ("episode_index", "frame_index"):
@@ -441,6 +467,7 @@ def collate(rows: Sequence[Mapping[str, Any]]) -> Batch:
         action_mask=torch.stack([r["action_mask"] for r in rows]) if "actions" in first else None,
         pixel_masks=torch.stack([r["pixel_masks"] for r in rows]) if "pixel_masks" in first else None,
         visual_prompts=[r["visual_prompts"] for r in rows] if "visual_prompts" in first else None,
+        target_masks=torch.stack([r["target_masks"] for r in rows]) if "target_masks" in first else None,
         vl_prompt=[r["prompt"] for r in rows] if "prompt" in first else None,
         vl_answer=[r["answer"] for r in rows] if "answer" in first else None,
         meta=meta,

@@ -12,8 +12,8 @@ def test_conditions_name_the_seed_004_settings():
     assert condition_perturbations("clean") == ()
     assert condition_perturbations("masked") == ("mask_background:1",)
     variant = {p.split(":")[0] for p in condition_perturbations("variant")}
-    assert variant == {"background", "lighting", "layout", "camera"}
-    assert condition_perturbations("paraphrase") == ("language:1",)
+    assert variant == {"background@v1", "lighting@v1", "layout@v1", "camera@v1"}
+    assert condition_perturbations("paraphrase") == ("language@v1:1",)
     with pytest.raises(ValueError, match="unknown evaluation condition 'foggy'"):
         condition_perturbations("foggy")
 

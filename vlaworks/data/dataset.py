@@ -9,6 +9,10 @@ stacks items into a :class:`~vlaworks.batch.Batch`. A policy that reads prompts 
 processor with a ``prompt_mode``) also gets each window's pixel masks and visual prompts
 from the dataset's per-episode annotations (``meta/annotations.parquet``, written by
 ``vlaworks annotate``; :meth:`~vlaworks.processing.PolicyProcessor.annotation_inputs`).
+A policy with a target-mask loss (a processor with ``reads_target_masks``, e.g. PokeVLA's
+``seg_mask``) gets each frame's ground-truth mask of the manipulation target per camera:
+the world's segmentation equal to the frame's target id (datasets made with
+``vlaworks generate --segmentation``).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from vlaworks.data.annotations import read_annotations
+from vlaworks.data.layout import SEGMENTATION_PREFIX, TARGET_SEGMENT_KEY
 from vlaworks.data.lerobot import DatasetError, LeRobotDataset
-from vlaworks.processing import ACTION_KEY, STATE_KEY, PolicyProcessor
+from vlaworks.processing import ACTION_KEY, STATE_KEY, TARGET_MASKS_KEY, PolicyProcessor
 
 
 class WindowDataset(Dataset):
@@ -30,8 +35,8 @@ class WindowDataset(Dataset):
     (float32 ``[S]``, only when the processor uses state), ``actions`` (float32
     ``[chunk, D]``), ``action_mask`` (bool ``[chunk]``), ``episode_index``, ``frame_index``
     and ``camera_names`` (plus ``pixel_masks`` / ``visual_prompts`` for a policy reading
-    prompts). ``training`` applies the processor's augmentation (off for
-    offline evaluation on held-out demonstrations).
+    prompts, ``target_masks`` for one reading target masks). ``training`` applies the
+    processor's augmentation (off for offline evaluation on held-out demonstrations).
     """
 
     def __init__(self, ds: LeRobotDataset, processor: PolicyProcessor, *, training: bool = True) -> None:
@@ -63,6 +68,14 @@ class WindowDataset(Dataset):
                     f"{ds.root}'s annotations lack episodes {absent[:8]}; annotate the dataset again with "
                     "`vlaworks annotate`."
                 )
+        self.segment_keys = {name: SEGMENTATION_PREFIX + name for name in processor.cameras}
+        if processor.reads_target_masks:
+            absent = [k for k in [*self.segment_keys.values(), TARGET_SEGMENT_KEY] if k not in ds.features]
+            if absent:
+                raise DatasetError(
+                    f"{ds.root} has no {absent}, from which the policy's target masks come; make the dataset "
+                    "with `vlaworks generate --segmentation`."
+                )
 
     @property
     def chunk(self) -> int:
@@ -85,6 +98,11 @@ class WindowDataset(Dataset):
         }
         if self.processor.use_state:
             obs["state"] = episode[STATE_KEY][t]
+        if self.processor.reads_target_masks:
+            target = episode[TARGET_SEGMENT_KEY][t]
+            obs[TARGET_MASKS_KEY] = {
+                name: episode[key][t] == target for name, key in self.segment_keys.items()
+            }
         return obs
 
     def __getitem__(self, index: int) -> dict[str, Any]:

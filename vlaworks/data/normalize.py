@@ -64,8 +64,8 @@ class Normalizer:
             if absent:
                 raise KeyError(
                     f"Statistics for {key!r} lack {absent} needed by mode {mode!r} "
-                    f"(present: {sorted(entry)}); recompute them with LeRobotDataset.compute_stats() "
-                    "or pick another mode."
+                    f"(present: {sorted(entry)}); add them with `vlaworks check DATASET --recompute-stats` "
+                    "(in Python: LeRobotDataset.compute_stats()) or pick another mode."
                 )
             self.stats[key] = {
                 name: np.asarray(value, dtype=np.float64).tolist() for name, value in entry.items()

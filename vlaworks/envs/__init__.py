@@ -1,8 +1,12 @@
 """Gymnasium adapters behind one interface (:mod:`vlaworks.envs.base`) and a name registry.
 
-``make_env("tabletop", suite="spatial", ...)`` builds the built-in MuJoCo world. Other
-adapters (Meta-World, LIBERO) register themselves with :func:`register_env` so that
-evaluation never imports a simulator directly.
+``make_env("tabletop", suite="spatial", ...)`` builds the built-in MuJoCo world,
+``make_env("libero", suite="libero_spatial", ...)`` a LIBERO suite (:mod:`vlaworks.envs.libero`)
+and ``make_env("metaworld", suite="mt10", ...)`` Meta-World (:mod:`vlaworks.envs.metaworld`); their
+simulators are imported only when an env is built (both are optional), so a Python without them
+still lists them. Other adapters register themselves with :func:`register_env` so that evaluation
+never imports a
+simulator directly.
 """
 
 from __future__ import annotations
@@ -30,7 +34,23 @@ def _tabletop(**kw: Any) -> Any:
     return TabletopEnv(**kw)
 
 
+def _libero(**kw: Any) -> Any:
+    from vlaworks.envs.libero import make_libero_env
+
+    return make_libero_env(**kw)
+
+
 register_env("tabletop", _tabletop)
+register_env("libero", _libero)
+
+
+def _metaworld(**kw: Any) -> Any:
+    from vlaworks.envs.metaworld import MetaWorldEnv  # needs the optional `metaworld` package
+
+    return MetaWorldEnv(**kw)
+
+
+register_env("metaworld", _metaworld)
 
 
 def make_env(name: str, **kw: Any) -> Any:

@@ -9,6 +9,11 @@ shape, so rollouts, policies and the server never import a simulator:
      "state": float32[STATE_DIM],      # end-effector xyz, roll/pitch/yaw, gripper opening
      "instruction": str}
 
+Each adapter names its cameras and lays out its state as the datasets of its benchmark do,
+so a policy trained on them reads the env unchanged: the tabletop world ``base`` / ``wrist``
+and a 7-D state as above; LIBERO ``image`` / ``wrist_image`` and an 8-D state (eef xyz,
+eef axis-angle, the two finger joints), as in the LeRobot LIBERO datasets.
+
 ``action``: float32[7] = (dx, dy, dz, droll, dpitch, dyaw, gripper), each in [-1, 1];
 gripper -1 opens and +1 closes (LIBERO's convention). ``info`` holds at least
 ``"success": bool`` and ``"task": str`` (the task id, e.g. ``"spatial/pick_leftmost"``).

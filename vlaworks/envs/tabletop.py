@@ -86,7 +86,8 @@ class TabletopEnv(gym.Env):
         self.camera_names = tuple(cameras)
         self.image_size = image_size
         parsed = perturb.parse_perturbations(list(perturbations))
-        self.perturbations = {p.family: p.severity for p in parsed if p.severity > 0}  # 0 means clean
+        #: family -> its Perturbation (severity > 0; severity 0 means clean)
+        self.perturbations = {p.family: p for p in parsed if p.severity > 0}
         self.depth, self.segmentation = depth, segmentation
         self._max_steps_override = max_episode_steps
         limits = (
@@ -115,6 +116,7 @@ class TabletopEnv(gym.Env):
         self.instruction = ""
         self._steps = 0
         self._noise_rng = np.random.default_rng(0)
+        self._noise: perturb.SensorNoise | None = None
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
@@ -125,31 +127,41 @@ class TabletopEnv(gym.Env):
         task = self.fixed_task or get_task(self.suite, self.tasks[s % len(self.tasks)])
         self.scene.restore_defaults()
         ee_pos, ee_rpy = HOME_POS, None
+
+        def stream(family: str) -> np.random.Generator:  # the family's own draws for this episode
+            return perturb.family_rng(s, family)
+
         if "robot_init" in p:
+            robot = p["robot_init"]
             ee_pos, ee_rpy = perturb.robot_init_pose(
-                HOME_POS, p["robot_init"], perturb.family_rng(s, "robot_init")
+                HOME_POS, robot.severity, stream("robot_init"), robot.calibration
             )
-        n_extra = perturb.n_distractors(p.get("layout", 0.0))
+        lay = p.get("layout")
         self.episode = build_episode(
             task,
             self.scene,
             np.random.default_rng(s),
-            n_distractors=n_extra,
-            distractor_rng=perturb.family_rng(s, "layout"),
+            n_distractors=perturb.n_distractors(lay.severity, lay.calibration) if lay else 0,
+            distractor_rng=stream("layout"),
             ee_pos=ee_pos,
             ee_rpy=ee_rpy,
             layout=self.layout,
+            displacement=perturb.layout_shift(lay.severity, lay.calibration) if lay else 0.0,
         )
-        if "camera" in p:
-            perturb.apply_camera(self.scene, p["camera"], perturb.family_rng(s, "camera"))
-        if "lighting" in p:
-            perturb.apply_lighting(self.scene, p["lighting"], perturb.family_rng(s, "lighting"))
+        for family, apply in (("camera", perturb.apply_camera), ("lighting", perturb.apply_lighting)):
+            if family in p:
+                apply(self.scene, p[family].severity, stream(family), p[family].calibration)
         if "background" in p:
-            perturb.apply_background(self.scene, p["background"], perturb.family_rng(s, "background"))
+            perturb.apply_background(self.scene, p["background"].severity, stream("background"))
         self.scene.refresh()
-        self.instruction = language.instruction(self.episode, language.severity_tier(p.get("language", 0.0)))
+        lang = p.get("language")
+        tier = language.severity_tier(lang.severity, lang.calibration) if lang else 0
+        self.instruction = language.instruction(self.episode, tier)
         self.episode.instruction = self.instruction
-        self._noise_rng = perturb.family_rng(s, "noise")
+        self._noise_rng = stream("noise")
+        self._noise = None
+        if "noise" in p:
+            self._noise = perturb.sensor_noise(p["noise"].severity, self._noise_rng, p["noise"].calibration)
         self._prompt = (
             prompt_inputs(self.prompt_mode, self.target_mask(), self.prompt_camera)
             if self.prompt_mode != "text"
@@ -217,8 +229,8 @@ class TabletopEnv(gym.Env):
         return {"success": bool(done), "task": self.task_id, "instruction": self.instruction}
 
     def _observation(self) -> dict[str, Any]:
-        p = self.perturbations
-        mask = p.get("mask_background", 0.0)
+        masking = self.perturbations.get("mask_background")
+        mask = masking.severity if masking else 0.0
         images, depths, segs = {}, {}, {}
         for cam in self.camera_names:
             rgb, dep, seg = self.scene.render(
@@ -226,8 +238,8 @@ class TabletopEnv(gym.Env):
             )
             if mask > 0:
                 rgb = perturb.apply_mask(rgb, seg, mask)
-            if p.get("noise", 0.0) > 0:
-                rgb = perturb.apply_noise(rgb, p["noise"], self._noise_rng)
+            if self._noise is not None:
+                rgb = self._noise.apply(rgb, self._noise_rng)
             images[cam] = rgb
             if self.depth:
                 depths[cam] = dep

@@ -28,12 +28,13 @@ from pathlib import Path
 from vlaworks.eval.report import rate_cell
 from vlaworks.eval.results import EvalResult
 
-#: condition name -> perturbations ("FAMILY:SEVERITY") applied at evaluation
+#: condition name -> perturbations ("FAMILY@CALIBRATION:SEVERITY") applied at evaluation; pinned to
+#: the v1 ranges the seed 004 tables in BENCHMARKS.md were measured with (:mod:`vlaworks.sim.perturb`)
 CONDITIONS: dict[str, tuple[str, ...]] = {
     "clean": (),
     "masked": ("mask_background:1",),
-    "variant": ("background:0.6", "lighting:0.6", "layout:0.67", "camera:0.3"),
-    "paraphrase": ("language:1",),
+    "variant": ("background@v1:0.6", "lighting@v1:0.6", "layout@v1:0.67", "camera@v1:0.3"),
+    "paraphrase": ("language@v1:1",),
 }
 
 

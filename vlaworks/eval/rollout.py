@@ -1,9 +1,10 @@
 """Closed-loop rollouts: N envs stepped in lockstep, one ``predict_chunk`` call for all.
 
-Episode ``k`` of task ``t`` always starts from ``env.reset(seed=episode_seed(base, t, k))``
-and the global numpy / torch generators are re-seeded per group of episodes, so two
-policies see the same initial states and a run is reproducible whatever the number of
-worker processes.
+Episode ``k`` of task ``t`` always starts from ``env.reset(seed=episode_seed(base, t, k),
+options={"episode": k})`` (a benchmark with fixed initial states, LIBERO, starts episode
+``k`` from its ``k``-th; other envs draw the scene from the seed) and the global numpy /
+torch generators are re-seeded per group of episodes, so two policies see the same initial
+states and a run is reproducible whatever the number of worker processes.
 """
 
 from __future__ import annotations
@@ -97,7 +98,10 @@ def run_episodes(
         raise ValueError(f"run_episodes got {len(envs)} envs for {len(specs)} episode specs; pass one each.")
     n = len(specs)
     seed_everything(specs[0].seed)
-    observations = [env.reset(seed=spec.seed)[0] for env, spec in zip(envs, specs, strict=True)]
+    observations = [
+        env.reset(seed=spec.seed, options={"episode": spec.episode})[0]
+        for env, spec in zip(envs, specs, strict=True)
+    ]
     instructions = [str(obs.get("instruction", "")) for obs in observations]
     policy.reset()
     limits = [int(env.max_episode_steps) for env in envs]

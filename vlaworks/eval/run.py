@@ -32,23 +32,30 @@ from vlaworks.eval.workers import (
 from vlaworks.prompts import check_prompt_mode
 
 
-def suite_tasks(suite: str, env_config: EnvConfig, only: Sequence[str] | None = None) -> list[str]:
+def suite_tasks(
+    suite: str, env_config: EnvConfig, only: Sequence[str] | None = None, episodes: int | None = None
+) -> list[str]:
     """Task ids of ``suite``, read from the ``tasks`` attribute of a suite env.
 
     ``only`` keeps the named tasks, given as full ids (``spatial/pick_leftmost_place_bowl``)
-    or names within the suite (``pick_leftmost_place_bowl``); names of no task of any
-    evaluated suite are rejected by :func:`evaluate`.
+    or names (the id's last part, ``pick_leftmost_place_bowl``); names of no task of any
+    evaluated suite are rejected by :func:`evaluate`. ``episodes`` per task are refused
+    before any rollout when the env has fewer (its ``episodes_per_task``, e.g. LIBERO's 50
+    init states).
     """
     env = env_config.make(suite, None)
     try:
         tasks = list(getattr(env, "tasks", []) or [])
+        limit = getattr(env, "episodes_per_task", None)
     finally:
         env.close()
+    if episodes is not None and limit is not None and episodes > limit:
+        raise ValueError(f"Suite {suite!r} has {limit} episodes per task; pass --episodes {limit} or fewer.")
     if not tasks:
         raise ValueError(f"Suite {suite!r} lists no tasks; its env must expose a non-empty `tasks` list.")
     if only is None:
         return tasks
-    return [t for t in tasks if t in only or t.removeprefix(f"{suite}/") in only]
+    return [t for t in tasks if t in only or t.rpartition("/")[2] in only]
 
 
 def plan_episodes(
@@ -112,7 +119,7 @@ def evaluate(
     and write the report into ``out``; a folder is resolved once to the policy folder it
     names, which labels the report.
 
-    ``perturb`` holds ``"FAMILY:SEVERITY"`` strings passed to every env; ``tasks``
+    ``perturb`` holds ``"FAMILY[@CALIBRATION]:SEVERITY"`` strings passed to every env; ``tasks``
     restricts the run to some tasks of the suites (full ids or names within a suite). ``env_factory``
     (``factory(suite, task, image_size=, perturbations=, **env_kwargs)``) replaces
     :func:`vlaworks.envs.make_env`, e.g. for tests. A checkpoint is loaded once per worker
@@ -139,7 +146,7 @@ def evaluate(
         kwargs={**(env_kwargs or {}), **prompts},
     )
     out = Path(out)
-    task_lists = {suite: suite_tasks(suite, env_config, tasks) for suite in suites}
+    task_lists = {suite: suite_tasks(suite, env_config, tasks, episodes) for suite in suites}
     if tasks is not None:
         found = {t for ts in task_lists.values() for t in ts}
         unknown = [t for t in tasks if not any(f == t or f.endswith(f"/{t}") for f in found)]

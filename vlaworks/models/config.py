@@ -41,6 +41,8 @@ DEFAULT_LORA_TARGETS: tuple[str, ...] = (
 
 #: token sources reading the prompts of :mod:`vlaworks.prompts` (pixel masks, visual prompts)
 PROMPT_SOURCES = ("pixel_aware", "visual_prompt")
+#: auxiliary losses reading the per-frame ground-truth target masks (``Batch.target_masks``)
+TARGET_MASK_LOSSES = ("seg_mask",)
 
 
 @dataclass
@@ -142,6 +144,11 @@ class PolicyConfig:
     def prompt_sources(self) -> tuple[str, ...]:
         """The token sources that read prompts: ``pixel_aware`` (pixel masks) and ``visual_prompt``."""
         return tuple(s.type for s in self.token_sources if s.type in PROMPT_SOURCES)
+
+    @property
+    def reads_target_masks(self) -> bool:
+        """Whether an auxiliary loss reads the target masks (the data loader then adds them)."""
+        return any(s.type in TARGET_MASK_LOSSES for s in self.aux_losses)
 
     def check_parts(self) -> None:
         """Check every part's name and options against its registry and options dataclass

@@ -64,7 +64,13 @@ class AuxLoss(nn.Module, ABC):
 
 
 #: auxiliary losses: name -> ``Part(options dataclass, builder(backbone, config, options))``
-AUX_LOSSES = PartRegistry("aux loss", {})
+AUX_LOSSES = PartRegistry(
+    "aux loss",
+    {
+        "geometry_align": "vlaworks.models.aux.geometry:PART",
+        "seg_mask": "vlaworks.models.aux.seg:PART",
+    },
+)
 
 #: name of the teacher-forced answer block of vision-language batches
 VL_ANSWER_BLOCK = "vl_answer"
@@ -344,6 +350,19 @@ def merge_lora(policy: VLAPolicy) -> VLAPolicy:
     merged.config = replace(policy.config, lora=replace(policy.config.lora, enabled=False))
     set_trainable(merged)
     return merged
+
+
+def without_aux_losses(policy: VLAPolicy) -> VLAPolicy:
+    """The inference policy of ``policy``: the same backbone, token sources, head and
+    normaliser (shared, not copied) without its training-only auxiliary losses, whose config
+    says ``aux_losses = []``, so ``save_policy`` writes none of their weights (a geometry
+    projector, a mask decoder) and loading it needs none of their teachers."""
+    from dataclasses import replace
+
+    config = replace(policy.config, aux_losses=[])
+    sources = list(policy.token_sources)
+    stripped = VLAPolicy(config, policy.backbone, policy.head, sources, [], policy.normalizer)
+    return stripped.train(policy.training)
 
 
 def set_trainable(policy: VLAPolicy) -> None:

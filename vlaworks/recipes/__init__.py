@@ -6,7 +6,9 @@ Each entry is a builder returning a :class:`~vlaworks.recipes.base.Recipe`: VLM4
 π0⁺ (``pi0``, ``pi0+``), OpenVLA-OFT's parallel decoding with L1 (``openvla-oft``),
 PixelVLA with its Table 4 rows and PixelVLA-π0 (``pixelvla``, ``pixelvla-baseline``,
 ``pixelvla+ft``, ``pixelvla+ft+cat``, ``pixelvla+ft+pue``, ``pixelvla-pi0``; staged
-recipes), and the non-VLA floor ``bc-cnn``; PokeVLA will be more entries here.
+recipes), PokeVLA and its Table VI rows (``pokevla``, ``pokevla-vanilla``,
+``pokevla+pretraining``, ``pokevla+geometry``, ``pokevla+goal``; the pre-training rows take a pretrained VLM
+folder as ``backbone``), and the non-VLA floor ``bc-cnn``.
 ``vlaworks.recipes.training`` joins a recipe's co-training mix and FAST fitting to the
 training data.
 """
@@ -42,6 +44,11 @@ RECIPES = Registry(
         "pixelvla+ft+cat": "vlaworks.recipes.pixelvla:pixelvla_ft_cat",
         "pixelvla+ft+pue": "vlaworks.recipes.pixelvla:pixelvla_ft_pue",
         "pixelvla-pi0": "vlaworks.recipes.pixelvla:pixelvla_pi0",
+        "pokevla": "vlaworks.recipes.pokevla:pokevla",
+        "pokevla-vanilla": "vlaworks.recipes.pokevla:pokevla_vanilla",
+        "pokevla+pretraining": "vlaworks.recipes.pokevla:pokevla_pretraining",
+        "pokevla+geometry": "vlaworks.recipes.pokevla:pokevla_geometry",
+        "pokevla+goal": "vlaworks.recipes.pokevla:pokevla_goal",
         "pi0": "vlaworks.recipes.pi0:pi0",
         "pi0+": "vlaworks.recipes.pi0:pi0_plus",
         "bc-cnn": "vlaworks.recipes.bc_cnn:bc_cnn",

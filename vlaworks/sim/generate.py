@@ -134,6 +134,18 @@ def max_attempts(episodes: int) -> int:
     return 2 * episodes + 10
 
 
+def check_episode_count(episodes: int, per: str) -> None:
+    """Refuse an ``episodes`` count (per suite or per task: ``per``) that is not positive or whose
+    attempts would run into the next ``per``'s block of generation seeds."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if max_attempts(episodes) > GENERATE_SUITE_STRIDE:
+        raise ValueError(
+            f"episodes must be at most {(GENERATE_SUITE_STRIDE - 10) // 2} per {per}, or its attempts would "
+            f"reuse another {per}'s seeds; got {episodes}."
+        )
+
+
 def generate(
     suites: list[str],
     episodes: int,
@@ -159,13 +171,7 @@ def generate(
     unknown = [s for s in suites if s not in SUITES]
     if unknown or not suites:
         raise ValueError(f"unknown suite(s) {unknown or suites}; choose from {SUITES}")
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    if max_attempts(episodes) > GENERATE_SUITE_STRIDE:
-        raise ValueError(
-            f"episodes must be at most {(GENERATE_SUITE_STRIDE - 10) // 2} per suite, or its attempts would "
-            f"reuse another suite's seeds; got {episodes}."
-        )
+    check_episode_count(episodes, "suite")
     out = Path(out)
     report: dict[str, Any] = {"suites": {}, "out": str(out)}
     features = dataset_features(image_size, depth, segmentation)

@@ -3,8 +3,11 @@
 Training instructions come from :data:`TRAIN_TEMPLATES`; the paraphrase pools
 (:data:`PARAPHRASE_TEMPLATES`, :data:`SYNONYMS`, :data:`WRAPPERS`) share no template
 with them, so a paraphrased instruction is never one seen in training. Severity picks a
-tier: up to 1/3 swaps nouns for synonyms, up to 2/3 also rewrites the verb phrase, above
-that also wraps the request in conversational filler.
+tier (:func:`severity_tier`): tier 1 swaps nouns for synonyms, tier 2 also rewrites the verb
+phrase, tier 3 also wraps the request in conversational filler, and tier 4 (the top of the
+LIBERO-Plus calibration, whose strongest rewrites name objects by description and add
+irrelevant context) names objects by :data:`DESCRIPTIONS` and prefixes a :data:`CONTEXTS`
+sentence.
 """
 
 from __future__ import annotations
@@ -48,20 +51,34 @@ SPATIAL_PARAPHRASES = {
 }
 SYNONYMS = {"cube": "block", "cylinder": "can", "bowl": "basin", "plate": "dish"}
 WRAPPERS = ("could you please {x}?", "your job: {x}.", "I need you to {x}, thanks.")
+DESCRIPTIONS = {
+    "cube": "small square {color} block",
+    "cylinder": "short round {color} can",
+    "bowl": "deep round container",
+    "plate": "flat round dish",
+}
+CONTEXTS = (
+    "The table got messy after lunch.",
+    "We are tidying up before the guests arrive.",
+    "Thanks for your help earlier today.",
+)
 
 
-def _noun(ref: ObjRef, synonyms: bool) -> str:
-    kind = SYNONYMS[ref.kind] if synonyms else ref.kind
+def _noun(ref: ObjRef, tier: int) -> str:
+    if tier >= 4:
+        return " ".join(DESCRIPTIONS[ref.kind].format(color=ref.color).split())
+    kind = SYNONYMS[ref.kind] if tier >= 1 else ref.kind
     return f"{ref.color} {kind}" if ref.color else kind
 
 
 def describe(ref: ObjRef, tier: int = 0) -> str:
-    """The phrase naming ``ref`` (tier 0: training wording; >= 1: synonyms; >= 2: paraphrased)."""
-    label = _noun(ref, tier >= 1)
+    """The phrase naming ``ref`` (tier 0: training wording; >= 1: synonyms; >= 2: paraphrased;
+    >= 4: described)."""
+    label = _noun(ref, tier)
     if not ref.spatial:
         return label
     table = SPATIAL_PARAPHRASES if tier >= 2 else SPATIAL_PHRASES
-    anchor = _noun(ref.anchor, tier >= 1) if ref.anchor is not None else ""
+    anchor = _noun(ref.anchor, tier) if ref.anchor is not None else ""
     return table[ref.spatial].format(label=label, anchor=anchor)
 
 
@@ -84,14 +101,18 @@ def instruction(episode: Episode, tier: int = 0, choice: int | None = None) -> s
         text = joiners[(pick >> 9) % len(joiners)].format(a=parts[0], b=parts[1])
     if tier >= 3:
         text = WRAPPERS[(pick >> 12) % len(WRAPPERS)].format(x=text)
+    if tier >= 4:
+        text = f"{CONTEXTS[(pick >> 14) % len(CONTEXTS)]} {text[0].upper()}{text[1:]}"
     return text
 
 
-def severity_tier(severity: float) -> int:
-    """Paraphrase tier for a language-perturbation severity in [0, 1] (0 = training wording)."""
+def severity_tier(severity: float, calibration: str) -> int:
+    """Paraphrase tier for a language-perturbation severity in [0, 1] (0 = training wording):
+    v2 splits (0, 1] into quarters for tiers 1-4, v1 into thirds for tiers 1-3."""
     if severity <= 0.0:
         return 0
-    return 1 if severity <= 1 / 3 else 2 if severity <= 2 / 3 else 3
+    tiers = 3 if calibration == "v1" else 4
+    return next(t for t in range(1, tiers + 1) if severity <= t / tiers or t == tiers)
 
 
 def all_training_instructions(episode: Episode) -> set[str]:

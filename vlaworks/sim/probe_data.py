@@ -72,7 +72,8 @@ def probe_samples(n: int, seed: int, image_size: int = 128) -> list[ProbeSample]
             ee = np.array([rng.uniform(-0.2, 0.2), rng.uniform(-0.15, 0.05), rng.uniform(0.18, 0.3)])
             scene.restore_defaults()
             active = scene.reset(placements, ee_pos=ee)
-            perturb.apply_lighting(scene, float(rng.uniform(0.0, 0.5)), rng)
+            # v1: these scenes predate the LIBERO-Plus calibration of the perturbations
+            perturb.apply_lighting(scene, float(rng.uniform(0.0, 0.5)), rng, "v1")
             if rng.random() < 0.5:
                 perturb.apply_background(scene, float(rng.uniform(0.0, 1.0)), rng)
             scene.refresh()

@@ -306,6 +306,7 @@ class Scene:
             "light_diffuse": m.light_diffuse.copy(),
             "light_pos": m.light_pos.copy(),
             "light_dir": m.light_dir.copy(),
+            "light_specular": m.light_specular.copy(),
             "light_ambient": m.light_ambient.copy(),
             "headlight_ambient": m.vis.headlight.ambient.copy(),
             "headlight_diffuse": m.vis.headlight.diffuse.copy(),
@@ -323,6 +324,7 @@ class Scene:
         m.light_diffuse[:] = d["light_diffuse"]
         m.light_pos[:] = d["light_pos"]
         m.light_dir[:] = d["light_dir"]
+        m.light_specular[:] = d["light_specular"]
         m.light_ambient[:] = d["light_ambient"]
         m.vis.headlight.ambient[:] = d["headlight_ambient"]
         m.vis.headlight.diffuse[:] = d["headlight_diffuse"]

@@ -39,6 +39,7 @@ PLACE_REGION = ((-0.28, 0.28), (-0.19, 0.2))  # x, y ranges for object centres (
 LAYOUTS = ("random", "fixed")
 LAYOUT_JITTER = 0.02  # m per axis around a task's canonical layout (layout="fixed")
 LAYOUT_YAW_JITTER = 0.3  # rad
+DISPLACEMENT_TRIES = 200  # direction draws for one layout-perturbation displacement
 _CANONICAL: dict[str, tuple[list[tuple[str, str]], np.ndarray, np.ndarray]] = {}
 SPATIAL_WORDS = ("leftmost", "rightmost", "front", "back", "nearest_bowl", "left_of", "this")
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "front": (0.0, -1.0), "back": (0.0, 1.0)}
@@ -352,6 +353,7 @@ def build_episode(
     ee_rpy: np.ndarray | None = None,
     tries: int = 50,
     layout: str = "random",
+    displacement: float = 0.0,
 ) -> Episode:
     """Sample a valid layout for ``task`` (plus optional extra distractors) and bind its goals.
 
@@ -361,12 +363,15 @@ def build_episode(
     ``LAYOUT_JITTER`` m and ``LAYOUT_YAW_JITTER`` rad. The task layout uses ``rng`` only,
     and distractors (from ``distractor_rng``) keep out of push corridors and never share a
     (kind, colour) with a named object, so adding them changes neither the task's objects
-    nor which object an instruction names.
+    nor which object an instruction names. ``displacement`` (m, fixed layouts only: the layout
+    perturbation, LIBERO-Plus's target displacement) then moves each object of the episode's
+    layout that far in a random direction drawn from ``distractor_rng``.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
     kwargs = {} if ee_pos is None else {"ee_pos": ee_pos}
     canonical = canonical_layout(task, scene) if layout == "fixed" else None
+    drng = distractor_rng if distractor_rng is not None else rng
     for _ in range(tries):
         if canonical is None:
             objects = list(task.objects)
@@ -376,7 +381,7 @@ def build_episode(
             yaws = rng.uniform(-0.6, 0.6, size=len(objects))
         else:
             objects, base_xy, base_yaws = canonical
-            xy = _jitter(objects, base_xy, rng)
+            xy = _placed(objects, base_xy + rng.uniform(-LAYOUT_JITTER, LAYOUT_JITTER, size=base_xy.shape))
             yaws = base_yaws + rng.uniform(-LAYOUT_YAW_JITTER, LAYOUT_YAW_JITTER, size=len(objects))
         template_index = int(rng.integers(1 << 30))
         if xy is None:
@@ -385,8 +390,19 @@ def build_episode(
         episode = _bind(task, scene, scene.reset(placements, ee_rpy=ee_rpy, **kwargs), template_index)
         if not layout_ok(episode, scene):
             continue
+        if displacement and canonical is not None:
+            # the clean episode's layout, each object then moved; only the directions are redrawn
+            for _ in range(DISPLACEMENT_TRIES):
+                moved = _placed(objects, np.asarray(xy) + _displacements(displacement, len(objects), drng))
+                if moved is None:
+                    continue
+                placements = [(p[0], p[1], x, y, p[4]) for p, (x, y) in zip(placements, moved, strict=True)]
+                episode = _bind(task, scene, scene.reset(placements, ee_rpy=ee_rpy, **kwargs), template_index)
+                if layout_ok(episode, scene):
+                    break
+            else:
+                continue
         if n_distractors:
-            drng = distractor_rng if distractor_rng is not None else rng
             pushes = [
                 (scene.pos(g.obj)[:2], g.goal.direction) for g in episode.goals if g.goal.verb == "push"
             ]
@@ -426,17 +442,20 @@ def canonical_layout(
     return _CANONICAL[task.id]
 
 
-def _jitter(
-    objects: list[tuple[str, str]], xy: np.ndarray, rng: np.random.Generator
-) -> list[tuple[float, float]] | None:
-    """``xy`` moved by up to ``LAYOUT_JITTER`` per axis; None when objects would overlap or leave view."""
-    moved = xy + rng.uniform(-LAYOUT_JITTER, LAYOUT_JITTER, size=xy.shape)
+def _placed(objects: list[tuple[str, str]], xy: np.ndarray) -> list[tuple[float, float]] | None:
+    """``xy`` as a list; None when objects would overlap or leave the view."""
     placed: list[tuple[str, float, float]] = []
-    for (kind, _), (x, y) in zip(objects, moved, strict=True):
+    for (kind, _), (x, y) in zip(objects, xy, strict=True):
         if not in_view(x, y) or _overlaps(kind, x, y, placed, 0.02):
             return None
         placed.append((kind, x, y))
     return [(float(x), float(y)) for _, x, y in placed]
+
+
+def _displacements(distance: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``[n, 2]`` moves of length ``distance`` in random directions."""
+    heading = rng.uniform(-np.pi, np.pi, size=n)
+    return distance * np.stack([np.cos(heading), np.sin(heading)], axis=1)
 
 
 def _bind(task: TaskSpec, scene: Scene, active: list[SceneObject], template_index: int) -> Episode:

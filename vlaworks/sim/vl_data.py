@@ -395,8 +395,9 @@ def _random_scene(scene: Scene, rng: np.random.Generator) -> None:
     ee = np.array([rng.uniform(-0.2, 0.2), rng.uniform(-0.15, 0.05), rng.uniform(0.18, 0.3)])
     scene.restore_defaults()
     scene.reset(placements, ee_pos=ee)
-    perturb.apply_camera(scene, float(rng.uniform(0.0, 0.6)), rng)
-    perturb.apply_lighting(scene, float(rng.uniform(0.0, 1.0)), rng)
+    # v1: these samples predate the LIBERO-Plus calibration of the perturbations and stay as they were
+    perturb.apply_camera(scene, float(rng.uniform(0.0, 0.6)), rng, "v1")
+    perturb.apply_lighting(scene, float(rng.uniform(0.0, 1.0)), rng, "v1")
     if rng.random() < 0.7:
         perturb.apply_background(scene, float(rng.uniform(0.0, 1.0)), rng)
     scene.refresh()

@@ -21,6 +21,7 @@ TOKEN_SOURCES = PartRegistry(
     {
         "pixel_aware": "vlaworks.models.tokens.pixel_aware:PART",
         "proprio": "vlaworks.models.tokens.proprio:PART",
+        "seg": "vlaworks.models.tokens.seg:PART",
         "visual_prompt": "vlaworks.models.tokens.visual_prompt:PART",
     },
 )

@@ -1,0 +1,82 @@
+"""Mask IoU of a ``<SEG>`` policy (PokeVLA's goal-aware segmentation) on held-out demonstrations.
+
+For every ``every``-th frame of a dataset with ground-truth segmentation (``vlaworks
+generate --segmentation``, seeded apart from the training data), the policy's ``seg_mask``
+decoder predicts the coarse and fine masks of every view from the ``<SEG>`` token
+(``logits > 0``) and they are compared with the manipulation target's mask at the mask
+resolution (:meth:`vlaworks.models.aux.seg.SegMaskLoss.target`). Per view and stage:
+
+* ``ciou``: cumulative IoU, Σ intersection / Σ union over all scored frames (LISA's cIoU;
+  false positives on frames where the target is out of view count in the union);
+* ``giou``: mean per-frame IoU over the frames where the target is visible in that view;
+* ``visible``: share of scored frames whose view shows the target.
+
+No augmentation, the policy in eval mode; the backbone runs on the images, the instruction
+and the token sources' blocks (the head's blocks come after ``<SEG>`` and cannot change it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vlaworks.data.dataset import WindowDataset
+from vlaworks.data.lerobot import LeRobotDataset
+from vlaworks.processing import collate
+
+STAGES = ("coarse", "fine")
+
+
+def mask_iou(
+    policy_or_path: Any, data: str | Path, *, every: int = 4, batch_size: int = 16
+) -> dict[str, Any]:
+    """Mask IoU per view and stage (module docstring) of a policy (object, checkpoint or run
+    folder) with a ``seg_mask`` loss on the dataset at ``data``."""
+    from vlaworks.models.aux.seg import SegMaskLoss, overlap
+    from vlaworks.models.checkpoint import load_policy
+
+    if every < 1 or batch_size < 1:
+        raise ValueError(f"every and batch_size must be >= 1; got {every}, {batch_size}.")
+    policy = load_policy(policy_or_path)
+    decoders = [a for a in policy.aux_losses if isinstance(a, SegMaskLoss)]
+    if not decoders:
+        raise ValueError(
+            "mask_iou needs a policy trained with the seg_mask aux loss (and the seg token source)."
+        )
+    aux = decoders[0]
+    windows = WindowDataset(LeRobotDataset(Path(data)), policy.processor, training=False)
+    frames = list(range(0, len(windows), every))
+    cameras = policy.config.cameras
+    inter = {s: torch.zeros(len(cameras)) for s in STAGES}
+    union = {s: torch.zeros(len(cameras)) for s in STAGES}
+    per_frame = {s: torch.zeros(len(cameras)) for s in STAGES}
+    visible = torch.zeros(len(cameras))
+    was_training = policy.training
+    policy.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(frames), batch_size):
+                batch = collate([windows[i] for i in frames[start : start + batch_size]]).to(policy.device)
+                out = policy.backbone(batch.images, batch.instructions, policy.prefix(batch))
+                target = aux.target(batch)
+                seen = target.flatten(-2).any(-1).cpu()  # [B, V]
+                visible += seen.sum(0)
+                for stage, logits in zip(STAGES, aux.masks(out, batch), strict=True):
+                    i, u = (t.cpu().float() for t in overlap(logits, target))
+                    inter[stage] += i.sum(0)
+                    union[stage] += u.sum(0)
+                    per_frame[stage] += torch.where(seen, i / u.clamp(min=1), 0.0).sum(0)
+    finally:
+        policy.train(was_training)
+    views: dict[str, Any] = {}
+    for v, camera in enumerate(cameras):
+        shown = float(visible[v])
+        views[camera] = {"visible": shown / len(frames)}
+        for stage in STAGES:
+            views[camera][stage] = {
+                "ciou": float(inter[stage][v] / union[stage][v]) if union[stage][v] > 0 else float("nan"),
+                "giou": float(per_frame[stage][v] / shown) if shown > 0 else float("nan"),
+            }
+    return {"frames": len(frames), "mask_size": aux.mask_size, "views": views}
