@@ -165,6 +165,7 @@ def test_pretrain_and_train_from_the_cached_vlm(dataset, tmp_path, monkeypatch):
                "token_merge": MINIATURE.token_merge}
     build_backbone("prismatic-tiny", **options).save_pretrained(str(entry))
     run = tmp_path / "run"
-    _ok(["train", "--recipe", "vlm4vla", "--data", str(dataset), "--out", str(run), "--vlm", "pretrained",
-         "--image-size", "32", "--batch-size", "2", "--steps", "1", "--set", "policy.chunk_size=2"])
+    _ok(["train", "--recipe", "vlm4vla", "--backbone", "prismatic-tiny", "--data", str(dataset), "--out",
+         str(run), "--vlm", "pretrained", "--image-size", "32", "--batch-size", "2", "--steps", "1",
+         "--set", "policy.chunk_size=2"])
     assert json.loads((run / "recipe.json").read_text())["policy"]["backbone"] == str(entry)
