@@ -145,3 +145,27 @@ def test_export_backbone_refuses_a_dual_encoder_policy(dataset, tmp_path):
          "--batch-size", "2", "--steps", "1"])
     result = runner.invoke(app, ["export-backbone", "--policy", str(run), "--out", str(tmp_path / "vlm")])
     assert result.exit_code == 2 and "dual vision encoder" in result.output
+
+
+def test_pretrain_and_train_from_the_cached_vlm(dataset, tmp_path, monkeypatch):
+    from vlaworks.miniature import MINIATURE
+    from vlaworks.models.backbones import build_backbone
+    from vlaworks.train.pretrain import CACHE_ENV, PretrainSettings
+
+    text = _ok(["pretrain", "--out", str(tmp_path / "pre"), "--samples", "8", "--steps", "1",
+                "--batch-size", "4", "--image-size", "32", "--patch-size", "16", "--token-merge", "1",
+                "--grounding", "3", "--mix", "grounding=1,affordance=1"])
+    assert "| metric | random init | pretrained |" in text and (tmp_path / "pre" / "vlm").is_dir()
+    bad = runner.invoke(app, ["pretrain", "--out", str(tmp_path / "x"), "--mix", "vision=1"])
+    assert bad.exit_code != 0 and "CATEGORY=WEIGHT" in bad.output
+    # a cache entry for the default settings on the demo's architecture: train --vlm pretrained finds it
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    entry = tmp_path / "cache" / PretrainSettings.for_budget(MINIATURE).key() / "vlm"
+    options = {"image_size": MINIATURE.image_size, "patch_size": MINIATURE.patch_size,
+               "token_merge": MINIATURE.token_merge}
+    build_backbone("prismatic-tiny", **options).save_pretrained(str(entry))
+    run = tmp_path / "run"
+    _ok(["train", "--recipe", "vlm4vla", "--backbone", "prismatic-tiny", "--data", str(dataset), "--out",
+         str(run), "--vlm", "pretrained", "--image-size", "32", "--batch-size", "2", "--steps", "1",
+         "--set", "policy.chunk_size=2"])
+    assert json.loads((run / "recipe.json").read_text())["policy"]["backbone"] == str(entry)

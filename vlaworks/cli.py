@@ -40,6 +40,13 @@ def _name_list(value: str | None) -> str | None:
 
 
 Seed = Annotated[int, typer.Option(min=0, help="Random seed (>= 0).")]
+Vlm = Annotated[
+    str,
+    typer.Option(
+        help="random: the backbone's own (random) weights | pretrained: the VLM `vlaworks pretrain` makes "
+        "of it with its default settings on the demo's architecture (cached; pretrained on first use)."
+    ),
+]
 ImageSize = Annotated[int, typer.Option(min=1, help="Square image size in pixels.")]
 
 
@@ -291,6 +298,7 @@ def train(
     lr: Annotated[float | None, typer.Option(callback=_positive, help="Peak learning rate.")] = None,
     freeze: Annotated[str | None, typer.Option(help="Comma list: vision, embeddings.")] = None,
     from_scratch: Annotated[bool, typer.Option(help="Re-initialise every VLM weight.")] = False,
+    vlm: Vlm = "random",
     lora: Annotated[
         int | None, typer.Option(min=1, help="LoRA rank on the LM (full fine-tune if unset).")
     ] = None,
@@ -330,6 +338,12 @@ def train(
         if value is not None:
             train_sets[key] = value
     train_sets["seed"] = seed
+    if vlm != "random":
+        from vlaworks.train.pretrain import resolve_vlm
+
+        if backbone is not None and Path(backbone).is_dir():
+            raise typer.BadParameter(f"--backbone {backbone} is a folder, a VLM already; drop --vlm {vlm}.")
+        backbone = resolve_vlm(vlm, MINIATURE, backbone or build_recipe(recipe).policy.backbone)
     run = train_policy(
         build_recipe(recipe, backbone=backbone, overrides=recipe_sets),
         data,
@@ -512,9 +526,12 @@ PeakLr = Annotated[float, typer.Option(callback=_positive, help="Peak learning r
 
 @app.command()
 def pretrain(
-    out: Annotated[Path, typer.Option(help="Run folder; the backbone lands in OUT/vlm.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run folder (resumable); the backbone lands in OUT/vlm. Default: the cache."),
+    ] = None,
     backbone: Annotated[
-        str, typer.Option(help="Registry name or checkpoint folder.")
+        str, typer.Option(help="Registry name, or a backbone folder to pretrain further (needs --out).")
     ] = MINIATURE_PRETRAIN.backbone,
     samples: Annotated[
         int, typer.Option(min=1, help="Rendered vision-language samples.")
@@ -524,24 +541,51 @@ def pretrain(
     lr: PeakLr = MINIATURE_PRETRAIN.lr,
     image_size: ImageSize = MINIATURE_PRETRAIN.image_size,
     patch_size: PatchSize = MINIATURE_PRETRAIN.patch_size,
+    token_merge: Annotated[
+        int, typer.Option(min=1, help="k x k patches per LM token (prismatic).")
+    ] = MINIATURE_PRETRAIN.token_merge,
+    mix: Annotated[
+        str, typer.Option(help="Category weights, e.g. general=1,grounding=1,affordance=1,reasoning=0.")
+    ] = "general=1,grounding=1,affordance=1,reasoning=1",
     cameras: Annotated[
         str, typer.Option(callback=_name_list, help="Comma list; the VL image goes to the first.")
     ] = ",".join(MINIATURE_PRETRAIN.cameras),
     mixed_precision: Precision = MINIATURE_PRETRAIN.mixed_precision,
+    batching: Annotated[
+        str, typer.Option(help="kind: one question kind per batch (less padding) | mixed.")
+    ] = "kind",
+    grounding: Annotated[
+        int, typer.Option(min=0, help="Held-out grounding questions before / after (0: skip).")
+    ] = 500,
     seed: Seed = 0,
 ) -> None:
-    """Vision-language pretraining (captions, pointing, boxes, spatial questions) of a
-    backbone; train recipes on it with --backbone OUT/vlm."""
-    from dataclasses import replace
+    """PokeVLM-style vision-language pretraining (general, grounding, affordance, reasoning) of a
+    backbone, with the grounding benchmark before / after. Without --out the result is cached by
+    its settings ($VLAWORKS_VLM_CACHE, default ~/.cache/vlaworks/vlm) and reused; recipes start from
+    it with `train --vlm pretrained` (default settings) or --backbone FOLDER."""
+    from vlaworks.sim.vl_data import parse_mix
+    from vlaworks.train.pretrain import PretrainSettings, pretrain_vlm, pretrained_vlm, read_grounding
 
-    from vlaworks.train.pretrain import pretrain_vlm
-
-    budget = replace(
-        MINIATURE_PRETRAIN, backbone=backbone, vl_samples=samples, steps=steps, batch_size=batch_size, lr=lr,
-        image_size=image_size, patch_size=patch_size, cameras=tuple(cameras.split(",")),
-        mixed_precision=mixed_precision,
+    try:
+        weights = parse_mix(mix)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--mix") from None
+    settings = PretrainSettings(
+        backbone=backbone, cameras=tuple(cameras.split(",")), image_size=image_size, patch_size=patch_size,
+        token_merge=token_merge, samples=samples, steps=steps, batch_size=batch_size, lr=lr,
+        mixed_precision=mixed_precision, mix=weights, batching=batching, seed=seed,
     )
-    typer.echo(f"pretrained backbone at {pretrain_vlm(out, budget, seed=seed)}")
+    if out is None:
+        folder = pretrained_vlm(settings, grounding=grounding)
+    else:
+        folder = pretrain_vlm(out, settings, grounding=grounding)
+    results = read_grounding(folder)
+    if results:
+        from vlaworks.eval.grounding import grounding_table
+
+        labels = {"before": "random init", "after": "pretrained"}
+        typer.echo(grounding_table({labels[k]: v for k, v in results.items()}))
+    typer.echo(f"pretrained backbone at {folder}")
 
 
 @app.command("geometry-teacher")
@@ -587,6 +631,7 @@ def compare(
         typer.Option(help="clean | masked | variant | paraphrase (repeatable; default all)."),
     ] = None,
     backbone: str = MINIATURE.backbone,
+    vlm: Vlm = "random",
     cameras: Annotated[
         str, typer.Option(callback=_name_list, help="Comma list of camera views.")
     ] = ",".join(MINIATURE.cameras),
@@ -650,6 +695,7 @@ def compare(
         heldout=heldout,
         probes=probes,
         recipe_overrides=overrides,
+        vlm=vlm,
     )
     run_compare(cfg)
     typer.echo((out / "table.md").read_text())
@@ -690,6 +736,10 @@ def demo(
         int | None, typer.Option(min=1, help="Evaluation worker processes [default: 2].")
     ] = None,
     backbone: Annotated[str | None, typer.Option(help=f"Backbone [default: {MINIATURE.backbone}].")] = None,
+    vlm: Annotated[
+        str | None,
+        typer.Option(help="random | pretrained (the cached `vlaworks pretrain` VLM) [default: random]."),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option(min=0, help="Seed of data, training, eval [default: 0].")
     ] = None,
@@ -709,7 +759,9 @@ def demo(
     budget = replace(
         MINIATURE, **given(steps=steps, eval_episodes=eval_episodes, chunk_exec=chunk_exec, backbone=backbone)
     )
-    settings = given(suite=suite, layout=layout, episodes=episodes, recipe=recipe, workers=workers, seed=seed)
+    settings = given(
+        suite=suite, layout=layout, episodes=episodes, recipe=recipe, workers=workers, seed=seed, vlm=vlm
+    )
     run_demo(DemoConfig(out=out, budget=budget, overrides=_parse_sets(set_), **settings))
 
 

@@ -49,6 +49,9 @@ class CompareConfig:
     probes: int = 0
     #: dotted ``policy.*`` / ``cotrain.*`` overrides applied to every recipe after the budget's
     recipe_overrides: dict = field(default_factory=dict)
+    #: every recipe starts from the budget's backbone as built (``"random"``) or from the cached
+    #: VLM pretrained on it (``"pretrained"``, :func:`vlaworks.train.pretrain.resolve_vlm`)
+    vlm: str = "random"
 
     def __post_init__(self) -> None:
         from vlaworks.recipes import recipe_names
@@ -58,6 +61,10 @@ class CompareConfig:
             raise ValueError(f"unknown recipe(s) {unknown or '(none given)'}; choose from {recipe_names()}")
         for c in self.conditions:
             condition_perturbations(c)
+        from vlaworks.train.pretrain import VLM_CHOICES
+
+        if self.vlm not in VLM_CHOICES:
+            raise ValueError(f"vlm must be one of {', '.join(VLM_CHOICES)}; got {self.vlm!r}.")
 
 
 def run_recipe(cfg: CompareConfig, name: str) -> dict[str, dict]:
@@ -65,10 +72,12 @@ def run_recipe(cfg: CompareConfig, name: str) -> dict[str, dict]:
     from vlaworks.eval.protocol import representation
     from vlaworks.eval.run import evaluate
     from vlaworks.train.pipeline import build_recipe, train_policy
+    from vlaworks.train.pretrain import resolve_vlm
 
     out, budget = Path(cfg.out), cfg.budget
-    overrides = {**budget.policy_overrides(budget.backbone), **cfg.recipe_overrides}
-    recipe = build_recipe(name, backbone=budget.backbone, overrides=overrides)
+    backbone = resolve_vlm(cfg.vlm, budget)  # pretrained once, by run_compare
+    overrides = {**budget.policy_overrides(backbone), **cfg.recipe_overrides}
+    recipe = build_recipe(name, backbone=backbone, overrides=overrides)
     run = train_policy(
         recipe, cfg.data, out / "runs" / name, train_overrides=budget.train_overrides(cfg.seed)
     )
@@ -105,8 +114,11 @@ def run_recipe(cfg: CompareConfig, name: str) -> dict[str, dict]:
 
 def run_compare(cfg: CompareConfig) -> dict[str, dict[str, dict]]:
     """Run every recipe (in ``cfg.parallel`` processes), write ``table.md`` and ``results.json``."""
+    from vlaworks.train.pretrain import resolve_vlm
+
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    resolve_vlm(cfg.vlm, cfg.budget)  # pretrain (or find) the shared VLM before any recipe needs it
     if cfg.parallel > 1:
         with ProcessPoolExecutor(cfg.parallel, mp_context=mp.get_context("spawn")) as pool:
             futures = {name: pool.submit(run_recipe, cfg, name) for name in cfg.recipes}

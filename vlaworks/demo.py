@@ -34,6 +34,9 @@ class DemoConfig:
     budget: MiniatureBudget = MINIATURE
     workers: int = 2
     seed: int = 0
+    #: start from the budget's backbone as built (``"random"``) or from the cached VLM pretrained
+    #: on it (``"pretrained"``, :func:`vlaworks.train.pretrain.resolve_vlm`)
+    vlm: str = "random"
     #: dotted ``policy.*`` / ``cotrain.*`` recipe overrides and ``train.*`` trainer overrides
     #: (``vlaworks demo --set KEY=VALUE``), applied after the budget
     overrides: dict = field(default_factory=dict)
@@ -66,7 +69,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     budget = cfg.budget
     console = Console()
     out = Path(cfg.out)
-    data_dir, run_dir = out / "data", out / "run"
+    # a run from the pretrained VLM has its own folder, so neither resumes the other's checkpoints
+    data_dir, run_dir = out / "data", out / ("run" if cfg.vlm == "random" else f"run-{cfg.vlm}-vlm")
     timings: dict[str, float] = {}
 
     console.rule(f"1/3 data: {cfg.episodes} demonstrations, {cfg.suite!r} suite, {cfg.layout} layouts")
@@ -87,11 +91,20 @@ def run_demo(cfg: DemoConfig) -> dict:
         (out / DATA_SETTINGS).write_text(json.dumps(_data_settings(cfg)) + "\n")
     timings["generate_s"] = time.perf_counter() - t
 
+    backbone = budget.backbone
+    if cfg.vlm != "random":
+        from vlaworks.train.pretrain import resolve_vlm
+
+        console.rule(f"VLM: {cfg.vlm} {budget.backbone} (cached after the first run)")
+        t = time.perf_counter()
+        backbone = resolve_vlm(cfg.vlm, budget)
+        timings["pretrain_s"] = time.perf_counter() - t
+        console.print(f"VLM at {backbone}")
     console.rule(f"2/3 train: {cfg.recipe} on {budget.backbone}, {budget.steps} steps")
     t = time.perf_counter()
     recipe_sets, train_sets = split_overrides(cfg.overrides)
-    overrides = {**budget.policy_overrides(budget.backbone), **recipe_sets}
-    recipe = build_recipe(cfg.recipe, backbone=budget.backbone, overrides=overrides)
+    overrides = {**budget.policy_overrides(backbone), **recipe_sets}
+    recipe = build_recipe(cfg.recipe, backbone=backbone, overrides=overrides)
     run = train_policy(
         recipe,
         data_dir,

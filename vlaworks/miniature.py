@@ -127,6 +127,8 @@ PERTURB_STREAM = 1000
 VL_SCENE_STREAM = 424242
 #: linear-probe scenes (object masks), apart from every VL scene
 PROBE_SCENE_STREAM = 717171
+#: the grounding benchmark's scenes (``vlaworks.eval.grounding``), apart from every VL scene
+GROUNDING_SCENE_STREAM = 535353
 
 # ----------------------------------------------------------------------------- seed offsets
 #: demonstration reset seeds start at ``GENERATE_SEED_OFFSET * (seed + 1)`` ...
@@ -139,6 +141,8 @@ EVAL_SEED_OFFSET = 10_000
 PRETRAIN_VL_SEED_OFFSET = 7919
 #: the held-out VQA questions' seed (``vlaworks.eval.vqa``), far above every training seed
 VQA_HELD_OUT_SEED = 900_001
+#: the grounding benchmark's seed (on its own stream, so apart from VL training at any seed)
+GROUNDING_HELD_OUT_SEED = 900_002
 #: the geometry teacher's frames (``vlaworks geometry-teacher``) reset from seeds above 2^40
 TEACHER_SEED_OFFSET = 1 << 40
 

@@ -9,13 +9,16 @@ backbone (the VLM before VLA training).
 
 Scoring per kind (:func:`score_answer`):
 
-* ``point`` / ``affordance``: the first two numbers of the answer form the point; correct
-  if its L-inf distance to the true point is at most ``tol`` (0.1 of the image);
+* ``point`` / ``affordance`` / ``free_space``: the first two numbers of the answer form the
+  point; correct if its L-inf distance to the reference point is at most ``tol`` (0.1 of the
+  image). For ``free_space`` that is a proxy (any free spot in the relation's region is right):
+  :mod:`vlaworks.eval.grounding` scores points against the scene's masks instead;
 * ``box``: the first four numbers form ``[x0, y0, x1, y1]``; correct if its IoU with the
   true box is at least 0.5 (the usual grounding criterion); an inverted box scores 0;
 * ``plan``: the words (numbers masked out) must match exactly and every point must lie
   within ``tol`` of the true one, in order;
-* ``caption`` / ``spatial`` / ``count`` and any other kind: normalised exact match
+* every other kind (``caption``, ``count``, ``exists``, ``spatial``, ``blocking``,
+  ``first_move``): normalised exact match
   (case, surrounding spaces and a final full stop ignored).
 
 A malformed answer (too few numbers, unparsable) scores 0.
@@ -40,7 +43,7 @@ from vlaworks.processing import PolicyProcessor, collate
 POINT_TOLERANCE = 0.1
 BOX_IOU = 0.5
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)")
-POINT_KINDS = ("point", "affordance")
+POINT_KINDS = ("point", "affordance", "free_space")
 
 
 def parse_numbers(text: str) -> list[float]:
