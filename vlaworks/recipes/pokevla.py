@@ -71,7 +71,8 @@ def pokevla_recipe(
     if pretraining and not Path(backbone).is_dir():
         raise ValueError(
             f"Recipe {name!r} starts from a pretrained VLM: pass --backbone FOLDER (e.g. the OUT/vlm of "
-            f"`vlaworks pretrain`); {backbone!r} is not a folder."
+            f"`vlaworks pretrain`) or --backbone prismatic-tiny --vlm pretrained; {backbone!r} is not "
+            "a folder."
         )
     sources: list[PartSpec] = []
     aux: list[PartSpec] = []
