@@ -14,9 +14,11 @@ Settings that differ from LeRobot's defaults, and why (``--set`` passes any othe
 * no ImageNet backbone weights (``pretrained_backbone_weights=null``): they are downloaded at
   run time, and this benchmark's machines reach no model hub; the backbone trains from scratch;
 * no ImageNet image statistics (``dataset.use_imagenet_stats=false``): they belong to the
-  pretrained backbone, and vlaworks' ``meta/stats.json`` holds no image statistics, so images
-  reach the policy as LeRobot's reader gives them, float in [0, 1] (state and actions are
-  normalised with the dataset's statistics as LeRobot does);
+  pretrained backbone. Datasets written before 2026-12-02 hold no image statistics, so their
+  images reach the policy as LeRobot's reader gives them, float in [0, 1] (the peers' runs in
+  BENCHMARKS.md); newer ones hold per-channel image statistics, which LeRobot's normaliser
+  then uses as it does for its own datasets (state and actions are normalised with the
+  dataset's statistics either way);
 * video decoding with PyAV (``dataset.video_backend=pyav``): torchcodec needs system FFmpeg
   libraries this machine lacks;
 * ACT: ``chunk_size`` 50 (ACT's 100 steps at 50 Hz is 2 s; our data is 25 Hz), lr 1e-4 for

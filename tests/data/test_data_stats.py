@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vlaworks.data.stats import STAT_NAMES, compute_stats, read_stats, write_stats
+from vlaworks.data.stats import STAT_NAMES, ImageStats, compute_stats, read_stats, write_stats
 
 
 def test_compute_stats_per_dimension(tmp_path):
@@ -26,3 +26,25 @@ def test_bad_input_and_file(tmp_path):
     (tmp_path / "stats.json").write_text("[1, 2")
     with pytest.raises(ValueError, match="not valid JSON"):
         read_stats(tmp_path / "stats.json")
+
+
+def test_image_stats_per_channel_from_histograms():
+    frames = np.zeros((2, 10, 10, 3), dtype=np.uint8)
+    frames[..., 0] = np.arange(100, dtype=np.uint8).reshape(10, 10)  # red: 0..99, each twice
+    frames[..., 1] = 255
+    acc = ImageStats(3)
+    acc.add(frames[:1])
+    acc.add(frames[1:])
+    stats = acc.stats()
+    assert set(stats) == set(STAT_NAMES) and stats["count"] == [2]
+    assert np.shape(stats["mean"]) == (3, 1, 1)
+    red = np.arange(100) / 255.0
+    assert stats["mean"][0][0][0] == pytest.approx(red.mean())
+    assert stats["std"][0][0][0] == pytest.approx(red.std())
+    assert stats["min"][0][0][0] == 0.0 and stats["max"][0][0][0] == pytest.approx(99 / 255)
+    assert stats["q01"][0][0][0] == 0.0 and stats["q99"][0][0][0] == pytest.approx(98 / 255)
+    assert [stats[k][1][0][0] for k in ("min", "max", "mean", "std")] == [1.0, 1.0, pytest.approx(1.0), 0.0]
+    with pytest.raises(ValueError, match="uint8 frames"):
+        acc.add(frames.astype(np.float32))
+    with pytest.raises(ValueError, match="no frames"):
+        ImageStats(3).stats()

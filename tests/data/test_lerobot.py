@@ -82,7 +82,15 @@ def test_lossless_codec_and_file_rollover_are_exact(write_dataset):
 def test_stats_equal_recomputation(write_dataset):
     root, episodes = write_dataset()
     ds = LeRobotDataset(root)
-    assert set(ds.stats) == {"observation.state", "action"}
+    cameras = {"observation.images.base", "observation.images.wrist"}
+    assert set(ds.stats) == {"observation.state", "action", *cameras}
+    for key in ("observation.images.base", "observation.images.wrist"):  # written from the raw frames
+        pixels = np.concatenate([np.stack([f[key] for f in frames]) for frames in episodes]) / 255.0
+        channels = pixels.reshape(-1, 3)
+        np.testing.assert_allclose(np.ravel(ds.stats[key]["mean"]), channels.mean(0), rtol=1e-9)
+        np.testing.assert_allclose(np.ravel(ds.stats[key]["std"]), channels.std(0), rtol=1e-6)
+        assert np.ravel(ds.stats[key]["max"]).tolist() == channels.max(0).tolist()
+        assert np.shape(ds.stats[key]["mean"]) == (3, 1, 1) and ds.stats[key]["count"] == [19]
     for key in ("observation.state", "action"):
         expected = compute_stats(np.concatenate([np.stack([f[key] for f in frames]) for frames in episodes]))
         for name in ("min", "max", "mean", "std", "q01", "q99", "count"):

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from vlaworks.data import layout
-from vlaworks.data.stats import compute_dataset_stats, compute_stats, read_stats, write_stats
+from vlaworks.data.stats import ImageStats, compute_dataset_stats, compute_stats, read_stats, write_stats
 from vlaworks.data.video import VideoFileEncoder, decode_span, get_codec
 
 
@@ -183,6 +183,11 @@ class DatasetWriter:
         self._tasks: dict[str, int] = {}
         self._episodes: list[dict[str, Any]] = []
         self._stat_values: dict[str, list[np.ndarray]] = {k: [] for k in stats_keys(self.features)}
+        self._image_stats = {
+            k: ImageStats(self.features[k]["shape"][-1])
+            for k in (*self.video_keys, *self.image_keys)
+            if len(self.features[k]["shape"]) == 3
+        }
         self._total_frames = 0
         self._data_file = (0, 0)
         self._data_writer: pq.ParquetWriter | None = None
@@ -270,6 +275,8 @@ class DatasetWriter:
             columns[key] = layout.to_arrow(self.features[key], values)
             if key in self._stat_values:
                 self._stat_values[key].append(values.reshape(length, -1).astype(np.float64))
+        for key, image_stats in self._image_stats.items():
+            image_stats.add(np.stack(self._buffer[key]))
         for key in self.image_keys:
             encoded = [{"bytes": _encode_png(im), "path": None} for im in self._buffer[key]]
             columns[key] = pa.array(encoded, layout.arrow_type(self.features[key]))
@@ -377,6 +384,7 @@ class DatasetWriter:
         episodes_path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(self._episodes), episodes_path)
         stats = compute_dataset_stats({k: np.concatenate(v) for k, v in self._stat_values.items()})
+        stats |= {k: acc.stats() for k, acc in self._image_stats.items() if acc.frames}
         write_stats(stats, self.tmp / layout.STATS_PATH)
         features = {}
         for key, ft in self.features.items():

@@ -3,6 +3,12 @@
 Each feature maps to ``{"min", "max", "mean", "std", "q01", "q99", "count"}``, every
 value a (nested) list with the feature's per-dimension shape (``count`` is ``[N]``).
 Statistics reduce over frames only, so a ``[7]`` action gets ``[7]``-long lists.
+
+Camera streams (uint8 ``[H, W, C]`` frames) get per-channel statistics over every pixel of
+every frame, scaled to ``[0, 1]`` and shaped ``[C, 1, 1]`` as LeRobot writes them (its
+policies normalise images with them). :class:`ImageStats` keeps one 256-bin histogram per
+channel, so they are exact for all frames in constant memory; its quantiles are the
+smallest pixel value whose cumulative share reaches q (uint8 values are discrete).
 """
 
 from __future__ import annotations
@@ -30,6 +36,54 @@ def compute_stats(values: np.ndarray) -> dict[str, list]:
         "q99": q99.tolist(),
         "count": [int(x.shape[0])],
     }
+
+
+class ImageStats:
+    """Running per-channel statistics of uint8 frames ``[N, H, W, C]`` (see the module docstring)."""
+
+    def __init__(self, channels: int) -> None:
+        self.channels = channels
+        self.histogram = np.zeros((channels, 256), dtype=np.int64)
+        self.frames = 0
+
+    def add(self, frames: np.ndarray) -> None:
+        """Count the pixels of ``frames`` (``[N, H, W, C]`` uint8)."""
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != self.channels:
+            raise ValueError(
+                f"ImageStats needs uint8 frames [N, H, W, {self.channels}]; "
+                f"got {frames.dtype} {frames.shape}."
+            )
+        for c in range(self.channels):
+            self.histogram[c] += np.bincount(frames[..., c].reshape(-1), minlength=256)
+        self.frames += frames.shape[0]
+
+    def stats(self) -> dict[str, list]:
+        """The statistics in the ``stats.json`` format, values in [0, 1] shaped ``[C, 1, 1]``."""
+        if self.frames == 0:
+            raise ValueError("ImageStats has no frames; add some before asking for statistics.")
+        values = np.arange(256, dtype=np.float64) / 255.0
+        total = self.histogram.sum(axis=1).astype(np.float64)
+        mean = self.histogram @ values / total
+        var = np.maximum(self.histogram @ values**2 / total - mean**2, 0.0)
+        share = np.cumsum(self.histogram, axis=1) / total[:, None]
+        seen = self.histogram > 0
+
+        def column(x: np.ndarray) -> list:
+            return x.reshape(self.channels, 1, 1).tolist()
+
+        def quantile(q: float) -> np.ndarray:
+            return values[np.argmax(share >= q - 1e-12, axis=1)]
+
+        return {
+            "min": column(values[np.argmax(seen, axis=1)]),
+            "max": column(values[255 - np.argmax(seen[:, ::-1], axis=1)]),
+            "mean": column(mean),
+            "std": column(np.sqrt(var)),
+            "q01": column(quantile(0.01)),
+            "q99": column(quantile(0.99)),
+            "count": [self.frames],
+        }
 
 
 def compute_dataset_stats(columns: dict[str, np.ndarray]) -> dict[str, dict[str, list]]:
