@@ -25,3 +25,9 @@ def test_demo_runs_end_to_end_and_reports_measured_rates(tmp_path):
     assert summary["expert_success"] == 1.0  # the scripted expert solves the held-out episodes
     report = (tmp_path / "demo" / "compare.md").read_text()
     assert "scripted expert" in report and "spatial" in report
+
+
+def test_unknown_vlm_is_rejected_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="--vlm must be one of random, pretrained"):
+        DemoConfig(out=tmp_path / "demo", vlm="foo")
+    assert not (tmp_path / "demo").exists()

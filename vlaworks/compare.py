@@ -61,10 +61,9 @@ class CompareConfig:
             raise ValueError(f"unknown recipe(s) {unknown or '(none given)'}; choose from {recipe_names()}")
         for c in self.conditions:
             condition_perturbations(c)
-        from vlaworks.train.pretrain import VLM_CHOICES
+        from vlaworks.train.pretrain import check_vlm
 
-        if self.vlm not in VLM_CHOICES:
-            raise ValueError(f"vlm must be one of {', '.join(VLM_CHOICES)}; got {self.vlm!r}.")
+        check_vlm(self.vlm)
 
 
 def run_recipe(cfg: CompareConfig, name: str) -> dict[str, dict]:

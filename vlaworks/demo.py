@@ -41,6 +41,11 @@ class DemoConfig:
     #: (``vlaworks demo --set KEY=VALUE``), applied after the budget
     overrides: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        from vlaworks.train.pretrain import check_vlm
+
+        check_vlm(self.vlm)  # before the data stage, not after it
+
 
 DATA_SETTINGS = "data_settings.json"
 

@@ -317,13 +317,18 @@ def pretrained_vlm(
     return entry / VLM_DIR
 
 
+def check_vlm(vlm: str) -> None:
+    """Reject a ``--vlm`` value that is not one of :data:`VLM_CHOICES` (before any work starts)."""
+    if vlm not in VLM_CHOICES:
+        raise ValueError(f"--vlm must be one of {', '.join(VLM_CHOICES)}; got {vlm!r}.")
+
+
 def resolve_vlm(vlm: str, budget: MiniatureBudget, backbone: str | None = None) -> str:
     """The backbone a recipe starts from: ``"random"`` -> ``backbone`` (default the budget's) as
     it is; ``"pretrained"`` -> the cached VLM pretrained on it with the default settings on
     the budget's architecture (:meth:`PretrainSettings.for_budget`), pretraining it if needed."""
+    check_vlm(vlm)
     backbone = backbone or budget.backbone
     if vlm == "random":
         return backbone
-    if vlm == "pretrained":
-        return str(pretrained_vlm(PretrainSettings.for_budget(budget, backbone)))
-    raise ValueError(f"--vlm must be one of {', '.join(VLM_CHOICES)}; got {vlm!r}.")
+    return str(pretrained_vlm(PretrainSettings.for_budget(budget, backbone)))
