@@ -22,13 +22,15 @@ timestep (bins, string). With ``input_noise = p`` each teacher-forced *input* to
 spells a value is replaced, with probability ``p``, by a random value symbol (the targets
 stay clean): teacher forcing otherwise lets a small LM predict each timestep by copying
 the previous one, so at inference one wrong token derails the rest of the chunk
-(measured on the demo protocol: teacher-forced bin error flat over the chunk, decoded
-error growing 3x from its first to its last step; BENCHMARKS.md). Off by default (the
-papers train with plain teacher forcing). Inference runs the prompt once and decodes with the backbone's
-KV cache (:meth:`Backbone.step`), masking the logits with the tokenizer's grammar.
-Tokens the grammar forces (``.``, separators, END) are appended without a decision and
-fed together with the next step, so they cost no extra LM call; rows of a batch decode
-together in lockstep.
+(measured on the demo data: teacher-forced cross-entropy falling over the chunk while the
+decoded error triples from its first to its last step; BENCHMARKS.md). Off by default (the
+papers train with plain teacher forcing).
+
+Inference runs the prompt once and decodes with the backbone's KV cache
+(:meth:`Backbone.step`), masking the logits with the tokenizer's grammar. Tokens the
+grammar forces (``.``, separators, END) are appended without a decision and fed together
+with the next step, so they cost no extra LM call; rows of a batch decode together in
+lockstep.
 
 The tokenizer travels inside the model weights: its JSON (for FAST including the BPE
 merges learnt by :meth:`TokenActionHead.fit_tokenizer`) is the persistent ``uint8``
