@@ -505,15 +505,21 @@ def export_policy(
     drop_aux: Annotated[
         bool, typer.Option(help="Leave out the training-only auxiliary losses (geometry projector, ...).")
     ] = False,
+    decoding: Annotated[
+        str | None,
+        typer.Option(help="Token heads: greedy (the papers') | median (bins, string) | mean (bins)."),
+    ] = None,
 ) -> None:
     """Write a trained policy as one policy folder; with --merge-lora its LoRA adapters are
     merged, so the folder is a plain policy (no lora_ weights) with the same actions; with
-    --drop-aux it holds no auxiliary-loss weights (same actions: they never run at inference)."""
+    --drop-aux it holds no auxiliary-loss weights (same actions: they never run at inference);
+    with --decoding a token head decodes its actions that way (same weights)."""
     from vlaworks.models.checkpoint import load_policy, save_policy
     from vlaworks.models.policy import merge_lora as merge
-    from vlaworks.models.policy import without_aux_losses
+    from vlaworks.models.policy import with_decoding, without_aux_losses
 
     loaded = load_policy(policy)
+    loaded = with_decoding(loaded, decoding) if decoding is not None else loaded
     loaded = merge(loaded) if merge_lora else loaded
     typer.echo(f"policy at {save_policy(without_aux_losses(loaded) if drop_aux else loaded, out)}")
 

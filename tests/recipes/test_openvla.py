@@ -193,3 +193,33 @@ def test_cotraining_runs_through_the_trainer_and_resumes(tmp_path: Path) -> None
     more = recipe.train_config(tmp_path / "run", steps=6, **run)
     source = training_source(recipe, windows, collate, 2, seed=more.seed, vl=vl)
     assert len(train(build_policy(recipe.policy, normalizer), source, None, more, resume=True).losses) == 2
+
+
+def test_export_policy_sets_the_token_decoding(tmp_path: Path) -> None:
+    """`export-policy --decoding` rewrites how a token head decodes (same weights); a decoding
+    the tokenizer cannot use is a one-line error."""
+    from typer.testing import CliRunner
+
+    from vlaworks.cli import app
+    from vlaworks.models.checkpoint import load_policy, save_policy
+
+    stats = {"action": {"q01": [-1.0] * 7, "q99": [1.0] * 7, "min": [-1.0] * 7, "max": [1.0] * 7}}
+    normalizer = Normalizer(stats, mode="q99", keys=("action",))
+    for name in ("openvla", "openvla+S"):
+        torch.manual_seed(0)
+        save_policy(build_policy(tiny(name).policy, normalizer).eval(), tmp_path / name)
+    out = tmp_path / "mean"
+    result = CliRunner().invoke(
+        app, ["export-policy", "--policy", str(tmp_path / "openvla"), "--out", str(out), "--decoding", "mean"]
+    )
+    assert result.exit_code == 0, result.output
+    exported, original = load_policy(out), load_policy(tmp_path / "openvla")
+    assert exported.head.decoding == "mean" and exported.config.head.options["decoding"] == "mean"
+    assert original.head.decoding == "greedy"
+    assert all(torch.equal(v, original.state_dict()[k]) for k, v in exported.state_dict().items())
+    refused = CliRunner().invoke(
+        app, ["export-policy", "--policy", str(tmp_path / "openvla+S"), "--out", str(tmp_path / "s"),
+              "--decoding", "mean"]
+    )
+    assert refused.exit_code != 0 and "needs bin tokens" in refused.output
+    assert not (tmp_path / "s").exists()

@@ -365,6 +365,24 @@ def without_aux_losses(policy: VLAPolicy) -> VLAPolicy:
     return stripped.train(policy.training)
 
 
+def with_decoding(policy: VLAPolicy, decoding: str) -> VLAPolicy:
+    """``policy`` with its token head decoding ``decoding`` (``greedy``, ``median``, ``mean``;
+    :meth:`TokenActionHead.set_decoding` says which tokenizer takes which), its config saying
+    so, so that ``save_policy`` writes a policy that decodes that way. The weights are shared."""
+    from dataclasses import replace
+
+    from vlaworks.models.heads.token.head import TokenActionHead
+
+    if not isinstance(policy.head, TokenActionHead):
+        raise ValueError(
+            f"Only token heads have a decoding; this policy's head is {policy.config.head.type!r}."
+        )
+    policy.head.set_decoding(decoding)
+    head = replace(policy.config.head, options={**policy.config.head.options, "decoding": decoding})
+    policy.config = replace(policy.config, head=head)
+    return policy
+
+
 def set_trainable(policy: VLAPolicy) -> None:
     """Set ``requires_grad`` from the config's switches (callable again per training stage).
 

@@ -4,6 +4,11 @@ Actions arrive normalised to ``[-1, 1]`` (q01 / q99 by the policy's normaliser).
 value falls in one of ``n_bins`` equal-width bins and decodes to the bin centre, so the
 round-trip error is at most half a bin width (``1 / n_bins``). A chunk ``[T, D]`` is
 ``T * D`` symbols, timestep-major; the length is fixed, so no END symbol is used.
+
+Two additions that are not OpenVLA's (both off by default in the token head): the
+expected value of a bin distribution (:meth:`BinTokenizer.expectation`, the head's
+``decoding="mean"``) and Gaussian soft targets over the bins (:meth:`BinTokenizer.soft_targets`,
+the head's ``label_sigma``; HL-Gauss, Farebrother et al. 2024, "Stop Regressing").
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from vlaworks.models.heads.token.base import ActionTokenizer, Grammar, check_chunk, quantile_pick
 
@@ -63,6 +69,29 @@ class BinTokenizer(ActionTokenizer):
     def bin_width(self) -> float:
         return 2.0 / self.n_bins
 
+    @property
+    def centres(self) -> np.ndarray:
+        """The value each bin decodes to, ascending ``[n_bins]``."""
+        return -1.0 + (np.arange(self.n_bins) + 0.5) * self.bin_width
+
+    def expectation(self, probs: np.ndarray) -> np.ndarray:
+        """Expected value ``[...]`` under bin probabilities ``[..., n_bins]`` (renormalised)."""
+        p = np.asarray(probs, dtype=np.float64)
+        return (p @ self.centres) / p.sum(-1)
+
+    def soft_targets(self, values: torch.Tensor, sigma: float) -> torch.Tensor:
+        """HL-Gauss targets ``[..., n_bins]`` for values ``[...]`` (clipped to ``[-1, 1]``):
+        the mass each bin holds of a Gaussian centred on the value with standard deviation
+        ``sigma`` bin widths, renormalised over ``[-1, 1]``. A near miss then costs less
+        than a far one, which one-hot cross-entropy over unordered classes cannot say."""
+        if sigma <= 0:
+            raise ValueError(f"soft_targets needs sigma > 0 (in bin widths); got {sigma}.")
+        edges = torch.linspace(-1.0, 1.0, self.n_bins + 1, dtype=torch.float32, device=values.device)
+        y = values.float().clamp(-1.0, 1.0).unsqueeze(-1)
+        cdf = torch.special.ndtr((edges - y) / (sigma * self.bin_width))
+        mass = cdf[..., 1:] - cdf[..., :-1]
+        return mass / mass.sum(-1, keepdim=True)
+
     def encode(self, chunk: np.ndarray) -> list[int]:
         arr = check_chunk(chunk)
         idx = np.floor((arr + 1.0) / self.bin_width).astype(np.int64)
@@ -71,9 +100,8 @@ class BinTokenizer(ActionTokenizer):
     def decode(self, symbols: Sequence[int], chunk: int, action_dim: int) -> np.ndarray:
         need = chunk * action_dim
         idx = np.clip(np.asarray(list(symbols)[:need], dtype=np.int64), 0, self.n_bins - 1)
-        centres = -1.0 + (idx + 0.5) * self.bin_width
         out = np.zeros(need, dtype=np.float32)
-        out[: centres.size] = centres
+        out[: idx.size] = self.centres[idx]
         return out.reshape(chunk, action_dim)
 
     def grammar(self, chunk: int, action_dim: int) -> Grammar:

@@ -1,5 +1,6 @@
 """The token action head: actions as LM tokens (bins, strings or FAST), decoded greedily
-(or, for bins and strings, by the median of each number: ``decoding="median"``).
+(or, for bins and strings, by the median of each number: ``decoding="median"``; for bins,
+by its expected value: ``decoding="mean"``).
 
 Vocabulary mapping (decided here, per tokenizer):
 
@@ -26,6 +27,15 @@ the previous one, so at inference one wrong token derails the rest of the chunk
 decoded error triples from its first to its last step; BENCHMARKS.md). Off by default (the
 papers train with plain teacher forcing).
 
+Bins are unordered classes to a one-hot cross-entropy, and greedy decoding of an uncertain
+bin distribution jumps to its mode: where a small model splits its mass between "left" and
+"right" at full speed, greedy picks one extreme (measured: wrong-sign saturated commands in
+closed loop). Two bins-only options address this, both off by default (OpenVLA's one-hot
+targets and argmax): ``label_sigma`` trains on Gaussian soft targets over the bins
+(HL-Gauss), and ``decoding="mean"`` decodes each value to the expectation of the bin
+centres under the model's distribution (a continuous value, as a regression head's), feeding
+the bin that holds it to the next step.
+
 Inference runs the prompt once and decodes with the backbone's KV cache
 (:meth:`Backbone.step`), masking the logits with the tokenizer's grammar. Tokens the
 grammar forces (``.``, separators, END) are appended without a decision and fed together
@@ -50,13 +60,14 @@ from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
 from vlaworks.models.config import Part, PolicyConfig
 from vlaworks.models.heads.base import ActionHead
 from vlaworks.models.heads.token.base import ActionTokenizer, Grammar
-from vlaworks.models.lm_text import answer_span_loss, pad_answers
+from vlaworks.models.lm_text import answer_span_loss, pad_answers, span_logits
 
 STATE_KEY = "tokenizer_state"
 #: symbol choice at each decoding step: the papers' greedy argmax, or the median of the
 #: model's distribution over each number (bins / string; robust where greedy digit-by-digit
-#: decoding takes each digit's mode, which under uncertainty spells 0.0000)
-DECODINGS = ("greedy", "median")
+#: decoding takes each digit's mode, which under uncertainty spells 0.0000), or for bins the
+#: expected value of each number
+DECODINGS = ("greedy", "median", "mean")
 #: the options of each action tokenizer (its constructor's; the defaults are its own)
 TOKENIZER_OPTIONS = {
     "bins": ("n_bins",),
@@ -72,8 +83,8 @@ class TokenHeadOptions:
     another tokenizer's option is an error, as is any tokenizer option with ``tokenizer_dir``."""
 
     tokenizer: Literal["bins", "string", "fast"] = "bins"
-    #: ``greedy`` (the papers') or ``median`` (bins / string)
-    decoding: Literal["greedy", "median"] = "greedy"
+    #: ``greedy`` (the papers'), ``median`` (bins / string) or ``mean`` (bins)
+    decoding: Literal["greedy", "median", "mean"] = "greedy"
     #: LM ids ``[first, stop)`` for bins / FAST symbols (default: the vocabulary's last ids)
     id_range: tuple[int, int] | None = None
     #: load a saved (e.g. fitted FAST) tokenizer from this folder instead
@@ -87,10 +98,15 @@ class TokenHeadOptions:
     #: training only: probability of replacing each teacher-forced input value token by a
     #: random value symbol (targets stay clean); 0 = the papers' plain teacher forcing
     input_noise: float = 0.0
+    #: bins only, training: std (in bin widths) of Gaussian soft targets over the bins
+    #: (HL-Gauss); 0 = OpenVLA's one-hot targets
+    label_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.input_noise < 1.0:
             raise ValueError(f"Token head input_noise must be in [0, 1); got {self.input_noise}.")
+        if self.label_sigma < 0:
+            raise ValueError(f"Token head label_sigma must be >= 0 (bin widths); got {self.label_sigma}.")
         for kind, names in TOKENIZER_OPTIONS.items():
             given = [n for n in names if getattr(self, n) is not None]
             if given and kind != self.tokenizer:
@@ -127,18 +143,20 @@ class TokenActionHead(ActionHead):
         name: str = "action_tokens",
         decoding: str = "greedy",
         input_noise: float = 0.0,
+        label_sigma: float = 0.0,
     ) -> None:
         super().__init__()
         if chunk < 1 or action_dim < 1:
             raise ValueError(
                 f"TokenActionHead needs chunk >= 1 and action_dim >= 1; got {chunk}, {action_dim}."
             )
-        if decoding not in DECODINGS:
-            raise ValueError(f"Unknown decoding {decoding!r}; use one of {list(DECODINGS)}.")
-        if decoding == "median" and tokenizer.kind == "fast":
-            raise ValueError("FAST tokens (DCT + BPE) have no numeric order; use decoding='greedy'.")
-        self.decoding, self.input_noise = decoding, input_noise
+        if label_sigma > 0 and tokenizer.kind != "bins":
+            raise ValueError(
+                f"label_sigma (soft targets over bins) needs bin tokens, not {tokenizer.kind!r}."
+            )
+        self.input_noise, self.label_sigma = input_noise, label_sigma
         self.tokenizer, self.chunk, self.action_dim = tokenizer, chunk, action_dim
+        self.set_decoding(decoding)
         self.id_range, self.name = id_range, name
         self.register_buffer("symbol_ids", torch.empty(0, dtype=torch.long), persistent=False)
         self.register_buffer(STATE_KEY, _blob(tokenizer))
@@ -166,10 +184,23 @@ class TokenActionHead(ActionHead):
             id_range=options.id_range,
             decoding=options.decoding,
             input_noise=options.input_noise,
+            label_sigma=options.label_sigma,
         )
         if tok.kind != "fast" or options.tokenizer_dir is not None:
             head.bind(backbone)  # fail early on a vocabulary that cannot hold the symbols
         return head
+
+    def set_decoding(self, decoding: str) -> None:
+        """Choose the inference-time decoding (the weights do not depend on it): ``greedy``
+        for every tokenizer, ``median`` for bins and strings, ``mean`` for bins."""
+        if decoding not in DECODINGS:
+            raise ValueError(f"Unknown decoding {decoding!r}; use one of {list(DECODINGS)}.")
+        kind = self.tokenizer.kind
+        if decoding == "median" and kind == "fast":
+            raise ValueError("FAST tokens (DCT + BPE) have no numeric order; use decoding='greedy'.")
+        if decoding == "mean" and kind != "bins":
+            raise ValueError(f"decoding='mean' needs bin tokens, not {kind!r}; use 'greedy' or 'median'.")
+        self.decoding = decoding
 
     def fit_tokenizer(self, chunks: np.ndarray) -> None:
         """Fit a data-dependent tokenizer (FAST) on normalised chunks ``[N, T, D]``."""
@@ -302,7 +333,20 @@ class TokenActionHead(ActionHead):
 
     def loss(self, out: BackboneOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         ids, keep = self.answer_ids(batch)
-        loss, acc = answer_span_loss(self.backbone, out, self.name, ids, keep)
+        if self.label_sigma <= 0:
+            loss, acc = answer_span_loss(self.backbone, out, self.name, ids, keep)
+            return loss, {"token_ce": float(loss.detach()), "token_acc": float(acc)}
+        # soft targets over the bin ids; bins have no END, so the span is chunk * action_dim
+        logits = span_logits(self.backbone, out, self.name)
+        n = self.tokenizer.n_symbols
+        logp = logits.log_softmax(-1)[..., self.symbol_ids[:n]]
+        values = self.target_actions(batch).flatten(1).to(logp.device)
+        target = self.tokenizer.soft_targets(values, self.label_sigma)
+        weight = keep.float()
+        total = weight.sum().clamp(min=1.0)
+        loss = (-(target * logp).sum(-1) * weight).sum() / total
+        with torch.no_grad():
+            acc = ((logits.argmax(-1) == ids).float() * weight).sum() / total
         return loss, {"token_ce": float(loss.detach()), "token_acc": float(acc)}
 
     # --- inference --------------------------------------------------------------------------
@@ -328,8 +372,11 @@ class TokenActionHead(ActionHead):
 
         ``use_cache=False`` re-runs the full sequence at every step (slow; the reference
         the cached path is tested against)."""
-        symbols = self.decode_symbols(batch, backbone, prefix, use_cache=use_cache)
-        chunks = [self.tokenizer.decode(s, self.chunk, self.action_dim) for s in symbols]
+        symbols, values = self._decode(batch, backbone, prefix, use_cache=use_cache)
+        if self.decoding == "mean":
+            chunks = [np.asarray(v, dtype=np.float32).reshape(self.chunk, self.action_dim) for v in values]
+        else:
+            chunks = [self.tokenizer.decode(s, self.chunk, self.action_dim) for s in symbols]
         return torch.from_numpy(np.stack(chunks)).to(batch.images.device)
 
     @torch.no_grad()
@@ -337,10 +384,18 @@ class TokenActionHead(ActionHead):
         self, batch: Batch, backbone: Backbone, prefix: list[ExtraTokens], *, use_cache: bool = True
     ) -> list[list[int]]:
         """Per row, the decoded action symbols (END removed)."""
+        return self._decode(batch, backbone, prefix, use_cache=use_cache)[0]
+
+    def _decode(
+        self, batch: Batch, backbone: Backbone, prefix: list[ExtraTokens], *, use_cache: bool
+    ) -> tuple[list[list[int]], list[list[float]]]:
+        """Per row, the decoded symbols (END removed) and, for ``decoding="mean"``, the
+        expected value of each (empty lists otherwise)."""
         self.bind(backbone)
         rows, end = batch.size, self.tokenizer.n_symbols
         grammars = [self.tokenizer.grammar(self.chunk, self.action_dim) for _ in range(rows)]
         symbols: list[list[int]] = [[] for _ in range(rows)]
+        values: list[list[float]] = [[] for _ in range(rows)]
         pending: list[list[int]] = [[] for _ in range(rows)]
         out = backbone(batch.images, batch.instructions, list(prefix), use_cache=use_cache)
         cache, last, fed = out.cache, out.hidden[:, -1], []
@@ -354,6 +409,11 @@ class TokenActionHead(ActionHead):
                 if self.decoding == "median":
                     probs = masked.softmax(-1).cpu().numpy()
                     choice = [grammars[r].median_symbol(p) for r, p in zip(need, probs, strict=True)]
+                elif self.decoding == "mean":
+                    mean = self.tokenizer.expectation(masked.softmax(-1).cpu().numpy()[:, :end])
+                    for r, v in zip(need, mean.tolist(), strict=True):
+                        values[r].append(v)
+                    choice = [self.tokenizer.encode(np.array([[v]]))[0] for v in mean.tolist()]
                 else:
                     choice = masked.argmax(-1).tolist()
                 for r, symbol in zip(need, choice, strict=True):
@@ -374,7 +434,7 @@ class TokenActionHead(ActionHead):
                 block = ExtraTokens(self.name, ids=torch.cat(fed, dim=1))
                 hidden = backbone(batch.images, batch.instructions, [*prefix, block]).hidden
             last = hidden[:, -1]
-        return [[s for s in row if s != end] for row in symbols]
+        return [[s for s in row if s != end] for row in symbols], values
 
 
 #: the registry entry (``HEADS["token"]``)
