@@ -221,5 +221,5 @@ def test_export_policy_sets_the_token_decoding(tmp_path: Path) -> None:
         app, ["export-policy", "--policy", str(tmp_path / "openvla+S"), "--out", str(tmp_path / "s"),
               "--decoding", "mean"]
     )
-    assert refused.exit_code != 0 and "needs bin tokens" in refused.output
+    assert refused.exit_code == 2 and "needs bin tokens" in refused.output
     assert not (tmp_path / "s").exists()

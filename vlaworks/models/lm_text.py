@@ -8,9 +8,9 @@ backbone (``vlaworks.eval.vqa``). They share:
 * :func:`pad_answers`: rows of answer ids -> right-padded ``[B, L]`` ids and the mask of
   positions the loss counts;
 * :func:`text_answer_ids`: answer strings -> their ids + EOS, padded with EOS;
-* :func:`span_logits` / :func:`answer_span_loss`: the logits and next-token cross-entropy
-  (and token accuracy) on the span a teacher-forced answer block occupies, position ``i``
-  of the sequence predicting answer token ``i``;
+* :func:`answer_span_loss`: next-token cross-entropy (and token accuracy) on the span a
+  teacher-forced answer block occupies, position ``i`` of the sequence predicting answer
+  token ``i``; against one-hot ids, or soft targets over a subset of ids (bin tokens);
 * :func:`greedy_decode`: KV-cached greedy text answers, or the uncached reference that
   re-runs the whole sequence for every token.
 """
@@ -60,22 +60,30 @@ def text_answer_ids(backbone: Backbone, answers: Sequence[str]) -> tuple[torch.T
     return ids.to(device), keep.to(device)
 
 
-def span_logits(backbone: Backbone, out: BackboneOutput, block: str) -> torch.Tensor:
-    """fp32 LM logits ``[B, L, vocab]`` at the positions that predict the ``L`` tokens of the
-    teacher-forced answer block ``block`` (position ``i`` predicts answer token ``i``)."""
+def answer_span_loss(
+    backbone: Backbone,
+    out: BackboneOutput,
+    block: str,
+    ids: torch.Tensor,
+    keep: torch.Tensor,
+    soft: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean next-token cross-entropy over the kept answer tokens of block ``block`` (whose
+    teacher-forced ids are ``ids``) and the matching greedy token accuracy (no grad).
+
+    ``soft = (target_ids [K], target [B, L, K])`` scores each position against a distribution
+    over the ids ``target_ids`` instead of the one-hot ``ids`` (the log-softmax still runs over
+    the whole vocabulary, so mass elsewhere is penalised); the accuracy still counts ``ids``."""
     span = out.spans.get(block)
     if span is None:
         raise KeyError(f"Backbone output has no {block!r} span; add the teacher-forced answer block first.")
-    return backbone.lm_logits(out.hidden[:, span.start - 1 : span.stop - 1]).float()
-
-
-def answer_span_loss(
-    backbone: Backbone, out: BackboneOutput, block: str, ids: torch.Tensor, keep: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean next-token cross-entropy over the kept answer tokens of block ``block`` (whose
-    teacher-forced ids are ``ids``) and the matching greedy token accuracy (no grad)."""
-    logits = span_logits(backbone, out, block)
-    ce = F.cross_entropy(logits.flatten(0, 1), ids.flatten(), reduction="none").view_as(ids)
+    hidden = out.hidden[:, span.start - 1 : span.stop - 1]  # position i predicts answer token i
+    logits = backbone.lm_logits(hidden).float()
+    if soft is None:
+        ce = F.cross_entropy(logits.flatten(0, 1), ids.flatten(), reduction="none").view_as(ids)
+    else:
+        target_ids, target = soft
+        ce = -(target.to(logits.device) * logits.log_softmax(-1)[..., target_ids]).sum(-1)
     weight = keep.float()
     total = weight.sum().clamp(min=1.0)
     loss = (ce * weight).sum() / total

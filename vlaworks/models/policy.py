@@ -366,9 +366,9 @@ def without_aux_losses(policy: VLAPolicy) -> VLAPolicy:
 
 
 def with_decoding(policy: VLAPolicy, decoding: str) -> VLAPolicy:
-    """``policy`` with its token head decoding ``decoding`` (``greedy``, ``median``, ``mean``;
-    :meth:`TokenActionHead.set_decoding` says which tokenizer takes which), its config saying
-    so, so that ``save_policy`` writes a policy that decodes that way. The weights are shared."""
+    """Set ``policy``'s token head, in place, to decode ``decoding`` (``greedy``, ``median``,
+    ``mean``; :meth:`TokenActionHead.set_decoding` says which tokenizer takes which) and its
+    config to say so, so that ``save_policy`` writes a policy that decodes that way; returns it."""
     from dataclasses import replace
 
     from vlaworks.models.heads.token.head import TokenActionHead

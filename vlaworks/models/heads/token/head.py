@@ -60,7 +60,7 @@ from vlaworks.models.backbones.base import Backbone, BackboneOutput, ExtraTokens
 from vlaworks.models.config import Part, PolicyConfig
 from vlaworks.models.heads.base import ActionHead
 from vlaworks.models.heads.token.base import ActionTokenizer, Grammar
-from vlaworks.models.lm_text import answer_span_loss, pad_answers, span_logits
+from vlaworks.models.lm_text import answer_span_loss, pad_answers
 
 STATE_KEY = "tokenizer_state"
 #: symbol choice at each decoding step: the papers' greedy argmax, or the median of the
@@ -333,20 +333,12 @@ class TokenActionHead(ActionHead):
 
     def loss(self, out: BackboneOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         ids, keep = self.answer_ids(batch)
-        if self.label_sigma <= 0:
-            loss, acc = answer_span_loss(self.backbone, out, self.name, ids, keep)
-            return loss, {"token_ce": float(loss.detach()), "token_acc": float(acc)}
-        # soft targets over the bin ids; bins have no END, so the span is chunk * action_dim
-        logits = span_logits(self.backbone, out, self.name)
-        n = self.tokenizer.n_symbols
-        logp = logits.log_softmax(-1)[..., self.symbol_ids[:n]]
-        values = self.target_actions(batch).flatten(1).to(logp.device)
-        target = self.tokenizer.soft_targets(values, self.label_sigma)
-        weight = keep.float()
-        total = weight.sum().clamp(min=1.0)
-        loss = (-(target * logp).sum(-1) * weight).sum() / total
-        with torch.no_grad():
-            acc = ((logits.argmax(-1) == ids).float() * weight).sum() / total
+        soft = None
+        if self.label_sigma > 0:  # bins have no END: the span is chunk * action_dim values
+            values = self.target_actions(batch).flatten(1)
+            target = self.tokenizer.soft_targets(values, self.label_sigma)
+            soft = (self.symbol_ids[: self.tokenizer.n_symbols], target)
+        loss, acc = answer_span_loss(self.backbone, out, self.name, ids, keep, soft)
         return loss, {"token_ce": float(loss.detach()), "token_acc": float(acc)}
 
     # --- inference --------------------------------------------------------------------------
@@ -413,7 +405,7 @@ class TokenActionHead(ActionHead):
                     mean = self.tokenizer.expectation(masked.softmax(-1).cpu().numpy()[:, :end])
                     for r, v in zip(need, mean.tolist(), strict=True):
                         values[r].append(v)
-                    choice = [self.tokenizer.encode(np.array([[v]]))[0] for v in mean.tolist()]
+                    choice = self.tokenizer.encode(mean[:, None])  # the bin holding each mean
                 else:
                     choice = masked.argmax(-1).tolist()
                 for r, symbol in zip(need, choice, strict=True):
