@@ -275,8 +275,10 @@ class DatasetWriter:
             columns[key] = layout.to_arrow(self.features[key], values)
             if key in self._stat_values:
                 self._stat_values[key].append(values.reshape(length, -1).astype(np.float64))
+        # each video's frames are stacked once, for its stats and its encoder
+        frames = {key: np.stack(self._buffer[key]) for key in self.video_keys}
         for key, image_stats in self._image_stats.items():
-            image_stats.add(np.stack(self._buffer[key]))
+            image_stats.add(frames[key] if key in frames else np.stack(self._buffer[key]))
         for key in self.image_keys:
             encoded = [{"bytes": _encode_png(im), "path": None} for im in self._buffer[key]]
             columns[key] = pa.array(encoded, layout.arrow_type(self.features[key]))
@@ -294,7 +296,7 @@ class DatasetWriter:
         for key in self.video_keys:
             encoder = self._encoder(key)
             chunk, file = self._video_files[key]
-            from_ts, to_ts = encoder.add_episode(np.stack(self._buffer[key]))
+            from_ts, to_ts = encoder.add_episode(frames[key])
             row |= {
                 f"videos/{key}/chunk_index": chunk,
                 f"videos/{key}/file_index": file,

@@ -168,3 +168,21 @@ def test_input_noise_corrupts_only_value_inputs_in_training(backbone):
 def test_input_noise_option_is_checked():
     with pytest.raises(ValueError, match="input_noise"):
         TokenHeadOptions(input_noise=1.0)
+
+
+def test_a_training_step_encodes_its_answers_once(backbone, monkeypatch):
+    """extra_tokens and loss of one step share one encoding of the batch's chunks; the next
+    batch is encoded anew (not served the previous answers)."""
+    tokenizer = StringTokenizer()
+    calls = []
+    encode = tokenizer.encode
+    monkeypatch.setattr(tokenizer, "encode", lambda chunk: calls.append(1) or encode(chunk))
+    head = TokenActionHead(tokenizer, CHUNK, DIM)
+    for rows in (2, 3):
+        batch = make_batch(rows, CHUNK, DIM)
+        out = backbone(batch.images, batch.instructions, head.extra_tokens(batch, backbone, training=True))
+        head.loss(out, batch)
+        assert len(calls) == rows  # one encode per chunk of this batch
+        calls.clear()
+        ids, _ = head.answer_ids(batch)
+        assert ids.shape[0] == rows

@@ -162,6 +162,9 @@ class TokenActionHead(ActionHead):
         self.register_buffer(STATE_KEY, _blob(tokenizer))
         # the backbone is referenced, not owned: keep it out of this module's state dict
         object.__setattr__(self, "_backbone", None)
+        # the last batch's teacher-forced answers: a training step encodes them once for the
+        # appended tokens and reads them again for the loss
+        object.__setattr__(self, "_answers", None)
 
     @classmethod
     def from_config(
@@ -296,7 +299,16 @@ class TokenActionHead(ActionHead):
         return self.symbol_ids[sym], keep
 
     def answer_symbols(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher-forced symbols ``[B, L]`` (right-padded with END) and the loss mask ``[B, L]``."""
+        """Teacher-forced symbols ``[B, L]`` (right-padded with END) and the loss mask ``[B, L]``,
+        encoded once per batch (the step's :meth:`extra_tokens` and :meth:`loss` share them)."""
+        cached = self._answers
+        if cached is not None and cached[0] is batch:
+            return cached[1], cached[2]
+        sym, keep = self._encode_answers(batch)
+        object.__setattr__(self, "_answers", (batch, sym, keep))
+        return sym, keep
+
+    def _encode_answers(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         actions = self.target_actions(batch).detach().float().cpu().numpy()
         step_ok = batch.action_mask.cpu().numpy()
         end = self.tokenizer.n_symbols
