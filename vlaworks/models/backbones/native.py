@@ -9,8 +9,10 @@ float masks, KV-cached decoding) lives here once.
 
 from __future__ import annotations
 
+import inspect
 from abc import abstractmethod
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import torch
@@ -43,21 +45,31 @@ class LMResult:
     past: Any
 
 
+@cache
+def cache_argument(module_type: type[torch.nn.Module]) -> str:
+    """The name under which ``module_type.forward`` takes the KV cache: ``cache`` from the
+    transformers releases that renamed it (``past_key_values`` then only warns), else
+    ``past_key_values``."""
+    takes = inspect.signature(module_type.forward).parameters
+    return "cache" if "cache" in takes else "past_key_values"
+
+
 def call_lm(
     lm: torch.nn.Module, embeds, mask, position_ids, past, use_cache, output_hidden_states, **kw: Any
 ) -> LMResult:
     """Run a stock transformers decoder on ``inputs_embeds`` with an explicit mask and positions."""
+    name = cache_argument(type(lm))
     out = lm(
         inputs_embeds=embeds,
         attention_mask=mask,
         position_ids=position_ids,
-        past_key_values=past,
         use_cache=use_cache,
         output_hidden_states=output_hidden_states,
+        **{name: past},
         **kw,
     )
     states = out.hidden_states if output_hidden_states else None
-    return LMResult(out.last_hidden_state, states, out.past_key_values)
+    return LMResult(out.last_hidden_state, states, getattr(out, name))
 
 
 class NativeBackbone(Backbone):

@@ -9,7 +9,7 @@ from torch import nn
 from transformers import AutoConfig, DynamicCache, Kosmos2ForConditionalGeneration, PretrainedConfig
 
 from vlaworks.models.backbones.hf import HFVLMBackbone, special_ids, tiny_vision_config
-from vlaworks.models.backbones.native import LMResult
+from vlaworks.models.backbones.native import LMResult, cache_argument
 from vlaworks.models.backbones.sequence import Assembled, Piece, positions_1d
 from vlaworks.models.vision.preprocess import CLIP_MEAN, CLIP_STD
 
@@ -91,7 +91,7 @@ class Kosmos2Backbone(HFVLMBackbone):
         h = tm.forward_embedding(input_ids=None, inputs_embeds=embeds, position_ids=position_ids)
         states = [h]
         for layer in tm.layers:
-            h = layer(h, mask, past_key_values=past if use_cache else None)
+            h = layer(h, mask, **{cache_argument(type(layer)): past if use_cache else None})
             states.append(h)
         h = tm.layer_norm(h)
         return LMResult(h, tuple(states) if output_hidden_states else None, past if use_cache else None)
