@@ -4,7 +4,8 @@ generate expert demonstrations in the tabletop world -> train VLM4VLA with a pro
 (``vlm4vla+proprio``) on a tiny Prismatic VLM -> evaluate the policy and the scripted expert
 on the same seeded episodes -> write a side-by-side report. Every stage reuses what an earlier run already
 wrote (the dataset, resumable training checkpoints), so an interrupted demo picks up
-where it stopped.
+where it stopped. The recipe is built before the data, so a recipe that reads the world's
+segmentation (PokeVLA's ``<SEG>`` rows) gets a dataset recorded with it.
 """
 
 from __future__ import annotations
@@ -50,16 +51,20 @@ class DemoConfig:
 DATA_SETTINGS = "data_settings.json"
 
 
-def _data_settings(cfg: DemoConfig) -> dict:
-    """What the demo's dataset depends on; a dataset made with other settings is regenerated."""
-    return {"suite": cfg.suite, "layout": cfg.layout, "image_size": cfg.budget.image_size, "seed": cfg.seed}
+def _data_settings(cfg: DemoConfig, segmentation: bool = False) -> dict:
+    """What the demo's dataset depends on; a dataset made with other settings is regenerated.
+    ``segmentation`` (recorded only when on, so older datasets keep their settings) adds the
+    world's segmentation, which a dataset without it lacks and one with it merely adds to."""
+    settings = {"suite": cfg.suite, "layout": cfg.layout, "image_size": cfg.budget.image_size}
+    return settings | {"seed": cfg.seed} | ({"segmentation": True} if segmentation else {})
 
 
-def _dataset_ready(path: Path, cfg: DemoConfig) -> bool:
+def _dataset_ready(path: Path, cfg: DemoConfig, segmentation: bool = False) -> bool:
     settings = path.parent / DATA_SETTINGS
     try:
-        same = json.loads(settings.read_text()) == _data_settings(cfg)
-        return same and LeRobotDataset(path).num_episodes >= cfg.episodes
+        stored = json.loads(settings.read_text())
+        usable = [_data_settings(cfg, True)] + ([] if segmentation else [_data_settings(cfg)])
+        return stored in usable and LeRobotDataset(path).num_episodes >= cfg.episodes
     except (DatasetError, FileNotFoundError, json.JSONDecodeError):
         return False
 
@@ -78,9 +83,26 @@ def run_demo(cfg: DemoConfig) -> dict:
     data_dir, run_dir = out / "data", out / ("run" if cfg.vlm == "random" else f"run-{cfg.vlm}-vlm")
     timings: dict[str, float] = {}
 
-    console.rule(f"1/3 data: {cfg.episodes} demonstrations, {cfg.suite!r} suite, {cfg.layout} layouts")
+    backbone = budget.backbone
+    if cfg.vlm != "random":
+        from vlaworks.train.pretrain import resolve_vlm
+
+        console.rule(f"VLM: {cfg.vlm} {budget.backbone} (cached after the first run)")
+        t = time.perf_counter()
+        backbone = resolve_vlm(cfg.vlm, budget)
+        timings["pretrain_s"] = time.perf_counter() - t
+        console.print(f"VLM at {backbone}")
+    recipe_sets, train_sets = split_overrides(cfg.overrides)
+    overrides = {**budget.policy_overrides(backbone), **recipe_sets}
+    recipe = build_recipe(cfg.recipe, backbone=backbone, overrides=overrides)
+    segmentation = recipe.policy.reads_target_masks
+
+    console.rule(
+        f"1/3 data: {cfg.episodes} demonstrations, {cfg.suite!r} suite, {cfg.layout} layouts"
+        + (", with segmentation" if segmentation else "")
+    )
     t = time.perf_counter()
-    reuse_data = _dataset_ready(data_dir, cfg)
+    reuse_data = _dataset_ready(data_dir, cfg, segmentation)
     if reuse_data:
         console.print(f"reusing {data_dir}")
     else:
@@ -92,24 +114,13 @@ def run_demo(cfg: DemoConfig) -> dict:
             image_size=budget.image_size,
             overwrite=True,
             layout=cfg.layout,
+            segmentation=segmentation,
         )
-        (out / DATA_SETTINGS).write_text(json.dumps(_data_settings(cfg)) + "\n")
+        (out / DATA_SETTINGS).write_text(json.dumps(_data_settings(cfg, segmentation)) + "\n")
     timings["generate_s"] = time.perf_counter() - t
 
-    backbone = budget.backbone
-    if cfg.vlm != "random":
-        from vlaworks.train.pretrain import resolve_vlm
-
-        console.rule(f"VLM: {cfg.vlm} {budget.backbone} (cached after the first run)")
-        t = time.perf_counter()
-        backbone = resolve_vlm(cfg.vlm, budget)
-        timings["pretrain_s"] = time.perf_counter() - t
-        console.print(f"VLM at {backbone}")
     console.rule(f"2/3 train: {cfg.recipe} on {budget.backbone}, {budget.steps} steps")
     t = time.perf_counter()
-    recipe_sets, train_sets = split_overrides(cfg.overrides)
-    overrides = {**budget.policy_overrides(backbone), **recipe_sets}
-    recipe = build_recipe(cfg.recipe, backbone=backbone, overrides=overrides)
     run = train_policy(
         recipe,
         data_dir,
