@@ -21,6 +21,7 @@ from transformers.cache_utils import DynamicCache
 
 from vlaworks.batch import Batch
 from vlaworks.models.backbones.base import Backbone, BackboneOutput
+from vlaworks.models.backbones.native import cache_argument
 
 RESERVED = 300
 
@@ -93,11 +94,16 @@ class TinyGPT2Backbone(Backbone):
             inputs_embeds=embeds,
             attention_mask=mask,
             position_ids=pos,
-            past_key_values=cache,
             use_cache=use_cache,
+            **{self._cache_name: cache},
         )
-        state = {"past": out.past_key_values, "mask": mask, "pos": pos[:, -1] + 1} if use_cache else None
+        past = getattr(out, self._cache_name)
+        state = {"past": past, "mask": mask, "pos": pos[:, -1] + 1} if use_cache else None
         return BackboneOutput(hidden=out.last_hidden_state, spans=spans, attention_mask=mask, cache=state)
+
+    @property
+    def _cache_name(self) -> str:
+        return cache_argument(type(self.lm.transformer))
 
     def step(self, ids, cache):
         n = ids.shape[1]
@@ -107,10 +113,11 @@ class TinyGPT2Backbone(Backbone):
             input_ids=ids,
             attention_mask=mask,
             position_ids=pos,
-            past_key_values=cache["past"],
             use_cache=True,
+            **{self._cache_name: cache["past"]},
         )
-        return out.last_hidden_state, {"past": out.past_key_values, "mask": mask, "pos": pos[:, -1] + 1}
+        past = getattr(out, self._cache_name)
+        return out.last_hidden_state, {"past": past, "mask": mask, "pos": pos[:, -1] + 1}
 
     def lm_logits(self, hidden):
         return self.lm.lm_head(hidden)
