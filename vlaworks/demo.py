@@ -55,8 +55,13 @@ def _data_settings(cfg: DemoConfig, segmentation: bool = False) -> dict:
     """What the demo's dataset depends on; a dataset made with other settings is regenerated.
     ``segmentation`` (recorded only when on, so older datasets keep their settings) adds the
     world's segmentation, which a dataset without it lacks and one with it merely adds to."""
-    settings = {"suite": cfg.suite, "layout": cfg.layout, "image_size": cfg.budget.image_size}
-    return settings | {"seed": cfg.seed} | ({"segmentation": True} if segmentation else {})
+    settings = {
+        "suite": cfg.suite,
+        "layout": cfg.layout,
+        "image_size": cfg.budget.image_size,
+        "seed": cfg.seed,
+    }
+    return settings | ({"segmentation": True} if segmentation else {})
 
 
 def _dataset_ready(path: Path, cfg: DemoConfig, segmentation: bool = False) -> bool:
