@@ -317,6 +317,13 @@ def train(
     fresh: Annotated[
         bool, typer.Option(help="Start a new run in OUT, replacing the files an earlier run wrote there.")
     ] = False,
+    reuse_stages: Annotated[
+        Path | None,
+        typer.Option(
+            help="Staged recipes: copy the leading stages this run folder finished with the same "
+            "configuration on the same data (e.g. the vla stage of PixelVLA's Table 4 rows)."
+        ),
+    ] = None,
 ) -> None:
     """Train a recipe on a dataset; writes RUN/policy and resumable RUN/checkpoints."""
     from vlaworks.train.pipeline import build_recipe, split_overrides, train_policy
@@ -350,7 +357,10 @@ def train(
         out,
         train_overrides=train_sets,
         resume=not fresh,
+        reuse=reuse_stages,
     )
+    if run.reused:
+        typer.echo(f"reused stage(s) {', '.join(run.reused)} from {reuse_stages}")
     result = run.result
     if not result.losses:
         typer.echo(

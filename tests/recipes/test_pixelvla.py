@@ -105,12 +105,12 @@ def test_cat_trains_only_the_decoder_and_pue_the_encoders_decoder_and_lora(tmp_p
             assert torch.equal(value, cat_state[source]), name
 
 
-def _annotated_dataset(root: Path) -> Path:
+def _annotated_dataset(root: Path, seed: int = 0) -> Path:
     features = {
         "observation.images.base": {"dtype": "image", "shape": [SIZE, SIZE, 3]},
         "action": {"dtype": "float32", "shape": [7]},
     }
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     with DatasetWriter(root, fps=10, features=features) as writer:
         for _ in range(2):
             for _ in range(6):
@@ -212,6 +212,33 @@ def test_pixelvla_trains_two_steps_per_stage_and_resumes_exactly(tmp_path: Path)
     resumed = _weights(out / "policy")
     assert all(torch.equal(resumed[k], final[k]) for k in final)
     assert (stages / "1-cat" / "metrics.csv").read_text() == cat_before  # not trained again
+
+
+def test_a_row_reuses_the_shared_first_stage_of_another_row(tmp_path: Path) -> None:
+    data = _annotated_dataset(tmp_path / "data")
+    base = train_policy(build_recipe("pixelvla-baseline", overrides=TINY), data, tmp_path / "base",
+                        train_overrides=TRAIN)
+    vla = tmp_path / "base" / "stages" / "0-vla"
+    # a cat row with the same vla stage copies it (no checkpoints, marked) and trains cat only
+    cat = train_policy(build_recipe("pixelvla+ft+cat", overrides=TINY), data, tmp_path / "cat",
+                       train_overrides={**TRAIN, "log_every": 2}, reuse=tmp_path / "base")
+    copied = tmp_path / "cat" / "stages" / "0-vla"
+    assert cat.reused == ["vla"] and not (copied / "checkpoints").exists()
+    assert json.loads((copied / "reused.json").read_text())["from"] == str(vla.resolve())
+    assert (copied / "metrics.csv").read_text() == (vla / "metrics.csv").read_text()
+    assert json.loads((tmp_path / "cat" / "stages" / "1-cat" / "init.json").read_text())["from"] == str(
+        copied / "policy"
+    )
+    mine, theirs = _weights(copied / "policy"), _weights(base.policy_dir)
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    # another learning rate would train another vla stage: refused, naming the difference
+    with pytest.raises(ValueError, match=r"train\.lr \(2e-05 there, 0\.001 here\)"):
+        train_policy(build_recipe("pixelvla+ft+cat", overrides=TINY), data, tmp_path / "lr",
+                     train_overrides={**TRAIN, "lr": 1e-3}, reuse=tmp_path / "base")
+    other = _annotated_dataset(tmp_path / "other", seed=1)
+    with pytest.raises(ValueError, match="another dataset"):
+        train_policy(build_recipe("pixelvla+ft+cat", overrides=TINY), other, tmp_path / "o",
+                     train_overrides=TRAIN, reuse=tmp_path / "base")
 
 
 def test_pixelvla_pi0_puts_the_encoders_before_the_flow_expert(tmp_path: Path) -> None:

@@ -20,6 +20,11 @@ A staged recipe (``Recipe.stages``) trains each stage as such a run in
 (:mod:`vlaworks.train.stages`), and writes the last stage's policy to ``RUN/policy``; trainer
 overrides (``--steps``, ``--lr``, ``--set train.*``) apply to every stage.
 
+``reuse`` (``vlaworks train --reuse-stages RUN``) first copies the leading stages another
+run on the same dataset finished with the same configuration
+(:func:`vlaworks.train.stages.reuse_stages`), e.g. the ``vla`` stage every PixelVLA Table 4
+row starts with; the same seed would train them to the same weights.
+
 Running the same command again resumes from ``RUN/checkpoints/latest`` (a staged run: skips
 the stages whose ``policy/`` exists, except the last, and resumes the first unfinished one).
 Every command that reads the trained policy takes the run folder
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -61,8 +66,14 @@ from vlaworks.recipes import Recipe, get_recipe
 from vlaworks.recipes.training import prepare_policy, training_source
 from vlaworks.train.checkpoint import resume_candidates
 from vlaworks.train.config import TrainResult
-from vlaworks.train.run_folder import check_paths, check_run_folder, start_run_folder
-from vlaworks.train.stages import build_stage_policy, stage_dir
+from vlaworks.train.run_folder import (
+    DATASET_FILE,
+    check_paths,
+    check_run_folder,
+    read_dataset_identity,
+    start_run_folder,
+)
+from vlaworks.train.stages import build_stage_policy, reuse_stages, stage_dir, stage_identity
 from vlaworks.train.trainer import train
 
 
@@ -74,6 +85,8 @@ class TrainRun:
     policy: VLAPolicy
     result: TrainResult
     policy_dir: Path
+    #: leading stages copied from ``--reuse-stages`` instead of trained
+    reused: list[str] = field(default_factory=list)
 
 
 def build_recipe(
@@ -118,9 +131,11 @@ def train_policy(
     *,
     train_overrides: dict[str, Any] | None = None,
     resume: bool = True,
+    reuse: Path | None = None,
 ) -> TrainRun:
     """Train ``recipe`` on the dataset at ``data`` into run folder ``out`` (see module doc);
-    ``resume=False`` starts again, replacing what an earlier run wrote in ``out``."""
+    ``resume=False`` starts again, replacing what an earlier run wrote in ``out``; ``reuse``:
+    a run folder whose matching leading stages are copied instead of trained."""
     data, out = Path(data), Path(out)
     check_paths(data, out)
     check_dataset(data).raise_for_problems()
@@ -133,15 +148,25 @@ def train_policy(
     identity = check_run_folder(out, data, fresh=not resume, resuming=resuming)
     start = partial(start_run_folder, out, identity, fresh=not resume)
     if not recipe.stages:
+        if reuse is not None:
+            raise ValueError(f"--reuse-stages: recipe {recipe.name} has no stages to reuse; drop the option.")
         return _train_stage(recipe, dataset, out, train_overrides, resume, previous=None, start=start)
-    for stage in recipe.stages:  # what each stage reads of the data is checked before anything is written
-        training_windows(recipe.stage_recipe(stage), dataset)
+    staged = [training_windows(recipe.stage_recipe(s), dataset)[0] for s in recipe.stages]  # checked first
+    if reuse is not None:
+        _check_reusable(Path(reuse), out, identity)
     start()
     (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")
+    copied: list[str] = []
+    if reuse is not None:
+        wanted = [
+            (s.name, stage_identity(r.to_dict(), r.train_config(d, **(train_overrides or {})).to_dict()))
+            for s, r, d in zip(recipe.stages[:-1], staged, dirs, strict=False)
+        ]
+        copied = reuse_stages(Path(reuse), out, wanted)
     previous: Path | None = None
     for index, (stage, folder) in enumerate(zip(recipe.stages, dirs, strict=True)):
         last = index == len(recipe.stages) - 1
-        if not last and resume and (folder / RUN_POLICY_DIR).is_dir():
+        if not last and (resume or stage.name in copied) and (folder / RUN_POLICY_DIR).is_dir():
             previous = folder / RUN_POLICY_DIR  # finished before: the next stage starts from it
             continue
         folder.mkdir(parents=True, exist_ok=True)
@@ -149,7 +174,22 @@ def train_policy(
         previous = run.policy_dir
     run.policy_dir = save_policy(run.policy, out / RUN_POLICY_DIR)
     run.recipe = recipe
+    run.reused = copied
     return run
+
+
+def _check_reusable(source: Path, out: Path, identity: dict[str, str]) -> None:
+    """Refuse ``--reuse-stages source`` unless it is another run folder trained on this dataset."""
+    if source.resolve() == out.resolve():
+        raise ValueError(f"--reuse-stages {source} is --out itself; a run resumes without the option.")
+    recorded = read_dataset_identity(source)
+    if recorded is None:
+        raise ValueError(f"--reuse-stages {source} is not a run folder ({source / DATASET_FILE} is missing).")
+    if recorded.get("fingerprint") != identity["fingerprint"]:
+        raise ValueError(
+            f"--reuse-stages {source} was trained on {recorded.get('path')}, another dataset than --data "
+            f"{identity['path']}; its stages would not match. Choose a run on this dataset."
+        )
 
 
 def _train_stage(

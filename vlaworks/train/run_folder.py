@@ -109,7 +109,7 @@ def start_run_folder(out: Path, identity: dict[str, str], *, fresh: bool) -> Non
 
 
 def _check_same_dataset(out: Path, identity: dict[str, str]) -> None:
-    recorded = _recorded(out)
+    recorded = read_dataset_identity(out)
     if recorded is None or recorded.get("fingerprint") == identity["fingerprint"]:
         return
     raise RunFolderError(
@@ -119,7 +119,8 @@ def _check_same_dataset(out: Path, identity: dict[str, str]) -> None:
     )
 
 
-def _recorded(out: Path) -> dict[str, Any] | None:
+def read_dataset_identity(out: Path) -> dict[str, Any] | None:
+    """The dataset identity run ``out`` recorded (``None``: none recorded or unreadable)."""
     try:
         recorded = json.loads((out / DATASET_FILE).read_text())
     except (FileNotFoundError, json.JSONDecodeError):

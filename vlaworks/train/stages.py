@@ -15,10 +15,17 @@ policy into it by parameter name (:func:`build_stage_policy`):
   adapters would need merging), which is an error naming the stage.
 
 Each stage's ``init.json`` records where it started from and which parts were fresh.
+
+Rows of an ablation often share their leading stages (PixelVLA's Table 4 rows all start with
+the same ``vla`` stage): :func:`reuse_stages` copies the finished leading stages of another
+run into a new one when they would train the same thing (same dataset, stage policy, and
+trainer settings that shape the weights), so a row trains only its own stages.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +40,12 @@ if TYPE_CHECKING:
 
 #: a staged run's stage folders: ``RUN/stages/<index>-<name>``
 STAGES_DIR = "stages"
+#: written into a stage folder copied from another run: ``{"from": <source stage folder>}``
+REUSED_FILE = "reused.json"
+#: trainer fields that change how a run logs and saves, not the weights it trains
+OPERATIONAL_FIELDS = (
+    "out_dir", "save_every", "keep_last", "log_every", "progress", "tensorboard", "num_workers"
+)
 
 
 def stage_dir(run: Path, index: int, name: str) -> Path:
@@ -89,3 +102,65 @@ def build_stage_policy(
         inject_lora(policy)
     set_trainable(policy)
     return policy, report
+
+
+def stage_identity(recipe: dict[str, Any], train_config: dict[str, Any]) -> dict[str, Any]:
+    """What decides a stage's trained weights: its policy and co-training settings (a one-stage
+    recipe's ``to_dict()``) and its trainer settings less :data:`OPERATIONAL_FIELDS`."""
+    return {
+        "policy": recipe["policy"],
+        "cotrain": recipe.get("cotrain", {}),
+        "train": {k: v for k, v in train_config.items() if k not in OPERATIONAL_FIELDS},
+    }
+
+
+def first_difference(ours: Any, theirs: Any, key: str = "") -> str | None:
+    """The first dotted key where two JSON values differ, with both values; ``None`` if equal."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        for name in sorted(set(ours) | set(theirs)):
+            found = first_difference(ours.get(name), theirs.get(name), f"{key}.{name}" if key else name)
+            if found:
+                return found
+        return None
+    return None if ours == theirs else f"{key or 'value'} ({theirs!r} there, {ours!r} here)"
+
+
+def reuse_stages(source: Path, out: Path, wanted: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Copy into run ``out`` the leading stages of run ``source`` that match ``wanted`` (per
+    leading stage of ``out``'s recipe, in order: its name and :func:`stage_identity`). Stages
+    ``out`` already finished are kept; copying stops at the first stage that differs or that
+    ``source`` did not finish, or that ``out`` has started itself (it resumes). Returns the
+    names copied. The caller checks that both runs read the same dataset. Raises
+    ``ValueError`` naming the difference when the first stage cannot be used."""
+    from vlaworks.models.checkpoint import RUN_POLICY_DIR
+
+    source, out = Path(source), Path(out)
+    copied: list[str] = []
+    for index, (name, identity) in enumerate(wanted):
+        mine, theirs = stage_dir(out, index, name), stage_dir(source, index, name)
+        if (mine / RUN_POLICY_DIR).is_dir():
+            continue  # finished here before
+        if mine.exists():
+            break  # started here: it resumes, it is not replaced
+        reason = None
+        if not (theirs / RUN_POLICY_DIR).is_dir():
+            reason = f"{source} has no finished stage {index} {name!r} ({theirs / RUN_POLICY_DIR} is missing)"
+        else:
+            recorded = stage_identity(
+                json.loads((theirs / "recipe.json").read_text()),
+                json.loads((theirs / "train_config.json").read_text()),
+            )
+            difference = first_difference(json.loads(json.dumps(identity)), recorded)
+            if difference:
+                reason = f"stage {index} {name!r} of {source} trained another configuration: {difference}"
+        if reason and index == 0:
+            raise ValueError(f"--reuse-stages: nothing to reuse, {reason}.")
+        if reason:
+            break
+        partial = mine.with_name(mine.name + ".tmp")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(theirs, partial, ignore=shutil.ignore_patterns("checkpoints"))
+        (partial / REUSED_FILE).write_text(json.dumps({"from": str(theirs.resolve())}, indent=1) + "\n")
+        partial.rename(mine)
+        copied.append(name)
+    return copied
