@@ -181,3 +181,18 @@ def test_ambiguous_tasks_name_the_target_only_through_a_prompt():
         assert target_left == {True, False}  # neither the words nor the place say which cube
     finally:
         env.close()
+
+
+def test_fixed_ambiguous_layouts_swap_the_twins_so_the_place_does_not_name_the_target():
+    env = TabletopEnv("ambiguous", task="this_red_cube_in_bowl", image_size=32, layout="fixed")
+    try:
+        places = set()
+        for seed in range(12):
+            env.reset(seed=seed)
+            cubes = sorted(env.scene.pos(o)[0] for o in env.episode.objects if o.label == "red cube")
+            target_x = env.scene.pos(env.episode.goals[0].obj)[0]
+            places.add(bool(target_x == cubes[0]))
+            assert cubes[1] - cubes[0] > 0.05  # still the task's two canonical places, only swapped
+        assert places == {True, False}
+    finally:
+        env.close()

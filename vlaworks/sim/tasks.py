@@ -8,8 +8,9 @@ from a training template. Success is checked on the true simulator state.
 The ``ambiguous`` suite (PixelVLA's prompting, seed 000) places two identical objects and
 names the target deictically ("the red cube that I am pointing at"): language alone cannot tell
 them apart, only a visual prompt can (``vlaworks.prompts``). The target is the first of the
-two placed; with ``layout="random"`` both are placed alike, so nothing in the image or the
-instruction says which (a ``fixed`` layout would give it away by its position).
+two placed; with ``layout="random"`` both are placed alike, and with ``layout="fixed"`` the
+twins swap their two canonical places on a coin flip per episode, so nothing in the image or
+the instruction says which: a policy without the prompt succeeds at most half the time.
 
 Coordinates follow :mod:`vlaworks.sim.scene`: image-right is ``+x``, "front" (nearest
 the camera) is ``-y``.
@@ -381,6 +382,8 @@ def build_episode(
             yaws = rng.uniform(-0.6, 0.6, size=len(objects))
         else:
             objects, base_xy, base_yaws = canonical
+            if task.suite == "ambiguous" and rng.random() < 0.5:  # the target twin takes the other place
+                base_xy = base_xy[[1, 0, *range(2, len(base_xy))]]
             xy = _placed(objects, base_xy + rng.uniform(-LAYOUT_JITTER, LAYOUT_JITTER, size=base_xy.shape))
             yaws = base_yaws + rng.uniform(-LAYOUT_YAW_JITTER, LAYOUT_YAW_JITTER, size=len(objects))
         template_index = int(rng.integers(1 << 30))
