@@ -235,6 +235,7 @@ def test_a_row_reuses_the_shared_first_stage_of_another_row(tmp_path: Path) -> N
     with pytest.raises(ValueError, match=r"train\.lr \(2e-05 there, 0\.001 here\)"):
         train_policy(build_recipe("pixelvla+ft+cat", overrides=TINY), data, tmp_path / "lr",
                      train_overrides={**TRAIN, "lr": 1e-3}, reuse=tmp_path / "base")
+    assert not (tmp_path / "lr").exists()  # refused before anything is written
     other = _annotated_dataset(tmp_path / "other", seed=1)
     with pytest.raises(ValueError, match="another dataset"):
         train_policy(build_recipe("pixelvla+ft+cat", overrides=TINY), other, tmp_path / "o",

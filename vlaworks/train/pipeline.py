@@ -22,7 +22,7 @@ overrides (``--steps``, ``--lr``, ``--set train.*``) apply to every stage.
 
 ``reuse`` (``vlaworks train --reuse-stages RUN``) first copies the leading stages another
 run on the same dataset finished with the same configuration
-(:func:`vlaworks.train.stages.reuse_stages`), e.g. the ``vla`` stage every PixelVLA Table 4
+(:func:`vlaworks.train.stages.reusable_stages`), e.g. the ``vla`` stage every PixelVLA Table 4
 row starts with; the same seed would train them to the same weights.
 
 Running the same command again resumes from ``RUN/checkpoints/latest`` (a staged run: skips
@@ -73,7 +73,13 @@ from vlaworks.train.run_folder import (
     read_dataset_identity,
     start_run_folder,
 )
-from vlaworks.train.stages import build_stage_policy, reuse_stages, stage_dir, stage_identity
+from vlaworks.train.stages import (
+    build_stage_policy,
+    copy_stages,
+    reusable_stages,
+    stage_dir,
+    stage_identity,
+)
 from vlaworks.train.trainer import train
 
 
@@ -152,17 +158,17 @@ def train_policy(
             raise ValueError(f"--reuse-stages: recipe {recipe.name} has no stages to reuse; drop the option.")
         return _train_stage(recipe, dataset, out, train_overrides, resume, previous=None, start=start)
     staged = [training_windows(recipe.stage_recipe(s), dataset)[0] for s in recipe.stages]  # checked first
-    if reuse is not None:
+    plan = []
+    if reuse is not None:  # checked before anything is written
         _check_reusable(Path(reuse), out, identity)
-    start()
-    (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")
-    copied: list[str] = []
-    if reuse is not None:
         wanted = [
             (s.name, stage_identity(r.to_dict(), r.train_config(d, **(train_overrides or {})).to_dict()))
             for s, r, d in zip(recipe.stages[:-1], staged, dirs, strict=False)
         ]
-        copied = reuse_stages(Path(reuse), out, wanted)
+        plan = reusable_stages(Path(reuse), out, wanted, resume=resume)
+    start()
+    (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1) + "\n")
+    copied = copy_stages(plan)
     previous: Path | None = None
     for index, (stage, folder) in enumerate(zip(recipe.stages, dirs, strict=True)):
         last = index == len(recipe.stages) - 1

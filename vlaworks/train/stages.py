@@ -17,9 +17,10 @@ policy into it by parameter name (:func:`build_stage_policy`):
 Each stage's ``init.json`` records where it started from and which parts were fresh.
 
 Rows of an ablation often share their leading stages (PixelVLA's Table 4 rows all start with
-the same ``vla`` stage): :func:`reuse_stages` copies the finished leading stages of another
-run into a new one when they would train the same thing (same dataset, stage policy, and
-trainer settings that shape the weights), so a row trains only its own stages.
+the same ``vla`` stage): :func:`reusable_stages` and :func:`copy_stages` copy the finished
+leading stages of another run into a new one when they would train the same thing (same
+dataset, stage policy, and trainer settings that shape the weights), so a row trains only its
+own stages.
 """
 
 from __future__ import annotations
@@ -125,23 +126,26 @@ def first_difference(ours: Any, theirs: Any, key: str = "") -> str | None:
     return None if ours == theirs else f"{key or 'value'} ({theirs!r} there, {ours!r} here)"
 
 
-def reuse_stages(source: Path, out: Path, wanted: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    """Copy into run ``out`` the leading stages of run ``source`` that match ``wanted`` (per
-    leading stage of ``out``'s recipe, in order: its name and :func:`stage_identity`). Stages
-    ``out`` already finished are kept; copying stops at the first stage that differs or that
-    ``source`` did not finish, or that ``out`` has started itself (it resumes). Returns the
-    names copied. The caller checks that both runs read the same dataset. Raises
-    ``ValueError`` naming the difference when the first stage cannot be used."""
+def reusable_stages(
+    source: Path, out: Path, wanted: list[tuple[str, dict[str, Any]]], *, resume: bool = True
+) -> list[tuple[str, Path, Path]]:
+    """Which leading stages of run ``source`` run ``out`` can copy: ``(name, source stage
+    folder, own stage folder)`` per stage, for ``wanted`` (per leading stage of ``out``'s
+    recipe, in order: its name and :func:`stage_identity`). With ``resume``, stages ``out``
+    finished are kept and a stage it started ends the list (it resumes, it is not replaced);
+    the list also ends at the first stage that differs or that ``source`` did not finish. The
+    caller checks that both runs read the same dataset. Raises ``ValueError`` naming the
+    difference when the first stage cannot be used; writes nothing."""
     from vlaworks.models.checkpoint import RUN_POLICY_DIR
 
     source, out = Path(source), Path(out)
-    copied: list[str] = []
+    plan: list[tuple[str, Path, Path]] = []
     for index, (name, identity) in enumerate(wanted):
         mine, theirs = stage_dir(out, index, name), stage_dir(source, index, name)
-        if (mine / RUN_POLICY_DIR).is_dir():
+        if resume and (mine / RUN_POLICY_DIR).is_dir():
             continue  # finished here before
-        if mine.exists():
-            break  # started here: it resumes, it is not replaced
+        if resume and mine.exists():
+            break
         reason = None
         if not (theirs / RUN_POLICY_DIR).is_dir():
             reason = f"{source} has no finished stage {index} {name!r} ({theirs / RUN_POLICY_DIR} is missing)"
@@ -157,10 +161,17 @@ def reuse_stages(source: Path, out: Path, wanted: list[tuple[str, dict[str, Any]
             raise ValueError(f"--reuse-stages: nothing to reuse, {reason}.")
         if reason:
             break
+        plan.append((name, theirs, mine))
+    return plan
+
+
+def copy_stages(plan: list[tuple[str, Path, Path]]) -> list[str]:
+    """Copy each planned stage folder (:func:`reusable_stages`) without its checkpoints,
+    atomically, marked with :data:`REUSED_FILE`; returns the stage names."""
+    for _, theirs, mine in plan:
         partial = mine.with_name(mine.name + ".tmp")
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(theirs, partial, ignore=shutil.ignore_patterns("checkpoints"))
         (partial / REUSED_FILE).write_text(json.dumps({"from": str(theirs.resolve())}, indent=1) + "\n")
         partial.rename(mine)
-        copied.append(name)
-    return copied
+    return [name for name, _, _ in plan]
