@@ -163,7 +163,7 @@ def train_policy(
         _check_reusable(Path(reuse), out, identity)
         wanted = [
             (s.name, stage_identity(r.to_dict(), r.train_config(d, **(train_overrides or {})).to_dict()))
-            for s, r, d in zip(recipe.stages[:-1], staged, dirs, strict=False)
+            for s, r, d in zip(recipe.stages[:-1], staged[:-1], dirs[:-1], strict=True)  # not the last
         ]
         plan = reusable_stages(Path(reuse), out, wanted, resume=resume)
     start()
