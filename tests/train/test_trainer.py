@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from vlaworks.batch import Batch
 from vlaworks.safefiles import CheckpointError
+from vlaworks.train import trainer as trainer_module
 from vlaworks.train.checkpoint import latest_checkpoint, list_checkpoints
 from vlaworks.train.config import TrainConfig
 from vlaworks.train.sampler import MixedBatchSource
@@ -207,6 +209,18 @@ def test_bf16_mixed_precision_runs(windows, make_model, make_cfg):
     cfg = make_cfg(steps=2, save_every=0, mixed_precision="bf16")
     result = train(make_model(), windows, collate_windows, cfg)
     assert all(math.isfinite(x) for x in result.losses)
+
+
+@pytest.mark.parametrize(("native", "warned"), [(False, True), (True, False)])
+def test_bf16_on_a_cpu_without_bf16_units_warns(
+    windows, make_model, make_cfg, monkeypatch, caplog, native, warned
+):
+    monkeypatch.setattr(trainer_module.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(trainer_module, "default_mixed_precision", lambda: "bf16" if native else "no")
+    cfg = make_cfg(steps=1, save_every=0, mixed_precision="bf16")
+    with caplog.at_level(logging.WARNING, logger=trainer_module.__name__):
+        train(make_model(), windows, collate_windows, cfg)
+    assert (trainer_module.SLOW_BF16 in caplog.messages) is warned
 
 
 def test_bad_inputs_name_the_problem(windows, make_model, make_cfg):
