@@ -117,7 +117,10 @@ def test_one_seg_token_reaches_every_latent_through_its_value(fake_backbone) -> 
     head.loss(fake_backbone(batch.images, batch.instructions, blocks), batch)[0].backward()
     attn = head.layers[0].seg_attn
     assert attn.kv.weight.grad.abs().sum() > 0 and head.seg_in[1].weight.grad.abs().sum() > 0
-    assert attn.q.weight.grad is not None and not attn.q.weight.grad.any()
+    # zero up to rounding: the softmax backward computes p * (g - p * g) with p = 1, which some
+    # CPU kernels (AVX2) leave at ~1e-11 instead of exactly 0
+    assert attn.q.weight.grad is not None
+    assert attn.q.weight.grad.abs().max() <= 1e-6 * attn.kv.weight.grad.abs().max()
 
 
 def test_each_context_changes_the_actions(fake_backbone) -> None:
