@@ -31,8 +31,8 @@ def reliance(policy_path: str, data: Path, windows: int, seed: int) -> dict[str,
     policy = load_policy(policy_path).eval()
     dataset = WindowDataset(LeRobotDataset(data), policy.processor, training=False)
     picks = np.random.default_rng(seed).choice(len(dataset), windows, replace=False)
-    batch = collate([dataset[int(i)] for i in picks])
-    perm = torch.randperm(windows, generator=torch.Generator().manual_seed(seed))
+    batch = collate([dataset[int(i)] for i in picks]).to(policy.device)
+    perm = torch.randperm(windows, generator=torch.Generator().manual_seed(seed)).to(policy.device)
 
     def pose(x: torch.Tensor) -> float:
         return float(x[..., POSE].abs().mean())

@@ -79,6 +79,14 @@ from vlaworks.train.metrics import MetricsCsv
 from vlaworks.train.optim import build_optimizer, build_scheduler
 from vlaworks.train.sampler import Collate, MixedBatchSource, batch_stream
 
+logger = logging.getLogger(__name__)
+#: bf16 autocast on a CPU without bf16 units (measured on an AVX2-only EPYC: a bf16 matmul
+#: 9-18x slower than fp32; a string-token recipe at 0.7 instead of 13.7 samples/s)
+SLOW_BF16 = (
+    "mixed_precision='bf16' on a CPU without native bf16 (AVX512-BF16 / AMX): autocast runs about "
+    "10x slower than fp32 here. Use mixed_precision='no' (the miniature budget's 'auto' picks it)."
+)
+
 
 def train(
     model: nn.Module,
@@ -94,14 +102,6 @@ def train(
     ``checkpoints/latest`` when it exists (otherwise start fresh)."""
     with deterministic_algorithms(cfg.deterministic):
         return _train(model, dataset, collate, cfg, extra_save=extra_save, resume=resume)
-
-logger = logging.getLogger(__name__)
-#: bf16 autocast on a CPU without bf16 units (measured on an AVX2-only EPYC: a bf16 matmul
-#: 9-18x slower than fp32; a string-token recipe at 0.7 instead of 13.7 samples/s)
-SLOW_BF16 = (
-    "mixed_precision='bf16' on a CPU without native bf16 (AVX512-BF16 / AMX): autocast runs about "
-    "10x slower than fp32 here. Use mixed_precision='no' (the miniature budget's 'auto' picks it)."
-)
 
 
 @contextmanager
@@ -250,7 +250,7 @@ def _accelerator(model: nn.Module, cfg: TrainConfig) -> Accelerator:
     ) if fsdp else None
     accelerator = Accelerator(
         # accelerate only picks its gloo CPU backend under torchrun when told cpu=True.
-        cpu=not torch.cuda.is_available() and world > 1,
+        cpu=on_cpu and world > 1,
         mixed_precision=cfg.mixed_precision,
         fsdp_plugin=plugin,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)],
