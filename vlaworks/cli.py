@@ -573,6 +573,9 @@ def pretrain(
     grounding: Annotated[
         int, typer.Option(min=0, help="Held-out grounding questions before / after (0: skip).")
     ] = 500,
+    align_steps: Annotated[
+        int, typer.Option(min=0, help="First train only the vision side for this many steps, the LM frozen.")
+    ] = 0,
     seed: Seed = 0,
 ) -> None:
     """PokeVLM-style vision-language pretraining (general, grounding, affordance, reasoning) of a
@@ -589,7 +592,7 @@ def pretrain(
     settings = PretrainSettings(
         backbone=backbone, cameras=tuple(cameras.split(",")), image_size=image_size, patch_size=patch_size,
         token_merge=token_merge, samples=samples, steps=steps, batch_size=batch_size, lr=lr,
-        mixed_precision=mixed_precision, mix=weights, batching=batching, seed=seed,
+        mixed_precision=mixed_precision, mix=weights, batching=batching, align_steps=align_steps, seed=seed,
     )
     if out is None:
         folder = pretrained_vlm(settings, grounding=grounding)

@@ -14,10 +14,12 @@ from vlaworks.models.policy import build_policy
 from vlaworks.train import pretrain as pretrain_module
 from vlaworks.train.pipeline import build_recipe
 from vlaworks.train.pretrain import (
+    ALIGN_DIR,
     GROUNDING_FILE,
     SETTINGS_FILE,
     VLM_DIR,
     PretrainSettings,
+    freeze_language_model,
     pretrain_vlm,
     pretrained_vlm,
     read_grounding,
@@ -28,7 +30,8 @@ from vlaworks.train.pretrain import (
 CHANGED = {
     "backbone": "qwen2.5-vl-tiny", "cameras": ("base", "wrist"), "image_size": 32, "patch_size": 4,
     "token_merge": 1, "attn_implementation": "sdpa", "samples": 999, "steps": 7, "batch_size": 3,
-    "lr": 1e-3, "mixed_precision": "fp16", "mix": {"grounding": 1.0}, "batching": "mixed", "seed": 1,
+    "lr": 1e-3, "mixed_precision": "fp16", "mix": {"grounding": 1.0}, "batching": "mixed", "align_steps": 5,
+    "seed": 1,
 }
 
 
@@ -47,6 +50,11 @@ def test_the_key_changes_with_every_setting():
     assert replace(base, mix=doubled).key() == base.key()
 
 
+def test_no_alignment_stage_keeps_the_keys_made_before_it_existed():
+    assert "align_steps" not in PretrainSettings().to_dict()
+    assert PretrainSettings(align_steps=5).to_dict()["align_steps"] == 5
+
+
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="at least one batch"):
         PretrainSettings(samples=2, batch_size=4)
@@ -54,6 +62,8 @@ def test_settings_are_checked():
         PretrainSettings(mix={"vision": 1.0})
     with pytest.raises(ValueError, match="batching"):
         PretrainSettings(batching="random")
+    with pytest.raises(ValueError, match="align_steps"):
+        PretrainSettings(align_steps=-1)
 
 
 def test_the_budget_gives_the_architecture():
@@ -117,3 +127,49 @@ def test_pretrained_backbone_is_what_recipes_start_from(tmp_path, one_thread):
     policy = build_policy(recipe.policy)
     lm_key = next(k for k in trained if k.startswith("llm.") and k.endswith("embed_tokens.weight"))
     assert torch.equal(policy.backbone.state_dict()[lm_key], trained[lm_key])
+
+
+def test_the_alignment_stage_freezes_exactly_the_language_model():
+    backbone = build_backbone("prismatic-tiny", image_size=32, patch_size=16)
+    freeze_language_model(backbone)
+    frozen = {name.split(".")[0] for name, p in backbone.named_parameters() if not p.requires_grad}
+    trained = {name.split(".")[0] for name, p in backbone.named_parameters() if p.requires_grad}
+    assert frozen == {"llm"} and trained == {"featurizer", "projector"}
+
+
+@pytest.mark.parametrize("name", ["paligemma-tiny", "qwen2.5-vl-tiny"])
+def test_an_hf_family_aligns_its_vision_tower_and_connector(name):
+    backbone = build_backbone(name)
+    freeze_language_model(backbone)
+    vision = {id(p) for module in backbone.vision_modules() for p in module.parameters()}
+    trained = [p for p in backbone.parameters() if p.requires_grad]
+    assert trained and all(id(p) in vision for p in trained)
+    assert not backbone.input_embeddings().weight.requires_grad
+
+
+@pytest.mark.slow
+def test_alignment_stage_trains_the_vision_side_then_everything(tmp_path, one_thread, monkeypatch):
+    from vlaworks.train import trainer
+
+    calls = []
+    real_train = trainer.train
+
+    def recording_train(policy, source, collate, cfg, **kwargs):
+        backbone = policy.backbone
+        before = {k: v.clone() for k, v in backbone.state_dict().items()}
+        trainable = {k.split(".")[0] for k, p in backbone.named_parameters() if p.requires_grad}
+        result = real_train(policy, source, collate, cfg, **kwargs)
+        moved = {k.split(".")[0] for k, v in backbone.state_dict().items() if not torch.equal(v, before[k])}
+        calls.append((cfg.out_dir, cfg.steps, trainable, moved))
+        return result
+
+    monkeypatch.setattr(trainer, "train", recording_train)
+    settings = PretrainSettings(
+        samples=8, steps=2, align_steps=3, batch_size=4, image_size=32, patch_size=16, token_merge=1
+    )
+    pretrain_vlm(tmp_path / "pre", settings, grounding=0)
+    (align_dir, align_steps, align_trainable, align_moved), (joint_dir, steps, trainable, moved) = calls
+    assert (align_dir, align_steps) == (tmp_path / "pre" / ALIGN_DIR, 3)
+    assert (joint_dir, steps) == (tmp_path / "pre", 2)
+    assert align_trainable == {"featurizer", "projector"} and align_moved == {"featurizer", "projector"}
+    assert trainable == {"featurizer", "projector", "llm"} and "llm" in moved

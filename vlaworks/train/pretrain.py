@@ -14,6 +14,7 @@ token action heads use. :func:`pretrain_vlm` trains into a run folder::
     OUT/grounding.json|.md      the grounding benchmark before (the random init) and after
     OUT/metrics.csv             per-step loss
     OUT/checkpoints/            resumable trainer checkpoints
+    OUT/align/                  the alignment stage's run (``align_steps > 0``)
     OUT/vl_pretrain.npz         the rendered VL samples (reused on resume)
 
 :func:`pretrained_vlm` is the cache: it pretrains once per :meth:`PretrainSettings.key`
@@ -24,6 +25,12 @@ backbone folder; the same settings asked again reuse it. Training runs in
 and is renamed to ``<key>`` when complete, so a cache entry is always whole. Its checkpoints
 and rendered samples are dropped then. Recipes start from it with ``--vlm pretrained``
 (:func:`resolve_vlm`).
+
+``align_steps > 0`` adds LLaVA's first stage before the joint one: that many steps train only
+the vision side (towers, projector, patch merger) with the language model frozen, so the
+answer loss can only fall through the image tokens. It targets a measured failure of joint
+training from a random init: the LM fits the answers' text prior first and then ignores the
+image (BENCHMARKS.md, "Why pointing stays at the floor").
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from vlaworks.models.config import PartSpec, PolicyConfig
 from vlaworks.sim.vl_data import DEFAULT_MIX, VL_DATA_VERSION, check_mix, format_mix
 
 VLM_DIR = "vlm"
+ALIGN_DIR = "align"
 SETTINGS_FILE = "pretrain_settings.json"
 GROUNDING_FILE = "grounding.json"
 CACHE_ENV = "VLAWORKS_VLM_CACHE"
@@ -76,6 +84,8 @@ class PretrainSettings:
     #: ``"kind"``: every batch holds one kind of question (short answers are not padded to the
     #: longest caption's length); ``"mixed"``: batches drawn across kinds
     batching: str = "kind"
+    #: steps of a first stage that trains only the vision side, the LM frozen (0: none)
+    align_steps: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -83,6 +93,8 @@ class PretrainSettings:
         object.__setattr__(self, "cameras", tuple(self.cameras))
         if self.batching not in BATCHING:
             raise ValueError(f"batching must be one of {', '.join(BATCHING)}; got {self.batching!r}.")
+        if self.align_steps < 0:
+            raise ValueError(f"align_steps must be >= 0; got {self.align_steps}.")
         if self.samples < self.batch_size:
             raise ValueError(
                 f"Pretraining needs at least one batch of samples; got {self.samples} < {self.batch_size}."
@@ -127,6 +139,8 @@ class PretrainSettings:
         if self.mixed_precision == "auto":
             out["mixed_precision"] = default_mixed_precision()
         out["vl_data_version"] = VL_DATA_VERSION
+        if not self.align_steps:
+            del out["align_steps"]  # entries pretrained before the stage existed keep their key
         return out
 
     def key(self) -> str:
@@ -228,6 +242,11 @@ def pretrain_vlm(
     if items and "before" not in results:
         results["before"] = _grounding(policy.backbone, items)
     source = _batch_source(_vl_dataset(settings, out / "vl_pretrain.npz"), settings)
+    if settings.align_steps:
+        freeze_language_model(policy.backbone)
+        stage = replace(budget, steps=settings.align_steps).train_overrides(settings.seed)
+        train(policy, source, None, TrainConfig(out_dir=out / ALIGN_DIR, **stage), resume=resume)
+        policy.requires_grad_(True)  # a finished stage resumes to its last weights, then the joint one
     cfg = TrainConfig(out_dir=out, **budget.train_overrides(settings.seed))
     train(policy, source, None, cfg, resume=resume)
     folder = out / VLM_DIR
@@ -236,6 +255,14 @@ def pretrain_vlm(
         results["after"] = _grounding(policy.backbone, items)
         _write_grounding(out, results)
     return folder
+
+
+def freeze_language_model(backbone: Any) -> None:
+    """Freeze the backbone's language model (:meth:`Backbone.language_modules`) and leave the
+    rest, the vision side, trainable: the alignment stage."""
+    backbone.requires_grad_(True)
+    for module in backbone.language_modules():
+        module.requires_grad_(False)
 
 
 def _grounding_items(n: int, image_size: int) -> list[Any]:
@@ -312,6 +339,7 @@ def pretrained_vlm(
             work = root / f"{key}.partial"
             pretrain_vlm(work, settings, resume=True, grounding=grounding)
             shutil.rmtree(work / "checkpoints", ignore_errors=True)
+            shutil.rmtree(work / ALIGN_DIR / "checkpoints", ignore_errors=True)
             (work / "vl_pretrain.npz").unlink(missing_ok=True)
             work.rename(entry)
     return entry / VLM_DIR

@@ -106,6 +106,15 @@ class Backbone(nn.Module, ABC):
     def vision_modules(self) -> list[nn.Module]:
         """The vision encoder(s) (freezable; the dual-encoder wrapper copies them)."""
 
+    def language_modules(self) -> list[nn.Module]:
+        """The language model (its layers, word embeddings and LM head): what a vision-language
+        alignment stage keeps frozen while the vision side learns (``vlaworks pretrain
+        --align-steps``). Families that do not name it raise (the default)."""
+        raise ValueError(
+            f"The {type(self).__name__} backbone does not name its language model, so it has no "
+            "alignment stage; pretrain it with align_steps=0."
+        )
+
     def vision_level_dims(self) -> tuple[int, ...]:
         """Channel width of every vision feature level this backbone exposes (level ``i`` of
         a ViT tower: ``0`` its patch embeddings, ``i`` the output of its layer ``i``), the

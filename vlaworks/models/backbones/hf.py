@@ -184,6 +184,10 @@ class HFVLMBackbone(NativeBackbone, BackboneFamily):
     def input_embeddings(self) -> nn.Embedding:
         return self.model.get_input_embeddings()
 
+    def language_modules(self) -> list[nn.Module]:
+        head = getattr(self.model, "lm_head", None)
+        return [self.model.get_decoder(), *([head] if head is not None else [])]
+
 
 def tiny_text_config(tok: Any) -> dict[str, Any]:
     """The registry models' language model: hidden 128 x 2 layers, ``tok``'s vocabulary."""

@@ -280,6 +280,9 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
     def vision_modules(self) -> list[nn.Module]:
         return [self.featurizer]
 
+    def language_modules(self) -> list[nn.Module]:
+        return [self.llm]
+
     def vision_level_dims(self) -> tuple[int, ...]:
         return self.featurizer.level_dims()
 
