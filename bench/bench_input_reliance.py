@@ -63,12 +63,16 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    rows = {p: reliance(p, args.data, args.windows, args.seed) for p in args.policy}
+    print_table({p: reliance(p, args.data, args.windows, args.seed) for p in args.policy}, "policy")
+
+
+def print_table(rows: dict[str, dict[str, float]], label: str) -> None:
+    """Print ``{name: {column: value}}`` as a markdown table, one row per name."""
     columns = list(next(iter(rows.values())))
-    print("| policy | " + " | ".join(columns) + " |")
+    print(f"| {label} | " + " | ".join(columns) + " |")
     print("|---|" + "---:|" * len(columns))
-    for path, row in rows.items():
-        print(f"| {path} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
+    for name, row in rows.items():
+        print(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from bench_input_reliance import print_table  # this script's sibling (bench/ is the script's path)
 
 from vlaworks.eval.grounding import grounding_items, score_item
 from vlaworks.eval.vqa import answer_questions
@@ -51,12 +52,7 @@ def main() -> None:
     kinds = tuple(args.kinds.split(","))
     items = grounding_items(args.questions, image_size=args.image_size, kinds=kinds)
     print(f"{len(items)} held-out questions ({', '.join(kinds)})")
-    rows = {folder: reliance(folder, items, max_new_tokens=24) for folder in args.vlm}
-    columns = list(next(iter(rows.values())))
-    print("| VLM | " + " | ".join(columns) + " |")
-    print("|---|" + "---:|" * len(columns))
-    for folder, row in rows.items():
-        print(f"| {folder} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
+    print_table({folder: reliance(folder, items, max_new_tokens=24) for folder in args.vlm}, "VLM")
 
 
 if __name__ == "__main__":
