@@ -218,7 +218,7 @@ def pretrain_vlm(
     """
     from accelerate.utils import set_seed
 
-    from vlaworks.models.policy import build_policy
+    from vlaworks.models.policy import build_policy, set_trainable
     from vlaworks.train.config import TrainConfig
     from vlaworks.train.trainer import train
 
@@ -246,7 +246,7 @@ def pretrain_vlm(
         freeze_language_model(policy.backbone)
         stage = replace(budget, steps=settings.align_steps).train_overrides(settings.seed)
         train(policy, source, None, TrainConfig(out_dir=out / ALIGN_DIR, **stage), resume=resume)
-        policy.requires_grad_(True)  # a finished stage resumes to its last weights, then the joint one
+        set_trainable(policy)  # back to the config's switches; a finished stage resumed to its last weights
     cfg = TrainConfig(out_dir=out, **budget.train_overrides(settings.seed))
     train(policy, source, None, cfg, resume=resume)
     folder = out / VLM_DIR
@@ -258,9 +258,9 @@ def pretrain_vlm(
 
 
 def freeze_language_model(backbone: Any) -> None:
-    """Freeze the backbone's language model (:meth:`Backbone.language_modules`) and leave the
-    rest, the vision side, trainable: the alignment stage."""
-    backbone.requires_grad_(True)
+    """Freeze the backbone's language model (:meth:`Backbone.language_modules`) on top of what
+    :func:`~vlaworks.models.policy.set_trainable` chose, so only the vision side trains: the
+    alignment stage."""
     for module in backbone.language_modules():
         module.requires_grad_(False)
 
