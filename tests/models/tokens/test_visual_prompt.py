@@ -83,6 +83,22 @@ def test_a_rows_tokens_do_not_depend_on_its_batch() -> None:
     torch.testing.assert_close(alone[0], mixed[0])
 
 
+def test_a_mask_token_says_where_in_its_cell_the_mask_lies() -> None:
+    source = _source(mask_grid=2)
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[0, 0:2, 0:2] = True  # a 2 x 2 px object in the top-left cell ...
+    masks[1, 4:6, 4:6] = True  # ... and the same object one conv pixel (4 px) further, same cell
+    cells, touched = source.mask_cells(masks)
+    assert touched.tolist() == [[True, False, False, False]] * 2
+    centres = torch.tensor([[1 / 16, 1 / 16], [5 / 16, 5 / 16]])
+    shape = cells[:, 0] - source.positional(centres)  # what is left is the object's own feature
+    torch.testing.assert_close(shape[0], shape[1])
+    assert (cells[0, 0] - cells[1, 0]).norm() > 0.5 * source.positional(centres[0]).norm()
+    pad = source.type_embed.weight[TYPES.index("not_a_prompt")]
+    feats = source.encode([[VisualPrompt("mask", 0, (), m)] for m in masks])
+    assert torch.equal(feats[:, 1:], pad.expand(2, 3, -1))  # untouched cells are padding
+
+
 def test_mask_prompt_trains_the_conv() -> None:
     source = _source()
     (block,) = source.tokens(_batch([[VisualPrompt("mask", 0, (), _mask())]]), _Width())

@@ -13,8 +13,13 @@ maps them to the LM width, ``E_s = MLP(F_s)``, placed in the sequence as one cau
   embedding says which camera the prompt is drawn on;
 * a point is one token, a line its two end points, a box its two corners; a mask goes
   through SAM's small mask-downscaling conv stack (two stride-2 convs with LayerNorm and
-  GELU, a 1 x 1 conv to ``D_s``), area-pooled to a ``mask_grid x mask_grid`` grid whose
-  cells are tokens positioned at the cell centres.
+  GELU, a 1 x 1 conv to ``D_s``) and becomes one token per cell of a ``mask_grid x
+  mask_grid`` grid: the conv features averaged over the mask's part of the cell, at the
+  positional embedding of that part's centroid; cells the mask does not touch are padding.
+  (SAM adds its dense mask embedding to the image grid, so location survives; a token must
+  carry it. Pooling whole cells instead left a small object's token within ~5 % of the
+  empty cell's, the same for either of two twins, and a trained policy ignored it:
+  BENCHMARKS.md, PixelVLA's prompt modes.)
 
 Every row gets the same number of tokens, ``max_prompts x max(2, mask_grid²)``, its prompts
 first and "not a prompt" tokens after, so a row's embeddings never depend on the other
@@ -169,23 +174,37 @@ class VisualPromptTokens(TokenSource):
         feats = self.type_embed(types) + is_prompt * (self.positional(coords) + self.view_embed(views))
         if masks:
             feats = feats.clone()
-            cells = self.mask_cells(torch.stack([m for *_, m in masks]).to(device))
+            cells, touched = self.mask_cells(torch.stack([m for *_, m in masks]).to(device))
             grid = self.mask_grid**2
-            for (row, start, view, _), cell in zip(masks, cells, strict=True):
+            for (row, start, view, _), cell, hit in zip(masks, cells, touched, strict=True):
                 view_type = self.view_embed.weight[view] + self.type_embed.weight[_TYPE["mask"]]
-                feats[row, start : start + grid] = cell + view_type
+                feats[row, start : start + grid] = torch.where(
+                    hit[:, None], cell + view_type, feats[row, start : start + grid]
+                )
         return feats
 
-    def mask_cells(self, masks: torch.Tensor) -> torch.Tensor:
-        """Mask prompts ``[M, H, W]`` -> ``[M, mask_grid², D_s]``: conv features area-pooled to
-        the grid plus the positional embedding of each cell centre."""
+    def mask_cells(self, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask prompts ``[M, H, W]`` -> cell features ``[M, mask_grid², D_s]`` and which
+        cells the mask touches (bool ``[M, mask_grid²]``). A touched cell's feature is the
+        conv features averaged over the mask's part of the cell (weighted by how much of each
+        feature pixel the mask covers) plus the positional embedding of that part's centroid,
+        so neither the object's size nor its place inside the cell is averaged away."""
         dtype = self.mask_conv[0].weight.dtype
-        x = self.mask_conv(masks[:, None].to(dtype))
+        m = masks[:, None].to(torch.float32)
+        x = self.mask_conv(m.to(dtype)).float()
         g = self.mask_grid
-        cells = F.adaptive_avg_pool2d(x, (g, g)).flatten(2).transpose(1, 2)
-        centres = (torch.arange(g, device=masks.device, dtype=torch.float32) + 0.5) / g
-        ys, xs = torch.meshgrid(centres, centres, indexing="ij")
-        return cells + self.positional(torch.stack([xs, ys], dim=-1).reshape(g * g, 2))
+        cover = F.adaptive_avg_pool2d(m, x.shape[-2:])
+        weight = F.adaptive_avg_pool2d(cover, (g, g))
+        feats = F.adaptive_avg_pool2d(x * cover, (g, g)) / weight.clamp_min(1e-12)
+        h, w = masks.shape[-2:]
+        ys = ((torch.arange(h, device=masks.device) + 0.5) / h)[:, None].expand(h, w)
+        xs = ((torch.arange(w, device=masks.device) + 0.5) / w)[None, :].expand(h, w)
+        area = F.adaptive_avg_pool2d(m, (g, g))
+        centre = torch.cat(
+            [F.adaptive_avg_pool2d(m * xs, (g, g)), F.adaptive_avg_pool2d(m * ys, (g, g))], dim=1
+        ) / area.clamp_min(1e-12)
+        cells = feats.flatten(2).transpose(1, 2) + self.positional(centre.flatten(2).transpose(1, 2))
+        return cells.to(dtype), area.flatten(1) > 0
 
     def tokens(self, batch: Batch, backbone: Backbone) -> list[ExtraTokens]:
         if batch.visual_prompts is None:
