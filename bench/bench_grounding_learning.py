@@ -1,0 +1,184 @@
+"""How fast can a model learn to point at a named object in the miniature world?
+
+Trains one model from scratch on rendered grounding questions of chosen kinds (default
+``point``: "Point to the white cube." -> ``(0.86, 0.38)``, from
+:func:`vlaworks.sim.vl_data.generate_vl_samples`, the pretraining scene stream) and scores it on
+held-out questions of those kinds (:func:`vlaworks.eval.grounding.grounding_items`, their own
+scene stream), as ``vlaworks pretrain``'s grounding benchmark does:
+
+* ``--model vlm``: ``prismatic-tiny`` on the demo's architecture (64 px, 8 px patches merged
+  2 x 2, eager attention), next-token prediction of the answers through the library's trainer
+  (one question kind per batch, as ``vlaworks pretrain``), answers decoded greedily;
+  ``--vision efficientnet`` swaps the random-init towers for the ImageNet EfficientNet-lite0.
+* ``--model cnn`` / ``cnn-film``: the reference a VLM should match, regressing the point
+  directly: ``bc-cnn``'s conv encoder (spatial-softmax keypoints and mean pooling) and a learned
+  embedding per question string, fused by a 2 x 256 MLP (``cnn``), or with the question also
+  scaling and shifting the conv features (FiLM, ``cnn-film``); L1, AdamW, one-cycle lr.
+  Pointing kinds only.
+
+Prints the hits per kind with 95 % Wilson intervals and the training time.
+
+    MUJOCO_GL=egl OMP_NUM_THREADS=1 .venv/bin/python bench/bench_grounding_learning.py --model vlm \
+        --steps 3000 --samples 8000 [--vision efficientnet] [--kinds point,spatial] [--lr 1e-3]
+    MUJOCO_GL=egl OMP_NUM_THREADS=1 .venv/bin/python bench/bench_grounding_learning.py --model cnn-film \
+        --steps 3000 --samples 8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vlaworks.eval.grounding import grounding_counts, grounding_items, point_in_region
+from vlaworks.eval.stats import wilson_interval
+from vlaworks.eval.vqa import parse_numbers
+from vlaworks.miniature import MINIATURE, pretrain_vl_seed
+from vlaworks.sim.vl_data import generate_vl_samples
+
+POINT_KINDS = ("point", "free_space", "affordance")
+
+
+def train_vlm(samples: list[dict], args: argparse.Namespace, out: Path) -> nn.Module:
+    """``prismatic-tiny`` trained on the samples' answers; returns its backbone."""
+    from accelerate.utils import set_seed
+    from torch.utils.data import Subset
+
+    from vlaworks.data.vl import VLDataset
+    from vlaworks.models.config import PartSpec, PolicyConfig
+    from vlaworks.models.policy import build_policy
+    from vlaworks.processing import collate
+    from vlaworks.train.config import TrainConfig
+    from vlaworks.train.sampler import MixedBatchSource
+    from vlaworks.train.trainer import train
+
+    options = {
+        "image_size": MINIATURE.image_size, "patch_size": MINIATURE.patch_size,
+        "token_merge": MINIATURE.token_merge, "attn_implementation": MINIATURE.attn_implementation,
+    }
+    if args.vision:
+        options["vision"] = args.vision
+    config = PolicyConfig(
+        backbone="prismatic-tiny", head=PartSpec("token", {"tokenizer": "bins", "n_bins": 256}),
+        chunk_size=1, backbone_options=options, cameras=("base",), image_size=MINIATURE.image_size,
+        use_state=False,
+    )
+    set_seed(args.seed)
+    policy = build_policy(config)
+    vl = VLDataset.from_samples(samples, cameras=("base",), image_size=MINIATURE.image_size)
+    groups: dict[str, list[int]] = {}
+    for index, kind in enumerate(vl.kinds):
+        groups.setdefault(kind, []).append(index)
+    source = MixedBatchSource(
+        {k: (Subset(vl, ix), collate) for k, ix in sorted(groups.items())},
+        {k: len(ix) / len(vl) for k, ix in groups.items()}, args.batch_size, seed=args.seed,
+    )
+    cfg = TrainConfig(
+        out_dir=out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        warmup_steps=min(200, args.steps // 10), weight_decay=0.01, save_every=args.steps, seed=args.seed,
+        mixed_precision="no",
+    )
+    train(policy, source, None, cfg, resume=False)
+    return policy.backbone.eval()
+
+
+class PointCNN(nn.Module):
+    """``bc-cnn``'s conv encoder + a question embedding -> a point; ``film``: the question also
+    modulates the conv features before the keypoints."""
+
+    def __init__(self, n_questions: int, film: bool) -> None:
+        from vlaworks.models.backbones.families.cnn import ConvEncoder
+
+        super().__init__()
+        self.encoder = ConvEncoder()
+        self.question = nn.Embedding(n_questions + 1, 64)  # the last row: a question not seen in training
+        self.film = nn.Linear(64, 2 * 64) if film else None
+        width = self.encoder.out_dim + 64
+        self.mlp = nn.Sequential(
+            nn.Linear(width, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 2)
+        )
+
+    def forward(self, images: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
+        q = self.question(questions)
+        x = self.encoder.net(images.float() / 127.5 - 1.0)
+        if self.film is not None:
+            scale, shift = self.film(q).chunk(2, dim=-1)
+            x = x * (1 + scale[..., None, None]) + shift[..., None, None]
+        features = torch.cat([self.encoder.keypoints(x), x.mean(dim=(2, 3))], dim=-1)
+        return self.mlp(torch.cat([features, q], dim=-1))
+
+
+def train_cnn(samples: list[dict], args: argparse.Namespace) -> tuple[PointCNN, dict[str, int]]:
+    """A :class:`PointCNN` regressing each sample's point (L1); returns it and its question index."""
+    torch.manual_seed(args.seed)
+    questions = {p: i for i, p in enumerate(sorted({s["prompt"] for s in samples}))}
+    images = torch.from_numpy(np.stack([s["image"] for s in samples])).permute(0, 3, 1, 2).contiguous()
+    asked = torch.tensor([questions[s["prompt"]] for s in samples])
+    points = torch.tensor([parse_numbers(s["answer"])[:2] for s in samples], dtype=torch.float32)
+    model = PointCNN(len(questions), film=args.model == "cnn-film")
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.steps)
+    for _ in range(args.steps):
+        batch = torch.randint(0, len(samples), (args.batch_size,))
+        loss = F.l1_loss(model(images[batch], asked[batch]), points[batch])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        schedule.step()
+    return model.eval(), questions
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=("vlm", "cnn", "cnn-film"), default="vlm")
+    parser.add_argument("--vision", choices=("dinosiglip", "efficientnet"), default=None)
+    parser.add_argument("--kinds", default="point", help="comma list of grounding kinds")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--samples", type=int, default=8000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=None, help="default: 5e-4 (vlm), 1e-3 (cnn)")
+    parser.add_argument("--questions", type=int, default=200, help="held-out questions")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    kinds = tuple(args.kinds.split(","))
+    if args.model != "vlm" and set(kinds) - set(POINT_KINDS):
+        parser.error(f"--model {args.model} regresses points: use kinds among {', '.join(POINT_KINDS)}.")
+    args.lr = args.lr if args.lr is not None else (5e-4 if args.model == "vlm" else 1e-3)
+    size = MINIATURE.image_size
+    samples = list(generate_vl_samples(args.samples, pretrain_vl_seed(args.seed), size, kinds=kinds))
+    items = grounding_items(args.questions, image_size=size, kinds=kinds)
+    start = time.perf_counter()
+    if args.model == "vlm":
+        with tempfile.TemporaryDirectory() as tmp:
+            backbone = train_vlm(samples, args, Path(tmp))
+        seconds = time.perf_counter() - start
+        counts = grounding_counts(backbone, items)
+    else:
+        model, questions = train_cnn(samples, args)
+        seconds = time.perf_counter() - start
+        images = torch.from_numpy(np.stack([it.image for it in items])).permute(0, 3, 1, 2)
+        asked = torch.tensor([questions.get(it.prompt, len(questions)) for it in items])
+        with torch.no_grad():
+            predicted = model(images, asked).numpy()
+        hits = [point_in_region(p, it.region) for p, it in zip(predicted, items, strict=True)]
+        counts = {
+            kind: (sum(h for h, it in zip(hits, items, strict=True) if it.kind == kind),
+                   sum(it.kind == kind for it in items))
+            for kind in kinds
+        }
+    name = args.model + (f" ({args.vision})" if args.vision else "")
+    print(f"{name}: {args.steps} steps x {args.batch_size}, {args.samples} samples, lr {args.lr:g}; "
+          f"trained in {seconds / 60:.1f} min")
+    for kind, (hits, n) in counts.items():
+        lo, hi = wilson_interval(hits, n)
+        print(f"  {kind}: {100 * hits / n:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}] (n = {n})")
+
+
+if __name__ == "__main__":
+    main()
