@@ -16,7 +16,7 @@ scene stream), as ``vlaworks pretrain``'s grounding benchmark does:
   scaling and shifting the conv features (FiLM, ``cnn-film``); L1, AdamW, one-cycle lr.
   Pointing kinds only.
 
-Prints the hits per kind with 95 % Wilson intervals and the training time.
+Prints the training time and the hits per kind with 95 % Wilson intervals (the grounding table).
 
     MUJOCO_GL=egl OMP_NUM_THREADS=1 .venv/bin/python bench/bench_grounding_learning.py --model vlm \
         --steps 3000 --samples 8000 [--vision efficientnet] [--kinds point,spatial] [--lr 1e-3]
@@ -36,8 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vlaworks.eval.grounding import grounding_counts, grounding_items, point_in_region
-from vlaworks.eval.stats import wilson_interval
+from vlaworks.eval.grounding import grounding_counts, grounding_items, grounding_table, point_in_region
 from vlaworks.eval.vqa import parse_numbers
 from vlaworks.miniature import MINIATURE, pretrain_vl_seed
 from vlaworks.sim.vl_data import generate_vl_samples
@@ -46,45 +45,32 @@ POINT_KINDS = ("point", "free_space", "affordance")
 
 
 def train_vlm(samples: list[dict], args: argparse.Namespace, out: Path) -> nn.Module:
-    """``prismatic-tiny`` trained on the samples' answers; returns its backbone."""
+    """``prismatic-tiny`` trained on the samples' answers as ``vlaworks pretrain`` trains (its
+    backbone options, kind-grouped batches and trainer overrides, fp32); returns its backbone."""
     from accelerate.utils import set_seed
-    from torch.utils.data import Subset
 
     from vlaworks.data.vl import VLDataset
     from vlaworks.models.config import PartSpec, PolicyConfig
     from vlaworks.models.policy import build_policy
-    from vlaworks.processing import collate
     from vlaworks.train.config import TrainConfig
-    from vlaworks.train.sampler import MixedBatchSource
+    from vlaworks.train.pretrain import PretrainSettings, _backbone_options, _batch_source
     from vlaworks.train.trainer import train
 
-    options = {
-        "image_size": MINIATURE.image_size, "patch_size": MINIATURE.patch_size,
-        "token_merge": MINIATURE.token_merge, "attn_implementation": MINIATURE.attn_implementation,
-    }
-    if args.vision:
-        options["vision"] = args.vision
+    settings = PretrainSettings(
+        samples=args.samples, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        mixed_precision="no", seed=args.seed,
+    )
+    options = _backbone_options(settings) | ({"vision": args.vision} if args.vision else {})
     config = PolicyConfig(
-        backbone="prismatic-tiny", head=PartSpec("token", {"tokenizer": "bins", "n_bins": 256}),
-        chunk_size=1, backbone_options=options, cameras=("base",), image_size=MINIATURE.image_size,
+        backbone=settings.backbone, head=PartSpec("token", {"tokenizer": "bins", "n_bins": 256}),
+        chunk_size=1, backbone_options=options, cameras=settings.cameras, image_size=settings.image_size,
         use_state=False,
     )
     set_seed(args.seed)
     policy = build_policy(config)
-    vl = VLDataset.from_samples(samples, cameras=("base",), image_size=MINIATURE.image_size)
-    groups: dict[str, list[int]] = {}
-    for index, kind in enumerate(vl.kinds):
-        groups.setdefault(kind, []).append(index)
-    source = MixedBatchSource(
-        {k: (Subset(vl, ix), collate) for k, ix in sorted(groups.items())},
-        {k: len(ix) / len(vl) for k, ix in groups.items()}, args.batch_size, seed=args.seed,
-    )
-    cfg = TrainConfig(
-        out_dir=out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-        warmup_steps=min(200, args.steps // 10), weight_decay=0.01, save_every=args.steps, seed=args.seed,
-        mixed_precision="no",
-    )
-    train(policy, source, None, cfg, resume=False)
+    vl = VLDataset.from_samples(samples, cameras=settings.cameras, image_size=settings.image_size)
+    cfg = TrainConfig(out_dir=out, **settings.budget.train_overrides(args.seed))
+    train(policy, _batch_source(vl, settings), None, cfg, resume=False)
     return policy.backbone.eval()
 
 
@@ -166,18 +152,14 @@ def main() -> None:
         asked = torch.tensor([questions.get(it.prompt, len(questions)) for it in items])
         with torch.no_grad():
             predicted = model(images, asked).numpy()
-        hits = [point_in_region(p, it.region) for p, it in zip(predicted, items, strict=True)]
-        counts = {
-            kind: (sum(h for h, it in zip(hits, items, strict=True) if it.kind == kind),
-                   sum(it.kind == kind for it in items))
-            for kind in kinds
-        }
+        hits: dict[str, list[bool]] = {}
+        for point, it in zip(predicted, items, strict=True):
+            hits.setdefault(it.kind, []).append(point_in_region(point, it.region))
+        counts = {kind: (sum(v), len(v)) for kind, v in sorted(hits.items())}
     name = args.model + (f" ({args.vision})" if args.vision else "")
     print(f"{name}: {args.steps} steps x {args.batch_size}, {args.samples} samples, lr {args.lr:g}; "
           f"trained in {seconds / 60:.1f} min")
-    for kind, (hits, n) in counts.items():
-        lo, hi = wilson_interval(hits, n)
-        print(f"  {kind}: {100 * hits / n:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}] (n = {n})")
+    print(grounding_table({name: counts}), end="")
 
 
 if __name__ == "__main__":
