@@ -9,7 +9,9 @@ scene stream), as ``vlaworks pretrain``'s grounding benchmark does:
 * ``--model vlm``: ``prismatic-tiny`` on the demo's architecture (64 px, 8 px patches merged
   2 x 2, eager attention), next-token prediction of the answers through the library's trainer
   (one question kind per batch, as ``vlaworks pretrain``), answers decoded greedily;
-  ``--vision efficientnet`` swaps the random-init towers for the ImageNet EfficientNet-lite0.
+  ``--vision efficientnet`` swaps the random-init towers for the ImageNet EfficientNet-lite0,
+  ``--token-merge 1`` reads every patch, ``--prompt-scheme prefix`` lets the image tokens read
+  the question (one bidirectional prefix).
 * ``--model cnn`` / ``cnn-film``: the reference a VLM should match, regressing the point
   directly: ``bc-cnn``'s conv encoder (spatial-softmax keypoints and mean pooling) and a learned
   embedding per question string, fused by a 2 x 256 MLP (``cnn``), or with the question also
@@ -17,6 +19,8 @@ scene stream), as ``vlaworks pretrain``'s grounding benchmark does:
   Pointing kinds only.
 
 Prints the training time and the hits per kind with 95 % Wilson intervals (the grounding table).
+``--eval-every N`` (VLM) also scores the weights at every N-th step of the one schedule, a
+learning curve printed as it goes and, with ``--curve FILE``, appended to FILE as JSON lines.
 
     MUJOCO_GL=egl OMP_NUM_THREADS=1 .venv/bin/python bench/bench_grounding_learning.py --model vlm \
         --steps 3000 --samples 8000 [--vision efficientnet] [--kinds point,spatial] [--lr 1e-3]
@@ -27,6 +31,7 @@ Prints the training time and the hits per kind with 95 % Wilson intervals (the g
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -44,9 +49,11 @@ from vlaworks.sim.vl_data import generate_vl_samples
 POINT_KINDS = ("point", "free_space", "affordance")
 
 
-def train_vlm(samples: list[dict], args: argparse.Namespace, out: Path) -> nn.Module:
+def train_vlm(samples: list[dict], args: argparse.Namespace, out: Path, items: list) -> nn.Module:
     """``prismatic-tiny`` trained on the samples' answers as ``vlaworks pretrain`` trains (its
-    backbone options, kind-grouped batches and trainer overrides, fp32); returns its backbone."""
+    backbone options, kind-grouped batches and trainer overrides, fp32); returns its backbone.
+    With ``args.eval_every`` the weights are scored on ``items`` at each checkpoint (every
+    ``eval_every`` steps), as :func:`report_curve` writes."""
     from accelerate.utils import set_seed
 
     from vlaworks.data.vl import VLDataset
@@ -59,8 +66,10 @@ def train_vlm(samples: list[dict], args: argparse.Namespace, out: Path) -> nn.Mo
     settings = PretrainSettings(
         samples=args.samples, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
         mixed_precision="no", seed=args.seed,
+        **({"token_merge": args.token_merge} if args.token_merge else {}),
     )
     options = _backbone_options(settings) | ({"vision": args.vision} if args.vision else {})
+    options |= {"prompt_scheme": args.prompt_scheme} if args.prompt_scheme else {}
     config = PolicyConfig(
         backbone=settings.backbone, head=PartSpec("token", {"tokenizer": "bins", "n_bins": 256}),
         chunk_size=1, backbone_options=options, cameras=settings.cameras, image_size=settings.image_size,
@@ -69,9 +78,29 @@ def train_vlm(samples: list[dict], args: argparse.Namespace, out: Path) -> nn.Mo
     set_seed(args.seed)
     policy = build_policy(config)
     vl = VLDataset.from_samples(samples, cameras=settings.cameras, image_size=settings.image_size)
-    cfg = TrainConfig(out_dir=out, **settings.budget.train_overrides(args.seed))
-    train(policy, _batch_source(vl, settings), None, cfg, resume=False)
+    overrides = settings.budget.train_overrides(args.seed)
+    start = time.perf_counter()
+
+    def score(checkpoint: Path) -> None:  # the checkpoint's weights are the policy's own
+        step = int(checkpoint.name.rsplit("-", 1)[1])
+        report_curve(args, step, time.perf_counter() - start, grounding_counts(policy.backbone, items))
+
+    if args.eval_every:
+        overrides |= {"save_every": args.eval_every, "keep_last": 1}
+    cfg = TrainConfig(out_dir=out, **overrides)
+    train(policy, _batch_source(vl, settings), None, cfg, resume=False,
+          extra_save=score if args.eval_every else None)
     return policy.backbone.eval()
+
+
+def report_curve(args: argparse.Namespace, step: int, seconds: float, counts: dict) -> None:
+    """Print one point of the learning curve; append it to ``args.curve`` when given."""
+    rates = ", ".join(f"{kind} {hits}/{n}" for kind, (hits, n) in counts.items())
+    print(f"step {step}: {rates} ({seconds / 60:.1f} min)", flush=True)
+    if args.curve:
+        point = {"step": step, "minutes": round(seconds / 60, 2), "counts": counts, "label": args.label}
+        with open(args.curve, "a") as f:
+            f.write(json.dumps(point) + "\n")
 
 
 class PointCNN(nn.Module):
@@ -124,15 +153,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=("vlm", "cnn", "cnn-film"), default="vlm")
     parser.add_argument("--vision", choices=("dinosiglip", "efficientnet"), default=None)
+    parser.add_argument("--prompt-scheme", default=None, help="vlm: prompt scheme, e.g. prefix")
     parser.add_argument("--kinds", default="point", help="comma list of grounding kinds")
+    parser.add_argument("--token-merge", type=int, default=None,
+                        help="vlm: image-token merge (default: the demo's 2)")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--samples", type=int, default=8000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=None, help="default: 5e-4 (vlm), 1e-3 (cnn)")
     parser.add_argument("--questions", type=int, default=200, help="held-out questions")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, default=0, help="vlm: score every N steps (0: at the end)")
+    parser.add_argument("--curve", default=None, help="append the learning curve to this JSON-lines file")
+    parser.add_argument("--label", default="", help="a name for this run in --curve")
     args = parser.parse_args()
     kinds = tuple(args.kinds.split(","))
+    if args.eval_every and args.model != "vlm":
+        parser.error("--eval-every scores the VLM's checkpoints: use it with --model vlm.")
     if args.model != "vlm" and set(kinds) - set(POINT_KINDS):
         parser.error(f"--model {args.model} regresses points: use kinds among {', '.join(POINT_KINDS)}.")
     args.lr = args.lr if args.lr is not None else (5e-4 if args.model == "vlm" else 1e-3)
@@ -142,7 +179,7 @@ def main() -> None:
     start = time.perf_counter()
     if args.model == "vlm":
         with tempfile.TemporaryDirectory() as tmp:
-            backbone = train_vlm(samples, args, Path(tmp))
+            backbone = train_vlm(samples, args, Path(tmp), items)
         seconds = time.perf_counter() - start
         counts = grounding_counts(backbone, items)
     else:

@@ -186,3 +186,11 @@ def test_a_training_step_encodes_its_answers_once(backbone, monkeypatch):
         calls.clear()
         ids, _ = head.answer_ids(batch)
         assert ids.shape[0] == rows
+
+
+def test_a_fast_vocabulary_larger_than_the_lm_names_the_option_that_fits(backbone, monkeypatch):
+    fast = FastTokenizer(chunk=CHUNK, action_dim=DIM, vocab_size=96).fit(smooth_chunks(200, CHUNK, DIM))
+    vocab = backbone.input_embeddings().num_embeddings
+    monkeypatch.setattr(FastTokenizer, "n_symbols", property(lambda self: vocab + 1))
+    with pytest.raises(ValueError, match=r"policy\.head\.options\.vocab_size="):
+        TokenActionHead(fast, CHUNK, DIM).bind(backbone)

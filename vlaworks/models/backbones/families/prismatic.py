@@ -49,7 +49,11 @@ from vlaworks.models.vision.featurizer import DinoSigLIPFeaturizer, VisionFeatur
 PROMPTS = {
     "openvla": "In: What action should the robot take to {instruction}?\nOut:",
     "simple": "{instruction}\n",
+    "prefix": "{instruction}\n",
 }
+#: schemes whose image and text tokens form one bidirectional prefix (PaliGemma's prefix-LM):
+#: the image tokens also read the instruction, which a causal image-first prompt never lets them
+PREFIX_SCHEMES = frozenset({"prefix"})
 #: the registry model's tower input size, patch size and vision tower
 TINY_IMAGE_SIZE, TINY_PATCH_SIZE, TINY_VISION = 96, 16, "dinosiglip"
 
@@ -254,9 +258,10 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
         bos = self._tokenizer.bos_token_id
         pieces = [Piece((bos,))] if bos is not None else []
         per_view = self.featurizer.num_patches // self.token_merge**2
-        pieces.append(Piece((self._image_id,) * (per_view * n_views), kind="image"))
+        prefix = self.prompt_scheme in PREFIX_SCHEMES
+        pieces.append(Piece((self._image_id,) * (per_view * n_views), kind="image", bidirectional=prefix))
         text = PROMPTS[self.prompt_scheme].format(instruction=instruction.strip().rstrip(".?!").lower())
-        pieces.append(Piece(self.text_ids(text)))
+        pieces.append(Piece(self.text_ids(text), bidirectional=prefix))
         return pieces
 
     def encode_images(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:

@@ -271,9 +271,14 @@ class TokenActionHead(ActionHead):
         n = self.tokenizer.n_symbols
         first, stop = self.id_range if self.id_range is not None else (vocab - n, vocab)
         if stop - first != n or first < 0 or stop > vocab:
+            fits = min(1024, vocab // 2)
+            smaller = (
+                f" or a FAST vocabulary that fits (--set policy.head.options.vocab_size={fits})"
+                if getattr(self.tokenizer, "kind", None) == "fast" else ""
+            )
             raise ValueError(
                 f"Reserved action ids [{first}, {stop}) must hold exactly {n} ids inside the LM vocabulary "
-                f"of {vocab}; pass id_range=(first, first + {n}) or resize the embeddings first."
+                f"of {vocab}; pass id_range=(first, first + {n}){smaller}, or resize the embeddings first."
             )
         special = set(getattr(text_tok, "all_special_ids", []) or [])
         clash = sorted(special.intersection(range(first, stop)))
