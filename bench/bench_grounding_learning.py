@@ -49,11 +49,13 @@ from vlaworks.sim.vl_data import generate_vl_samples
 POINT_KINDS = ("point", "free_space", "affordance")
 
 
-def train_vlm(samples: list[dict], args: argparse.Namespace, out: Path, items: list) -> nn.Module:
+def train_vlm(
+    samples: list[dict], args: argparse.Namespace, out: Path, items: list
+) -> tuple[nn.Module, dict[int, dict]]:
     """``prismatic-tiny`` trained on the samples' answers as ``vlaworks pretrain`` trains (its
-    backbone options, kind-grouped batches and trainer overrides, fp32); returns its backbone.
-    With ``args.eval_every`` the weights are scored on ``items`` at each checkpoint (every
-    ``eval_every`` steps), as :func:`report_curve` writes."""
+    backbone options, kind-grouped batches and trainer overrides, fp32); returns its backbone and
+    its counts on ``items`` per scored step: with ``args.eval_every`` the weights are scored at
+    each checkpoint (every ``eval_every`` steps, and the last), as :func:`report_curve` writes."""
     from accelerate.utils import set_seed
 
     from vlaworks.data.vl import VLDataset
@@ -80,17 +82,19 @@ def train_vlm(samples: list[dict], args: argparse.Namespace, out: Path, items: l
     vl = VLDataset.from_samples(samples, cameras=settings.cameras, image_size=settings.image_size)
     overrides = settings.budget.train_overrides(args.seed)
     start = time.perf_counter()
+    scored: dict[int, dict] = {}
 
     def score(checkpoint: Path) -> None:  # the checkpoint's weights are the policy's own
         step = int(checkpoint.name.rsplit("-", 1)[1])
-        report_curve(args, step, time.perf_counter() - start, grounding_counts(policy.backbone, items))
+        scored[step] = grounding_counts(policy.backbone, items)
+        report_curve(args, step, time.perf_counter() - start, scored[step])
 
     if args.eval_every:
         overrides |= {"save_every": args.eval_every, "keep_last": 1}
     cfg = TrainConfig(out_dir=out, **overrides)
     train(policy, _batch_source(vl, settings), None, cfg, resume=False,
           extra_save=score if args.eval_every else None)
-    return policy.backbone.eval()
+    return policy.backbone.eval(), scored
 
 
 def report_curve(args: argparse.Namespace, step: int, seconds: float, counts: dict) -> None:
@@ -179,9 +183,9 @@ def main() -> None:
     start = time.perf_counter()
     if args.model == "vlm":
         with tempfile.TemporaryDirectory() as tmp:
-            backbone = train_vlm(samples, args, Path(tmp), items)
+            backbone, scored = train_vlm(samples, args, Path(tmp), items)
         seconds = time.perf_counter() - start
-        counts = grounding_counts(backbone, items)
+        counts = scored[args.steps] if args.steps in scored else grounding_counts(backbone, items)
     else:
         model, questions = train_cnn(samples, args)
         seconds = time.perf_counter() - start

@@ -51,9 +51,6 @@ PROMPTS = {
     "simple": "{instruction}\n",
     "prefix": "{instruction}\n",
 }
-#: schemes whose image and text tokens form one bidirectional prefix (PaliGemma's prefix-LM):
-#: the image tokens also read the instruction, which a causal image-first prompt never lets them
-PREFIX_SCHEMES = frozenset({"prefix"})
 #: the registry model's tower input size, patch size and vision tower
 TINY_IMAGE_SIZE, TINY_PATCH_SIZE, TINY_VISION = 96, 16, "dinosiglip"
 
@@ -258,7 +255,9 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
         bos = self._tokenizer.bos_token_id
         pieces = [Piece((bos,))] if bos is not None else []
         per_view = self.featurizer.num_patches // self.token_merge**2
-        prefix = self.prompt_scheme in PREFIX_SCHEMES
+        # "prefix": image and text form one bidirectional prefix (PaliGemma's prefix-LM), so the
+        # image tokens also read the instruction, which a causal image-first prompt never lets them
+        prefix = self.prompt_scheme == "prefix"
         pieces.append(Piece((self._image_id,) * (per_view * n_views), kind="image", bidirectional=prefix))
         text = PROMPTS[self.prompt_scheme].format(instruction=instruction.strip().rstrip(".?!").lower())
         pieces.append(Piece(self.text_ids(text), bidirectional=prefix))

@@ -274,7 +274,7 @@ class TokenActionHead(ActionHead):
             fits = min(1024, vocab // 2)
             smaller = (
                 f" or a FAST vocabulary that fits (--set policy.head.options.vocab_size={fits})"
-                if getattr(self.tokenizer, "kind", None) == "fast" else ""
+                if self.tokenizer.kind == "fast" else ""
             )
             raise ValueError(
                 f"Reserved action ids [{first}, {stop}) must hold exactly {n} ids inside the LM vocabulary "
