@@ -41,12 +41,13 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_model
 from torch import nn
 
 from vlaworks.data.normalize import Normalizer
 from vlaworks.models.config import PolicyConfig
 from vlaworks.models.policy import VLAPolicy, build_policy
+from vlaworks.models.weights import load_weights
 from vlaworks.processing import PROCESSOR_FILE, PolicyProcessor
 from vlaworks.safefiles import CheckpointError, read_json, verify_safetensors
 from vlaworks.train.checkpoint import resume_candidates
@@ -210,7 +211,7 @@ def load_policy(
             f"{folder / PROCESSOR_FILE} disagrees with {CONFIG_FILE} (cameras, image size, chunk, state); "
             "the folder mixes files of two policies: save the policy again."
         )
-    missing_keys, unexpected = load_model(policy, str(folder / WEIGHTS_FILE), strict=False)
+    missing_keys, unexpected = load_weights(policy, folder / WEIGHTS_FILE)
     if missing_keys or unexpected:
         raise ValueError(
             f"{folder / WEIGHTS_FILE} does not match the model built from {CONFIG_FILE}: "

@@ -43,11 +43,12 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file, save_model
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from vlaworks.models.weights import load_weights
 from vlaworks.safefiles import CheckpointError, read_json, verify_safetensors, verify_torch_file
 
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
@@ -135,8 +136,12 @@ def load_latest(
     if accelerator.is_main_process and damaged:
         for path, err in damaged:
             path.rename(path.with_name(path.name + ".corrupt"))
-            log.warning("%s Resuming from %s instead; the damaged checkpoint is kept as %s.corrupt.",
-                        err, chosen, path.name)
+            log.warning(
+                "%s Resuming from %s instead; the damaged checkpoint is kept as %s.corrupt.",
+                err,
+                chosen,
+                path.name,
+            )
         _point_latest(ckpt_root, chosen)  # type: ignore[arg-type]
     accelerator.wait_for_everyone()
     return chosen, state
@@ -179,8 +184,11 @@ def save_checkpoint(
     if main:
         if sharded:
             tied = _tied_aliases(accelerator.unwrap_model(model))
-            save_file({k: v.contiguous() for k, v in full_model.items() if k not in tied},
-                      str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            save_file(
+                {k: v.contiguous() for k, v in full_model.items() if k not in tied},
+                str(tmp / "model.safetensors"),
+                metadata={"format": "pt"},
+            )
             torch.save(full_optim, tmp / "optimizer.pt")
         else:
             save_model(accelerator.unwrap_model(model), str(tmp / "model.safetensors"))
@@ -240,9 +248,13 @@ def load_checkpoint(
     state_file = path / "trainer_state.json"
     if not state_file.is_file():
         raise FileNotFoundError(f"{path} is not a training checkpoint (no trainer_state.json).")
-    load_model(
-        accelerator.unwrap_model(model), str(path / "model.safetensors"), device=str(accelerator.device)
-    )
+    weights = path / "model.safetensors"
+    missing, unexpected = load_weights(accelerator.unwrap_model(model), weights, accelerator.device)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights} does not match the model being trained: missing {missing[:4]}, "
+            f"unexpected {unexpected[:4]}; resume with the settings the run was started with."
+        )
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
     if accelerator.scaler is not None and (path / "scaler.pt").is_file():

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_model
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -45,6 +45,7 @@ from vlaworks.models.backbones.native import LMResult, NativeBackbone, call_lm
 from vlaworks.models.backbones.sequence import Piece
 from vlaworks.models.text_tokenizer import build_tiny_tokenizer
 from vlaworks.models.vision.featurizer import DinoSigLIPFeaturizer, VisionFeaturizer
+from vlaworks.models.weights import load_weights
 
 PROMPTS = {
     "openvla": "In: What action should the robot take to {instruction}?\nOut:",
@@ -246,7 +247,12 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
             featurizer = partial(DinoSigLIPFeaturizer.from_configs, dino, siglip)
         merge = int(meta.get("token_merge", 1))
         model = cls._assemble(featurizer, llm_cfg, tok, scheme, options.attn_implementation, merge)
-        load_model(model, str(folder.path / "model.safetensors"))
+        missing, unexpected = load_weights(model, folder.path / "model.safetensors")
+        if missing or unexpected:
+            raise ValueError(
+                f"{folder.path / 'model.safetensors'} does not match its config: missing {missing[:4]}, "
+                f"unexpected {unexpected[:4]}."
+            )
         dtype = options.torch_dtype
         return model.to(dtype) if dtype is not None else model
 
