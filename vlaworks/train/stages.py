@@ -35,6 +35,7 @@ from safetensors.torch import load_file
 
 from vlaworks.models.config import LoraOptions, PolicyConfig
 from vlaworks.models.policy import VLAPolicy, build_policy, inject_lora, set_trainable
+from vlaworks.models.weights import upgrade_keys
 
 if TYPE_CHECKING:
     from vlaworks.data.normalize import Normalizer
@@ -66,7 +67,7 @@ def load_previous_stage(policy: VLAPolicy, folder: Path) -> dict[str, Any]:
             f"The previous stage's policy {folder} was trained with LoRA adapters; a later stage starts "
             "from full weights. Train that stage without LoRA or make LoRA the last stage."
         )
-    saved = load_file(str(folder / WEIGHTS_FILE))
+    saved = upgrade_keys(policy, load_file(str(folder / WEIGHTS_FILE)))  # older transformers' names too
     own = policy.state_dict()
     kept = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
     policy.load_state_dict(kept, strict=False)
