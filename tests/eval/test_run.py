@@ -83,3 +83,13 @@ def test_task_filter_accepts_full_ids_and_short_names(tmp_path):
     assert _eval(tmp_path, "g", episodes=1, tasks=["toy/reach"]).tasks("toy") == ["toy/reach"]
     with pytest.raises(ValueError, match=r"Unknown task\(s\) \['nope'\]"):
         _eval(tmp_path, "h", tasks=["reach", "nope"])
+
+
+def test_progress_is_printed_line_by_line_when_the_output_is_not_a_terminal(tmp_path, capsys):
+    kw = {"episodes": 2, "videos": 0, "image_size": 8, "envs_per_worker": 2}
+    evaluate("expert", ["toy"], out=tmp_path / "log", env_factory=make_fake_env, **kw)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if line.endswith("successes")] == [
+        "2/4 episodes, 2 successes",
+        "4/4 episodes, 4 successes",
+    ]

@@ -165,7 +165,10 @@ def evaluate(
         for group_results in run_groups(groups, policy_spec, env_config, chunk_exec, out, workers, device):
             collected.extend(group_results)
             done = sum(e.success for e in collected)
-            status.update(f"{len(collected)}/{len(specs)} episodes, {done} successes")
+            progress = f"{len(collected)}/{len(specs)} episodes, {done} successes"
+            status.update(progress)
+            if not console.is_terminal:  # a log file gets no spinner: one line per finished group
+                console.print(progress, highlight=False)
     collected.sort(key=lambda e: order[(e.suite, e.task, e.episode)])
     result = EvalResult(
         policy=policy_label(policy_spec),
