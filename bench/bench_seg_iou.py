@@ -1,7 +1,7 @@
 """Mask IoU of a ``<SEG>`` policy (PokeVLA goal-aware segmentation) on held-out demos, as a table.
 
 Coarse vs fine, per view, from :func:`vlaworks.eval.masks.mask_iou` (cIoU over all scored
-frames, gIoU over the frames where the view shows the target):
+frames, gIoU over the frames where the view shows the target), then the cIoU per instruction:
 
     .venv/bin/python bench/bench_seg_iou.py --policy RUN --data HELDOUT [--every 2]
 """
@@ -33,6 +33,13 @@ def main() -> None:
             f"| {view} | {r['visible']:.0%} | {r['coarse']['ciou']:.3f} | {r['fine']['ciou']:.3f} "
             f"| {r['coarse']['giou']:.3f} | {r['fine']['giou']:.3f} |"
         )
+    views = list(result["views"])
+    print()
+    print("| instruction | " + " | ".join(f"{v} coarse | {v} fine" for v in views) + " |")
+    print("|---|" + "---|" * (2 * len(views)))
+    for instruction, per in result["instructions"].items():
+        cells = " | ".join(f"{per[v]['coarse']:.3f} | {per[v]['fine']:.3f}" for v in views)
+        print(f"| {instruction} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -65,11 +65,48 @@ def test_perfect_and_empty_masks_score_one_and_zero(demos, monkeypatch) -> None:
         return logits, torch.full_like(logits, -10.0)  # coarse perfect, fine empty
 
     monkeypatch.setattr(aux, "masks", perfect)
-    views = mask_iou(policy, demos, every=3)["views"]
-    for view in views.values():
+    result = mask_iou(policy, demos, every=3)
+    for view in result["views"].values():
         if view["visible"] > 0:
             assert view["coarse"] == {"ciou": 1.0, "giou": 1.0}
             assert view["fine"] == {"ciou": 0.0, "giou": 0.0}
+    (instruction,) = LeRobotDataset(demos).tasks.values()  # one episode, one instruction
+    assert set(result["instructions"]) == {instruction}
+    assert result["instructions"][instruction]["base"] == {"coarse": 1.0, "fine": 0.0}
+
+
+def test_iou_per_instruction_sums_each_instructions_frames(demos, monkeypatch) -> None:
+    policy = _policy(demos)
+    (aux,) = policy.aux_losses
+    first = LeRobotDataset(demos).tasks[0]
+
+    def right_for_the_first_instruction(out, batch):  # perfect masks for one instruction, empty otherwise
+        hit = torch.tensor([text == first for text in batch.instructions])[:, None, None, None]
+        logits = torch.where(aux.target(batch) & hit, 10.0, -10.0)
+        return logits, logits
+
+    monkeypatch.setattr(aux, "masks", right_for_the_first_instruction)
+    monkeypatch.setattr(
+        "vlaworks.eval.masks.WindowDataset.observation",
+        _renamed_half(first),
+    )
+    per = mask_iou(policy, demos, every=1)["instructions"]
+    assert set(per) == {first, "other words"}
+    assert per[first]["base"] == {"coarse": 1.0, "fine": 1.0}
+    assert per["other words"]["base"] == {"coarse": 0.0, "fine": 0.0}
+
+
+def _renamed_half(first: str):
+    """WindowDataset.observation with every odd frame's instruction replaced."""
+    from vlaworks.data.dataset import WindowDataset
+
+    original = WindowDataset.observation
+
+    def observation(self, episode, t):
+        obs = original(self, episode, t)
+        return {**obs, "instruction": "other words" if t % 2 else first}
+
+    return observation
 
 
 def test_a_policy_without_the_mask_decoder_is_refused(demos) -> None:

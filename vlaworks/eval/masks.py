@@ -9,7 +9,10 @@ resolution (:meth:`vlaworks.models.aux.seg.SegMaskLoss.target`). Per view and st
 * ``ciou``: cumulative IoU, Σ intersection / Σ union over all scored frames (LISA's cIoU;
   false positives on frames where the target is out of view count in the union);
 * ``giou``: mean per-frame IoU over the frames where the target is visible in that view;
-* ``visible``: share of scored frames whose view shows the target.
+* ``visible``: share of scored frames whose view shows the target;
+* ``instructions``: the cIoU per view and stage over each instruction's frames, which shows
+  whether the mask finds every task's target (two tasks on one object share a mask and
+  differ only in the verb: the goal and long suites' push and place tasks).
 
 No augmentation, the policy in eval mode; the backbone runs on the images, the instruction
 and the token sources' blocks (the head's blocks come after ``<SEG>`` and cannot change it).
@@ -52,6 +55,8 @@ def mask_iou(
     inter = {s: torch.zeros(len(cameras)) for s in STAGES}
     union = {s: torch.zeros(len(cameras)) for s in STAGES}
     per_frame = {s: torch.zeros(len(cameras)) for s in STAGES}
+    #: instruction -> stage -> [intersection, union] per view
+    by_instruction: dict[str, dict[str, torch.Tensor]] = {}
     visible = torch.zeros(len(cameras))
     was_training = policy.training
     policy.eval()
@@ -68,6 +73,11 @@ def mask_iou(
                     inter[stage] += i.sum(0)
                     union[stage] += u.sum(0)
                     per_frame[stage] += torch.where(seen, i / u.clamp(min=1), 0.0).sum(0)
+                    for row, instruction in enumerate(batch.instructions):
+                        sums = by_instruction.setdefault(
+                            instruction, {st: torch.zeros(2, len(cameras)) for st in STAGES}
+                        )
+                        sums[stage] += torch.stack([i[row], u[row]])
     finally:
         policy.train(was_training)
     views: dict[str, Any] = {}
@@ -76,7 +86,19 @@ def mask_iou(
         views[camera] = {"visible": shown / len(frames)}
         for stage in STAGES:
             views[camera][stage] = {
-                "ciou": float(inter[stage][v] / union[stage][v]) if union[stage][v] > 0 else float("nan"),
+                "ciou": _ratio(inter[stage][v], union[stage][v]),
                 "giou": float(per_frame[stage][v] / shown) if shown > 0 else float("nan"),
             }
-    return {"frames": len(frames), "mask_size": aux.mask_size, "views": views}
+    instructions = {
+        instruction: {
+            camera: {stage: _ratio(sums[stage][0, v], sums[stage][1, v]) for stage in STAGES}
+            for v, camera in enumerate(cameras)
+        }
+        for instruction, sums in sorted(by_instruction.items())
+    }
+    return {"frames": len(frames), "mask_size": aux.mask_size, "views": views, "instructions": instructions}
+
+
+def _ratio(intersection: torch.Tensor, union: torch.Tensor) -> float:
+    """cIoU of summed pixels; NaN where neither mask has a pixel."""
+    return float(intersection / union) if union > 0 else float("nan")
