@@ -52,10 +52,8 @@ def mask_iou(
     windows = WindowDataset(LeRobotDataset(Path(data)), policy.processor, training=False)
     frames = list(range(0, len(windows), every))
     cameras = policy.config.cameras
-    inter = {s: torch.zeros(len(cameras)) for s in STAGES}
-    union = {s: torch.zeros(len(cameras)) for s in STAGES}
     per_frame = {s: torch.zeros(len(cameras)) for s in STAGES}
-    #: instruction -> stage -> [intersection, union] per view
+    #: instruction -> stage -> [intersection, union] per view (the totals are their sums)
     by_instruction: dict[str, dict[str, torch.Tensor]] = {}
     visible = torch.zeros(len(cameras))
     was_training = policy.training
@@ -70,8 +68,6 @@ def mask_iou(
                 visible += seen.sum(0)
                 for stage, logits in zip(STAGES, aux.masks(out, batch), strict=True):
                     i, u = (t.cpu().float() for t in overlap(logits, target))
-                    inter[stage] += i.sum(0)
-                    union[stage] += u.sum(0)
                     per_frame[stage] += torch.where(seen, i / u.clamp(min=1), 0.0).sum(0)
                     for row, instruction in enumerate(batch.instructions):
                         sums = by_instruction.setdefault(
@@ -80,13 +76,14 @@ def mask_iou(
                         sums[stage] += torch.stack([i[row], u[row]])
     finally:
         policy.train(was_training)
+    total = {stage: sum(sums[stage] for sums in by_instruction.values()) for stage in STAGES}
     views: dict[str, Any] = {}
     for v, camera in enumerate(cameras):
         shown = float(visible[v])
         views[camera] = {"visible": shown / len(frames)}
         for stage in STAGES:
             views[camera][stage] = {
-                "ciou": _ratio(inter[stage][v], union[stage][v]),
+                "ciou": _ratio(total[stage][0, v], total[stage][1, v]),
                 "giou": float(per_frame[stage][v] / shown) if shown > 0 else float("nan"),
             }
     instructions = {
