@@ -11,7 +11,10 @@ scene stream), as ``vlaworks pretrain``'s grounding benchmark does:
   (one question kind per batch, as ``vlaworks pretrain``), answers decoded greedily;
   ``--vision efficientnet`` swaps the random-init towers for the ImageNet EfficientNet-lite0,
   ``--token-merge 1`` reads every patch, ``--prompt-scheme prefix`` lets the image tokens read
-  the question (one bidirectional prefix).
+  the question (one bidirectional prefix); ``--answer-format loc`` writes every point as
+  PaliGemma-style location tokens (``<loc0055><loc0024>``: one added token per coordinate, the
+  bin of a 64-bin grid, decoded back to the bin centre before scoring) instead of the
+  digit-by-digit text ``(0.86, 0.38)`` (12 tokens).
 * ``--model cnn`` / ``cnn-film``: the reference a VLM should match, regressing the point
   directly: ``bc-cnn``'s conv encoder (spatial-softmax keypoints and mean pooling) and a learned
   embedding per question string, fused by a 2 x 256 MLP (``cnn``), or with the question also
@@ -32,8 +35,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +52,33 @@ from vlaworks.miniature import MINIATURE, pretrain_vl_seed
 from vlaworks.sim.vl_data import generate_vl_samples
 
 POINT_KINDS = ("point", "free_space", "affordance")
+#: ``--answer-format loc``: location tokens per image axis (one per pixel column / row at 64 px)
+LOC_BINS = 64
+_NUMBER = re.compile(r"-?\d+\.\d+")
+_LOC = re.compile(r"<loc(\d{4})>")
+
+
+def loc_tokens() -> list[str]:
+    """The added location tokens, ``<loc0000>`` ... ``<loc0063>`` (PaliGemma's spelling)."""
+    return [f"<loc{i:04d}>" for i in range(LOC_BINS)]
+
+
+def to_loc_answer(answer: str) -> str:
+    """``"(0.86, 0.38)"`` -> ``"<loc0055><loc0024>"``: each coordinate as the token of its bin."""
+    tokens = [f"<loc{min(int(float(v) * LOC_BINS), LOC_BINS - 1):04d}>" for v in _NUMBER.findall(answer)]
+    return "".join(tokens) if tokens else answer
+
+
+def from_loc_answer(text: str) -> str:
+    """The inverse up to binning: every location token -> its bin centre, as ``"(x, y)"`` text."""
+    values = [(int(i) + 0.5) / LOC_BINS for i in _LOC.findall(text)]
+    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")" if values else text
+
+
+def add_loc_tokens(backbone: nn.Module) -> None:
+    """Add :func:`loc_tokens` to the backbone's tokenizer and its LM's (tied) embeddings."""
+    backbone.tokenizer.add_tokens(loc_tokens())
+    backbone.llm.resize_token_embeddings(len(backbone.tokenizer))
 
 
 def train_vlm(
@@ -79,6 +111,8 @@ def train_vlm(
     )
     set_seed(args.seed)
     policy = build_policy(config)
+    if args.answer_format == "loc":
+        add_loc_tokens(policy.backbone)
     vl = VLDataset.from_samples(samples, cameras=settings.cameras, image_size=settings.image_size)
     overrides = settings.budget.train_overrides(args.seed)
     start = time.perf_counter()
@@ -86,7 +120,7 @@ def train_vlm(
 
     def score(checkpoint: Path) -> None:  # the checkpoint's weights are the policy's own
         step = int(checkpoint.name.rsplit("-", 1)[1])
-        scored[step] = grounding_counts(policy.backbone, items)
+        scored[step] = grounding_counts(policy.backbone, items, postprocess=answer_decoder(args))
         report_curve(args, step, time.perf_counter() - start, scored[step])
 
     if args.eval_every:
@@ -95,6 +129,11 @@ def train_vlm(
     train(policy, _batch_source(vl, settings), None, cfg, resume=False,
           extra_save=score if args.eval_every else None)
     return policy.backbone.eval(), scored
+
+
+def answer_decoder(args: argparse.Namespace) -> Callable[[str], str] | None:
+    """What turns a decoded answer into the text the benchmark scores (location tokens to points)."""
+    return from_loc_answer if args.answer_format == "loc" else None
 
 
 def report_curve(args: argparse.Namespace, step: int, seconds: float, counts: dict) -> None:
@@ -161,6 +200,8 @@ def main() -> None:
     parser.add_argument("--kinds", default="point", help="comma list of grounding kinds")
     parser.add_argument("--token-merge", type=int, default=None,
                         help="vlm: image-token merge (default: the demo's 2)")
+    parser.add_argument("--answer-format", choices=("text", "loc"), default="text",
+                        help="vlm: points as digits (text) or as location tokens (loc)")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--samples", type=int, default=8000)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -180,12 +221,17 @@ def main() -> None:
     size = MINIATURE.image_size
     samples = list(generate_vl_samples(args.samples, pretrain_vl_seed(args.seed), size, kinds=kinds))
     items = grounding_items(args.questions, image_size=size, kinds=kinds)
+    if args.answer_format == "loc":
+        if args.model != "vlm" or set(kinds) - set(POINT_KINDS):
+            parser.error(f"--answer-format loc: a VLM answering kinds among {', '.join(POINT_KINDS)}.")
+        for sample in samples:
+            sample["answer"] = to_loc_answer(sample["answer"])
     start = time.perf_counter()
     if args.model == "vlm":
         with tempfile.TemporaryDirectory() as tmp:
             backbone, scored = train_vlm(samples, args, Path(tmp), items)
         seconds = time.perf_counter() - start
-        counts = scored[args.steps] if args.steps in scored else grounding_counts(backbone, items)
+        counts = scored.get(args.steps) or grounding_counts(backbone, items, postprocess=answer_decoder(args))
     else:
         model, questions = train_cnn(samples, args)
         seconds = time.perf_counter() - start

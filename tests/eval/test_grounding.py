@@ -126,6 +126,16 @@ def test_counts_and_table(tmp_path):
     assert "Wilson" in path.read_text()
 
 
+def test_postprocess_maps_answers_before_scoring():
+    region = square(8, 8, slice(0, 4), slice(0, 4))
+    image = np.zeros((8, 8, 3), np.uint8)
+    items = [GroundingItem(image, "q0", "point", "", region), GroundingItem(image, "q1", "point", "", region)]
+    model = Answerer({"q0": "<a>", "q1": "<b>"})
+    decoded = {"<a>": "(0.1, 0.1)", "<b>": "(0.9, 0.9)"}
+    assert grounding_counts(model, items) == {"point": (0, 2)}
+    assert grounding_counts(model, items, postprocess=decoded.__getitem__) == {"point": (1, 2)}
+
+
 def test_items_are_held_out_and_carry_their_truth():
     items = grounding_items(10, image_size=48)
     assert len(items) == 10 and {it.kind for it in items} <= set(GROUNDING_KINDS)

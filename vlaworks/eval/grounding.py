@@ -24,7 +24,7 @@ counts as a failure. Results are (hits, n) per kind, reported with 95 % Wilson i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,10 +109,17 @@ def score_item(item: GroundingItem, prediction: str) -> bool:
 
 
 def grounding_counts(
-    model: Any, items: Sequence[GroundingItem], *, batch_size: int = 32, max_new_tokens: int | None = None
+    model: Any,
+    items: Sequence[GroundingItem],
+    *,
+    batch_size: int = 32,
+    max_new_tokens: int | None = None,
+    postprocess: Callable[[str], str] | None = None,
 ) -> Counts:
     """(hits, n) per kind of ``model`` (a policy, run / policy folder or bare backbone) on
-    ``items``; ``max_new_tokens`` defaults to the longest reference answer's tokens + 8."""
+    ``items``; ``max_new_tokens`` defaults to the longest reference answer's tokens + 8.
+    ``postprocess`` maps each decoded answer before scoring, for a model that writes its answers
+    in another format than the reference (e.g. location tokens instead of numbers)."""
     from vlaworks.models.checkpoint import load_policy
 
     if not items:
@@ -130,6 +137,7 @@ def grounding_counts(
             images = np.stack([it.image for it in chunk])
             answers = answer_questions(model, images, [it.prompt for it in chunk], max_new_tokens)
             for it, pred in zip(chunk, answers, strict=True):
+                pred = postprocess(pred) if postprocess is not None else pred
                 hits.setdefault(it.kind, []).append(score_item(it, pred))
     finally:
         model.train(was_training)
