@@ -217,13 +217,13 @@ def main() -> None:
         parser.error("--eval-every scores the VLM's checkpoints: use it with --model vlm.")
     if args.model != "vlm" and set(kinds) - set(POINT_KINDS):
         parser.error(f"--model {args.model} regresses points: use kinds among {', '.join(POINT_KINDS)}.")
+    if args.answer_format == "loc" and (args.model != "vlm" or set(kinds) - set(POINT_KINDS)):
+        parser.error(f"--answer-format loc needs --model vlm and kinds among {', '.join(POINT_KINDS)}.")
     args.lr = args.lr if args.lr is not None else (5e-4 if args.model == "vlm" else 1e-3)
     size = MINIATURE.image_size
     samples = list(generate_vl_samples(args.samples, pretrain_vl_seed(args.seed), size, kinds=kinds))
     items = grounding_items(args.questions, image_size=size, kinds=kinds)
     if args.answer_format == "loc":
-        if args.model != "vlm" or set(kinds) - set(POINT_KINDS):
-            parser.error(f"--answer-format loc: a VLM answering kinds among {', '.join(POINT_KINDS)}.")
         for sample in samples:
             sample["answer"] = to_loc_answer(sample["answer"])
     start = time.perf_counter()
