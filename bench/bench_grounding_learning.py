@@ -54,7 +54,6 @@ from vlaworks.sim.vl_data import generate_vl_samples
 POINT_KINDS = ("point", "free_space", "affordance")
 #: ``--answer-format loc``: location tokens per image axis (one per pixel column / row at 64 px)
 LOC_BINS = 64
-_NUMBER = re.compile(r"-?\d+\.\d+")
 _LOC = re.compile(r"<loc(\d{4})>")
 
 
@@ -65,7 +64,7 @@ def loc_tokens() -> list[str]:
 
 def to_loc_answer(answer: str) -> str:
     """``"(0.86, 0.38)"`` -> ``"<loc0055><loc0024>"``: each coordinate as the token of its bin."""
-    tokens = [f"<loc{min(int(float(v) * LOC_BINS), LOC_BINS - 1):04d}>" for v in _NUMBER.findall(answer)]
+    tokens = [f"<loc{min(int(v * LOC_BINS), LOC_BINS - 1):04d}>" for v in parse_numbers(answer)]
     return "".join(tokens) if tokens else answer
 
 
