@@ -1,10 +1,13 @@
-"""How much a trained policy's actions depend on its images and on its proprio state.
+"""How much a trained policy's actions depend on its images, proprio state and instruction.
 
 Draws ``--windows`` training windows of a dataset (seeded), predicts their chunks, then
-predicts again with each window's images (or state) replaced by another window's, and prints
-the mean absolute change of the predicted translation + rotation (normalised units) beside the
-policy's in-sample error and the spread of the true actions. A policy that ignores its images
-moves by ~0 when they are swapped; one that reads them moves by a fair share of the spread.
+predicts again with each window's images (or state, or instruction) replaced by another
+window's, and prints the mean absolute change of the predicted translation + rotation
+(normalised units) beside the policy's in-sample error and the spread of the true actions. A
+policy that ignores its images moves by ~0 when they are swapped; one that reads them moves by a
+fair share of the spread. The instruction column averages over the windows whose swapped
+instruction differs from their own (a policy that tells its task from the scene alone moves by
+~0 there).
 
     MUJOCO_GL=egl .venv/bin/python bench/bench_input_reliance.py --policy RUN [RUN ...] --data DATA
 """
@@ -27,12 +30,15 @@ POSE = slice(0, 6)  # translation + rotation of the 7-D end-effector action
 
 
 def reliance(policy_path: str, data: Path, windows: int, seed: int) -> dict[str, float]:
-    """Mean |change| of the predicted pose when images / state are swapped across windows."""
+    """Mean |change| of the predicted pose when images / state / instructions are swapped."""
     policy = load_policy(policy_path).eval()
     dataset = WindowDataset(LeRobotDataset(data), policy.processor, training=False)
     picks = np.random.default_rng(seed).choice(len(dataset), windows, replace=False)
     batch = collate([dataset[int(i)] for i in picks]).to(policy.device)
     perm = torch.randperm(windows, generator=torch.Generator().manual_seed(seed)).to(policy.device)
+
+    swapped_text = [batch.instructions[int(i)] for i in perm]
+    other_text = torch.tensor([a != b for a, b in zip(swapped_text, batch.instructions, strict=True)])
 
     def pose(x: torch.Tensor) -> float:
         return float(x[..., POSE].abs().mean())
@@ -45,11 +51,15 @@ def reliance(policy_path: str, data: Path, windows: int, seed: int) -> dict[str,
             if batch.state is not None
             else base
         )
+        text = policy.predict(dataclasses.replace(batch, instructions=swapped_text)).float()
     true = batch.actions.float()
     return {
         "error": pose(base - true),
         "images swapped": pose(images - base),
         "state swapped": pose(state - base),
+        "instruction swapped": pose((text - base)[other_text.to(base.device)])
+        if other_text.any()
+        else float("nan"),
         "true spread": pose(true - true.mean(0)),
     }
 
