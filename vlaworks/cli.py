@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from vlaworks.allocator import tune_malloc
 from vlaworks.cli_errors import DEBUG_ENV, ErrorReportingGroup, show_warnings
 from vlaworks.miniature import MINIATURE, MINIATURE_PRETRAIN, MIXED_PRECISION
 
@@ -58,6 +59,7 @@ def main(
 ) -> None:
     """vlaworks: turn vision-language models into robot policies; train, evaluate, compare."""
     show_warnings()
+    tune_malloc()  # every command trains or runs a policy on CPU, or returns at once
 
 PerturbOpt = Annotated[
     list[str] | None,

@@ -67,6 +67,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from vlaworks.allocator import tune_malloc
 from vlaworks.train.checkpoint import (
     is_sharded,
     latest_checkpoint,
@@ -99,7 +100,9 @@ def train(
 ) -> TrainResult:
     """Train ``model`` for ``cfg.steps`` optimizer steps; write ``cfg.out_dir`` (metrics.csv,
     train_config.json, checkpoints/). With ``resume=True`` continue from
-    ``checkpoints/latest`` when it exists (otherwise start fresh)."""
+    ``checkpoints/latest`` when it exists (otherwise start fresh). Keeps freed tensor memory
+    in the process (:func:`vlaworks.allocator.tune_malloc`) before the first step."""
+    tune_malloc()
     with deterministic_algorithms(cfg.deterministic):
         return _train(model, dataset, collate, cfg, extra_save=extra_save, resume=resume)
 
