@@ -3,7 +3,8 @@
 By default it trains the tiny smoke policy on synthetic windows. Point it at any model
 with ``--factory package.module:function``, where ``function(batch_size)`` returns
 ``(model, dataset, collate)`` ready for :func:`vlaworks.train.trainer.train`.
-The first ``--skip`` steps (allocation, autotuning) are excluded from the average.
+The first ``--skip`` steps (allocation, autotuning) are excluded from the average; the minor
+page faults and system CPU time per step (``getrusage``) include them.
 
     .venv/bin/python bench/bench_train.py --steps 30 --batch-size 16
     torchrun --nproc_per_node 8 bench/bench_train.py --factory my.recipes:build --mixed-precision bf16
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib
+import resource
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -60,7 +62,9 @@ def main() -> None:
                           grad_accum=args.grad_accum, num_workers=args.num_workers, save_every=0,
                           log_every=1, mixed_precision=args.mixed_precision, progress=False,
                           find_unused_parameters=True)
+        before = resource.getrusage(resource.RUSAGE_SELF)
         result = train(model, dataset, collate, cfg)
+        after = resource.getrusage(resource.RUSAGE_SELF)
         metrics = Path(tmp) / "metrics.csv"
         if not metrics.exists():  # non-main ranks of a torchrun launch
             return
@@ -72,11 +76,14 @@ def main() -> None:
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu x{args.threads} threads"
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     name = args.factory or "smoke TinyPolicy(hidden=256), 64px"
+    # page faults and kernel time per step of this process, warm-up steps included
+    faults = (after.ru_minflt - before.ru_minflt) / args.steps
+    sys_ms = 1000 * (after.ru_stime - before.ru_stime) / args.steps
     print("| model | device | procs | samples/step | precision | trainable params | samples/s | ms/step |"
-          " final loss |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          " final loss | minor faults/step | system ms/step |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {name} | {device} | {world} | {per_step} | {args.mixed_precision} | {trainable:,} | {sps:.1f} "
-          f"| {1000 * per_step / sps:.1f} | {result.final_loss:.4f} |")
+          f"| {1000 * per_step / sps:.1f} | {result.final_loss:.4f} | {faults:.0f} | {sys_ms:.0f} |")
 
 
 if __name__ == "__main__":

@@ -25,10 +25,12 @@ from vlaworks.train.pipeline import build_recipe, training_windows
 IMAGE_SIZE = 64
 
 
-def _windows_and_policy(recipe_name: str, overrides: dict) -> tuple[nn.Module, Any, Callable]:
+def _windows_and_policy(
+    recipe_name: str, overrides: dict, backbone: str | None = "prismatic-tiny"
+) -> tuple[nn.Module, Any, Callable]:
     data = Path(tempfile.mkdtemp(prefix="vlaworks-bench-")) / "data"
     generate(["spatial"], episodes=4, out=data, seed=0, image_size=IMAGE_SIZE)
-    recipe = build_recipe(recipe_name, backbone="prismatic-tiny", overrides=overrides)
+    recipe = build_recipe(recipe_name, backbone=backbone, overrides=overrides)
     recipe, normalizer, windows = training_windows(recipe, LeRobotDataset(data))
     return build_policy(recipe.policy, normalizer), windows, collate
 
@@ -53,3 +55,10 @@ def demo_vlm4vla(batch_size: int) -> tuple[nn.Module, Any, Callable]:
             "policy.backbone_options": {"image_size": IMAGE_SIZE, "patch_size": 8},
         },
     )
+
+
+def bc_cnn(batch_size: int) -> tuple[nn.Module, Any, Callable]:
+    """The ``bc-cnn`` floor at its recipe defaults (conv encoder per camera, spatial-softmax
+    keypoints, instruction embedding, proprio, 2 x 256 MLP, chunk 8; run with ``--batch-size 64``
+    as the recipe trains)."""
+    return _windows_and_policy("bc-cnn", {}, backbone=None)
