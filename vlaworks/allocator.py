@@ -7,9 +7,9 @@ step re-faults hundreds of megabytes of zeroed pages. Measured on the 2-core CPU
 (BENCHMARKS.md, "Training throughput: the allocator"): half of ``bc-cnn``'s training CPU
 time was kernel time, ~2 × 10⁵ minor page faults per step. Raising the mmap threshold to
 glibc's ceiling (32 MiB), the trim threshold to 1 GiB and padding each heap growth by
-512 MiB keep that memory mapped (a few hundred faults per step): 2.2-2.4 × the samples/s
-for ``bc-cnn`` and ~1.1 × for the demo's VLA, with identical arithmetic (only where memory
-comes from changes, never its contents).
+512 MiB keep that memory mapped (~4 000 faults per step): 1.9-2.2 × the samples/s for
+``bc-cnn``; the demo's VLA, whose tensors glibc already recycles, gains nothing. The
+arithmetic is identical (only where memory comes from changes, never its contents).
 
 The cost is resident memory: up to the trim threshold of freed memory stays with the
 process. Settings a user gives glibc themselves (``MALLOC_*_`` variables or
