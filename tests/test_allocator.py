@@ -64,6 +64,7 @@ def test_opt_out_and_user_settings_leave_glibc_alone(monkeypatch: pytest.MonkeyP
 
 @pytest.mark.skipif(not GLIBC, reason="the tuning applies to glibc only")
 def test_applies_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(allocator, "_applied", False)  # the CLI tests may have applied it already
     for key in list(os.environ):
         if key.startswith("MALLOC_") or key in ("GLIBC_TUNABLES", allocator.OPT_OUT_ENV):
             monkeypatch.delenv(key)

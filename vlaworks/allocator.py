@@ -4,12 +4,13 @@ Why: torch's CPU allocator passes every activation, gradient and optimiser buffe
 ``malloc`` and frees it again within the step. Left at its defaults, glibc serves large
 blocks with fresh ``mmap`` calls and hands freed heap tops back to the kernel, so each
 step re-faults hundreds of megabytes of zeroed pages. Measured on the 2-core CPU machine
-(BENCHMARKS.md, "Training throughput: the allocator"): half of ``bc-cnn``'s training CPU
-time was kernel time, ~2 × 10⁵ minor page faults per step. Raising the mmap threshold to
-glibc's ceiling (32 MiB), the trim threshold to 1 GiB and padding each heap growth by
-512 MiB keep that memory mapped (~4 000 faults per step): 1.9-2.2 × the samples/s for
-``bc-cnn``; the demo's VLA, whose tensors glibc already recycles, gains nothing. The
-arithmetic is identical (only where memory comes from changes, never its contents).
+(BENCHMARKS.md, "The allocator" under "Training throughput after issue 9"): half of
+``bc-cnn``'s training CPU time was kernel time, ~2 × 10⁵ minor page faults per step.
+Raising the mmap threshold to glibc's ceiling (32 MiB), the trim threshold to 1 GiB and
+padding each heap growth by 512 MiB keep that memory mapped (~4 000 faults per step):
+1.9-2.2 × the samples/s for ``bc-cnn``; the demo's VLA, whose tensors glibc already
+recycles, gains nothing. The arithmetic is identical (only where memory comes from
+changes, never its contents).
 
 The cost is resident memory: up to the trim threshold of freed memory stays with the
 process. Settings a user gives glibc themselves (``MALLOC_*_`` variables or
