@@ -59,7 +59,7 @@ def main(
 ) -> None:
     """vlaworks: turn vision-language models into robot policies; train, evaluate, compare."""
     show_warnings()
-    tune_malloc()  # every command trains or runs a policy on CPU, or returns at once
+    tune_malloc()  # process-wide; commands that allocate little are unaffected
 
 PerturbOpt = Annotated[
     list[str] | None,
