@@ -12,6 +12,7 @@ from torch import nn
 
 from vlaworks.batch import Batch
 from vlaworks.safefiles import CheckpointError
+from vlaworks.train import config as config_module
 from vlaworks.train import trainer as trainer_module
 from vlaworks.train.checkpoint import latest_checkpoint, list_checkpoints
 from vlaworks.train.config import TrainConfig
@@ -209,6 +210,14 @@ def test_bf16_mixed_precision_runs(windows, make_model, make_cfg):
     cfg = make_cfg(steps=2, save_every=0, mixed_precision="bf16")
     result = train(make_model(), windows, collate_windows, cfg)
     assert all(math.isfinite(x) for x in result.losses)
+
+
+@pytest.mark.parametrize("machine", ["bf16", "no"])
+def test_auto_precision_is_resolved_and_recorded(make_cfg, monkeypatch, machine):
+    monkeypatch.setattr(config_module, "default_mixed_precision", lambda: machine)
+    cfg = make_cfg(mixed_precision="auto")
+    assert cfg.mixed_precision == machine
+    assert TrainConfig.from_dict(cfg.to_dict()).mixed_precision == machine
 
 
 @pytest.mark.parametrize(("native", "warned"), [(False, True), (True, False)])

@@ -48,7 +48,9 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     num_workers: int = 0
-    mixed_precision: MixedPrecision = "no"
+    #: "no", "bf16", "fp16", or "auto" (resolved here by :func:`default_mixed_precision`, so the
+    #: run folder records the precision the run actually used)
+    mixed_precision: MixedPrecision | Literal["auto"] = "no"
     find_unused_parameters: bool = False
     #: multi-process strategy: ``"ddp"`` replicates the model on every process; ``"fsdp"`` shards
     #: the LM decoder layers (and the rest of the model as one root unit) across processes
@@ -78,9 +80,12 @@ class TrainConfig:
                 f"TrainConfig.warmup_steps ({self.warmup_steps}) exceeds steps ({self.steps}); "
                 "lower the warm-up or train longer."
             )
+        if self.mixed_precision == "auto":
+            self.mixed_precision = default_mixed_precision()
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(
-                f"TrainConfig.mixed_precision must be 'no', 'bf16' or 'fp16'; got {self.mixed_precision!r}."
+                "TrainConfig.mixed_precision must be 'no', 'bf16', 'fp16' or 'auto'; "
+                f"got {self.mixed_precision!r}."
             )
         if self.distributed not in ("ddp", "fsdp"):
             raise ValueError(
