@@ -72,6 +72,15 @@ def test_train_rejects_unknown_recipe_and_freeze(dataset, tmp_path):
     assert result.exit_code != 0 and "--freeze" in result.output
 
 
+def test_help_shows_defaults_and_bracketed_syntax():
+    """Rich reads ``[default: x]`` and ``[@CALIBRATION]`` as markup tags and drops them; the help
+    must still show the demo's defaults and the --perturb syntax."""
+    demo = " ".join(runner.invoke(app, ["demo", "--help"], env={"COLUMNS": "250"}).output.split())
+    assert "Task suite (default: spatial)" in demo and "Expert demonstrations (default: 120)" in demo
+    evaluate = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "250"}).output
+    assert "FAMILY[@CALIBRATION]:SEVERITY" in evaluate
+
+
 def test_eval_expert_prints_success_and_writes_report(tmp_path):
     out = _ok(["eval", "--policy", "expert", "--suite", "spatial", "--episodes", "1", "--out",
                str(tmp_path), "--image-size", "32", "--task", "pick_leftmost_place_bowl", "--videos", "0"])

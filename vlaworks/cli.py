@@ -65,7 +65,7 @@ PerturbOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--perturb",
-        help="FAMILY[@CALIBRATION]:SEVERITY, repeatable (e.g. lighting:0.5, camera:1.0; camera@v1:0.3 "
+        help="FAMILY\\[@CALIBRATION]:SEVERITY, repeatable (e.g. lighting:0.5, camera:1.0; camera@v1:0.3 "
         "for the pre-LIBERO-Plus ranges).",
     ),
 ]
@@ -613,15 +613,15 @@ def pretrain(
 def geometry_teacher(
     out: Annotated[
         Path | None,
-        typer.Option(help="New teacher folder [default: the cache folder of the 'tabletop-depth' teacher]."),
+        typer.Option(help="New teacher folder (default: the cache folder of the 'tabletop-depth' teacher)."),
     ] = None,
     episodes: Annotated[
-        int | None, typer.Option(min=1, help="Training episodes per suite [default: 12].")
+        int | None, typer.Option(min=1, help="Training episodes per suite (default: 12).")
     ] = None,
     heldout: Annotated[
-        int | None, typer.Option(min=1, help="Held-out episodes per suite [default: 3].")
+        int | None, typer.Option(min=1, help="Held-out episodes per suite (default: 3).")
     ] = None,
-    steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps [default: 3000].")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps (default: 3000).")] = None,
     seed: Seed = 0,
 ) -> None:
     """Train PokeVLA's geometry teacher for the miniature world once (depth and world points
@@ -740,29 +740,29 @@ def recipes() -> None:
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for data, run and report.")] = Path("runs/demo"),
-    suite: Annotated[str | None, typer.Option(help="Task suite [default: spatial].")] = None,
-    layout: Annotated[str | None, typer.Option(help="fixed | random [default: fixed].")] = None,
-    episodes: Annotated[int | None, typer.Option(min=1, help="Expert demonstrations [default: 120].")] = None,
-    recipe: Annotated[str | None, typer.Option(help="Recipe [default: vlm4vla+proprio].")] = None,
+    suite: Annotated[str | None, typer.Option(help="Task suite (default: spatial).")] = None,
+    layout: Annotated[str | None, typer.Option(help="fixed | random (default: fixed).")] = None,
+    episodes: Annotated[int | None, typer.Option(min=1, help="Expert demonstrations (default: 120).")] = None,
+    recipe: Annotated[str | None, typer.Option(help="Recipe (default: vlm4vla+proprio).")] = None,
     steps: Annotated[
-        int | None, typer.Option(min=1, help=f"Training steps [default: {MINIATURE.steps}].")
+        int | None, typer.Option(min=1, help=f"Training steps (default: {MINIATURE.steps}).")
     ] = None,
     eval_episodes: Annotated[
-        int | None, typer.Option(min=1, help=f"Episodes per task [default: {MINIATURE.eval_episodes}].")
+        int | None, typer.Option(min=1, help=f"Episodes per task (default: {MINIATURE.eval_episodes}).")
     ] = None,
     chunk_exec: Annotated[
-        str | None, typer.Option(help=f"full|half|1|ensemble [default: {MINIATURE.chunk_exec}].")
+        str | None, typer.Option(help=f"full|half|1|ensemble (default: {MINIATURE.chunk_exec}).")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Evaluation worker processes [default: 2].")
+        int | None, typer.Option(min=1, help="Evaluation worker processes (default: 2).")
     ] = None,
-    backbone: Annotated[str | None, typer.Option(help=f"Backbone [default: {MINIATURE.backbone}].")] = None,
+    backbone: Annotated[str | None, typer.Option(help=f"Backbone (default: {MINIATURE.backbone}).")] = None,
     vlm: Annotated[
         str | None,
-        typer.Option(help="random | pretrained (the cached `vlaworks pretrain` VLM) [default: random]."),
+        typer.Option(help="random | pretrained (the cached `vlaworks pretrain` VLM) (default: random)."),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(min=0, help="Seed of data, training, eval [default: 0].")
+        int | None, typer.Option(min=0, help="Seed of data, training, eval (default: 0).")
     ] = None,
     set_: Annotated[
         list[str] | None,
