@@ -15,15 +15,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from vlaworks.envs.metaworld import FPS, MetaWorldEnv, suite_task_names
 from vlaworks.miniature import generation_seed
-from vlaworks.sim.generate import CAMERAS, check_episode_count, dataset_features, max_attempts, rollout
+from vlaworks.sim.generate import (
+    CAMERAS,
+    check_episode_count,
+    collect_episodes,
+    dataset_features,
+    dir_size,
+    print_report,
+    rollout,
+)
 
 ROBOT_TYPE = "metaworld-sawyer"
 
@@ -62,43 +70,20 @@ def generate(
     with DatasetWriter(out, fps=FPS, features=features, robot_type=ROBOT_TYPE, overwrite=overwrite) as w:
         for name in chosen:
             env = MetaWorldEnv(suite, task=name, image_size=image_size, cameras=CAMERAS)
-            kept = attempts = steps = 0
             t0 = time.perf_counter()
-            while kept < episodes and attempts < max_attempts(episodes):
-                episode_seed = generation_seed(seed, names.index(name), attempts)
-                frames, ok = rollout(env, episode_seed, noise, depth=False)
-                attempts += 1
-                steps += len(frames)
-                if ok:
-                    for frame in frames:
-                        w.add_frame(frame)
-                    w.save_episode()
-                    kept += 1
-            elapsed = time.perf_counter() - t0
+            entry = collect_episodes(
+                w,
+                episodes,
+                partial(rollout, env, noise=noise, depth=False),
+                partial(generation_seed, seed, names.index(name)),
+            )
             env.close()
-            report["tasks"][f"{suite}/{name}"] = {
-                "attempts": attempts,
-                "kept": kept,
-                "success_rate": kept / attempts,
-                "steps_per_s": steps / max(elapsed, 1e-9),
-                "frames": steps,
-            }
-            console.print(f"{suite}/{name}: kept {kept} of {attempts} attempts ({elapsed:.0f} s)")
+            report["tasks"][f"{suite}/{name}"] = entry
+            console.print(
+                f"{suite}/{name}: kept {entry['kept']} of {entry['attempts']} attempts "
+                f"({time.perf_counter() - t0:.0f} s)"
+            )
     report["seconds"] = time.perf_counter() - start
-    report["bytes"] = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    _print_report(report, console)
+    report["bytes"] = dir_size(out)
+    print_report(report, "task", console)
     return report
-
-
-def _print_report(report: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"generated {report['out']} ({report['bytes'] / 1e6:.1f} MB on disk)")
-    for col in ("task", "expert success", "episodes kept", "env steps/s (incl. writing)"):
-        table.add_column(col)
-    for task, r in report["tasks"].items():
-        table.add_row(
-            task,
-            f"{r['success_rate']:.1%} ({r['kept']}/{r['attempts']})",
-            str(r["kept"]),
-            f"{r['steps_per_s']:.0f}",
-        )
-    console.print(table)

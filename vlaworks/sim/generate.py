@@ -9,8 +9,10 @@ counted in the success rate.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
@@ -21,6 +23,9 @@ from vlaworks.envs.tabletop import TabletopEnv
 from vlaworks.miniature import GENERATE_SUITE_STRIDE, generation_seed
 from vlaworks.sim.scene import ACTION_NAMES, STATE_DIM, STATE_NAMES, SUBSTEPS, TIMESTEP
 from vlaworks.sim.tasks import SUITES, goal_done
+
+if TYPE_CHECKING:
+    from vlaworks.data.lerobot import DatasetWriter
 
 FPS = round(1.0 / (TIMESTEP * SUBSTEPS))
 CAMERAS = ("base", "wrist")
@@ -125,8 +130,56 @@ def rollout(
     return frames, bool(info["success"])
 
 
-def _dir_size(path: Path) -> int:
+def dir_size(path: Path) -> int:
+    """Bytes of the files under ``path`` (the dataset's size on disk, for the report)."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def collect_episodes(
+    writer: DatasetWriter,
+    episodes: int,
+    run: Callable[[int], tuple[list[dict[str, Any]], bool]],
+    seeds: Callable[[int], int],
+) -> dict[str, Any]:
+    """Run the expert's attempts ``run(seeds(0))``, ``run(seeds(1))``, ... (each: its frames and
+    whether it succeeded), writing each successful one to ``writer`` as an episode, until
+    ``episodes`` are kept or :func:`max_attempts` ran. Returns the report entry ``{"attempts",
+    "kept", "success_rate", "steps_per_s", "frames"}`` (steps per second include writing)."""
+    kept = attempts = steps = 0
+    t0 = time.perf_counter()
+    while kept < episodes and attempts < max_attempts(episodes):
+        frames, ok = run(seeds(attempts))
+        attempts += 1
+        steps += len(frames)
+        if ok:
+            for frame in frames:
+                writer.add_frame(frame)
+            writer.save_episode()
+            kept += 1
+    elapsed = time.perf_counter() - t0
+    return {
+        "attempts": attempts,
+        "kept": kept,
+        "success_rate": kept / attempts,
+        "steps_per_s": steps / max(elapsed, 1e-9),
+        "frames": steps,
+    }
+
+
+def print_report(report: dict[str, Any], unit: str, console: Console | None = None) -> None:
+    """The generation report as a table, one row per entry of ``report[unit + "s"]`` (``unit``:
+    "suite" or "task")."""
+    table = Table(title=f"generated {report['out']} ({report['bytes'] / 1e6:.1f} MB on disk)")
+    for col in (unit, "expert success", "episodes kept", "env steps/s (incl. writing)"):
+        table.add_column(col)
+    for name, r in report[f"{unit}s"].items():
+        table.add_row(
+            name,
+            f"{r['success_rate']:.1%} ({r['kept']}/{r['attempts']})",
+            str(r["kept"]),
+            f"{r['steps_per_s']:.0f}",
+        )
+    (console or Console()).print(table)
 
 
 def max_attempts(episodes: int) -> int:
@@ -185,41 +238,13 @@ def generate(
                 segmentation=depth or segmentation,
                 layout=layout,
             )
-            kept = attempts = steps = 0
-            t0 = time.perf_counter()
-            while kept < episodes and attempts < max_attempts(episodes):
-                episode_seed = generation_seed(seed, SUITES.index(suite), attempts)
-                frames, ok = rollout(env, episode_seed, noise, depth, segmentation)
-                attempts += 1
-                steps += len(frames)
-                if ok:
-                    for frame in frames:
-                        w.add_frame(frame)
-                    w.save_episode()
-                    kept += 1
-            elapsed = time.perf_counter() - t0
+            report["suites"][suite] = collect_episodes(
+                w,
+                episodes,
+                partial(rollout, env, noise=noise, depth=depth, segmentation=segmentation),
+                partial(generation_seed, seed, SUITES.index(suite)),
+            )
             env.close()
-            report["suites"][suite] = {
-                "attempts": attempts,
-                "kept": kept,
-                "success_rate": kept / attempts,
-                "steps_per_s": steps / max(elapsed, 1e-9),
-                "frames": steps,
-            }
-    report["bytes"] = _dir_size(out)
-    _print_report(report)
+    report["bytes"] = dir_size(out)
+    print_report(report, "suite")
     return report
-
-
-def _print_report(report: dict[str, Any]) -> None:
-    table = Table(title=f"generated {report['out']} ({report['bytes'] / 1e6:.1f} MB on disk)")
-    for col in ("suite", "expert success", "episodes kept", "env steps/s (incl. writing)"):
-        table.add_column(col)
-    for suite, r in report["suites"].items():
-        table.add_row(
-            suite,
-            f"{r['success_rate']:.1%} ({r['kept']}/{r['attempts']})",
-            str(r["kept"]),
-            f"{r['steps_per_s']:.0f}",
-        )
-    Console().print(table)
