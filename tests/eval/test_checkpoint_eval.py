@@ -94,3 +94,24 @@ def test_served_checkpoint_evaluates_like_the_in_process_one(checkpoint, tmp_pat
     assert served.episodes == local.episodes
     np.testing.assert_array_equal(np.stack(actions["served"]), np.stack(actions["local"]))
     assert len(actions["local"]) == sum(e.length for e in local.episodes)
+
+
+def test_a_visual_prompt_mode_is_refused_for_a_policy_that_cannot_read_it(checkpoint, tmp_path):
+    from vlaworks.eval.run import check_policy_reads_prompts
+    from vlaworks.models.checkpoint import CONFIG_FILE
+    from vlaworks.models.config import PartSpec, PolicyConfig
+
+    with pytest.raises(ValueError, match="has no prompt token source"):
+        evaluate(str(checkpoint), ["toy"], 1, out=tmp_path / "mask", env_factory=make_fake_env,
+                 prompt_mode="mask", quiet=True)
+    assert not (tmp_path / "mask").exists()  # refused before any episode or report
+    prompted = PolicyConfig(
+        backbone="prismatic-tiny",
+        head=PartSpec("query_mlp"),
+        chunk_size=4,
+        token_sources=(PartSpec("pixel_aware"),),
+        prompt_mode="mixed",
+    )
+    prompted.save(tmp_path / CONFIG_FILE)
+    check_policy_reads_prompts(str(tmp_path), "mask")  # a prompted policy's config passes
+    check_policy_reads_prompts("expert", "mask")  # the expert needs no token source

@@ -20,6 +20,7 @@ from vlaworks.eval.report import write_report
 from vlaworks.eval.results import EpisodeResult, EvalResult
 from vlaworks.eval.rollout import EpisodeSpec, episode_seed
 from vlaworks.eval.workers import (
+    EXPERT,
     EnvConfig,
     EnvFactory,
     PolicySpec,
@@ -29,7 +30,9 @@ from vlaworks.eval.workers import (
     resolve_policy_spec,
     run_groups,
 )
+from vlaworks.models.config import PolicyConfig
 from vlaworks.prompts import check_prompt_mode
+from vlaworks.serve.client import is_remote_spec
 
 
 def suite_tasks(
@@ -94,6 +97,23 @@ def results_table(result: EvalResult) -> Table:
     return table
 
 
+def check_policy_reads_prompts(policy_spec: PolicySpec, prompt_mode: str) -> None:
+    """Refuse a visual ``prompt_mode`` for a policy folder whose config has no prompt token source
+    (``pixel_aware`` / ``visual_prompt``): it would ignore the prompt, and a report labelled with
+    the mode would compare nothing. The expert, factories and policy servers are not checked."""
+    if callable(policy_spec) or str(policy_spec) == EXPERT or is_remote_spec(policy_spec):
+        return
+    from vlaworks.models.checkpoint import CONFIG_FILE
+
+    config = PolicyConfig.load(Path(policy_spec) / CONFIG_FILE)
+    if not config.prompt_sources:
+        raise ValueError(
+            f"--prompt-mode {prompt_mode} gives every episode a visual prompt, but the policy {policy_spec} "
+            "has no prompt token source (pixel_aware / visual_prompt) and would ignore it; evaluate it with "
+            "--prompt-mode text, or train a prompted recipe (e.g. pixelvla) on annotated data."
+        )
+
+
 def evaluate(
     policy_spec: PolicySpec,
     suites: Sequence[str],
@@ -127,7 +147,8 @@ def evaluate(
     ``workers``; they depend on ``envs_per_worker`` only through batched inference numerics.
     ``prompt_mode`` (:mod:`vlaworks.prompts`) gives every episode that visual prompt of its
     target from the world's ground truth (the env option ``prompt_mode``); ``text``, the
-    default, gives none.
+    default, gives none. A visual mode is refused for a policy folder that cannot read prompts
+    (:func:`check_policy_reads_prompts`).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1; got {episodes}.")
@@ -138,6 +159,8 @@ def evaluate(
     for p in perturb:
         parse_perturbation(p)
     check_prompt_mode(prompt_mode)
+    if prompt_mode != "text":
+        check_policy_reads_prompts(policy_spec, prompt_mode)
     prompts = {"prompt_mode": prompt_mode} if prompt_mode != "text" else {}
     env_config = EnvConfig(
         image_size=image_size,
