@@ -27,9 +27,13 @@ def test_demo_runs_end_to_end_and_reports_measured_rates(tmp_path):
     assert "scripted expert" in report and "spatial" in report
 
 
-def test_unknown_vlm_is_rejected_before_any_work(tmp_path):
+def test_unknown_vlm_suite_or_layout_is_rejected_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="--vlm must be one of random, pretrained"):
         DemoConfig(out=tmp_path / "demo", vlm="foo")
+    with pytest.raises(ValueError, match="unknown suite 'spacial'"):
+        DemoConfig(out=tmp_path / "demo", suite="spacial")
+    with pytest.raises(ValueError, match="unknown layout 'rand'; choose one of random, fixed"):
+        DemoConfig(out=tmp_path / "demo", layout="rand")
     assert not (tmp_path / "demo").exists()
 
 

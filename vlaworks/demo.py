@@ -43,9 +43,15 @@ class DemoConfig:
     overrides: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from vlaworks.sim.tasks import LAYOUTS, SUITES
         from vlaworks.train.pretrain import check_vlm
 
-        check_vlm(self.vlm)  # before the data stage, not after it
+        # before the data stage (and its folder), not after it
+        if self.suite not in SUITES:
+            raise ValueError(f"unknown suite {self.suite!r}; the demo's world has {', '.join(SUITES)}.")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {self.layout!r}; choose one of {', '.join(LAYOUTS)}.")
+        check_vlm(self.vlm)
 
 
 DATA_SETTINGS = "data_settings.json"
