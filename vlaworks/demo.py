@@ -43,14 +43,12 @@ class DemoConfig:
     overrides: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from vlaworks.sim.tasks import LAYOUTS, SUITES
+        from vlaworks.sim.tasks import check_layout, suite_tasks
         from vlaworks.train.pretrain import check_vlm
 
         # before the data stage (and its folder), not after it
-        if self.suite not in SUITES:
-            raise ValueError(f"unknown suite {self.suite!r}; the demo's world has {', '.join(SUITES)}.")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"unknown layout {self.layout!r}; choose one of {', '.join(LAYOUTS)}.")
+        suite_tasks(self.suite)
+        check_layout(self.layout)
         check_vlm(self.vlm)
 
 

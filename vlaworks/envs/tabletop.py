@@ -29,7 +29,7 @@ from vlaworks.prompts import check_prompt_mode, prompt_inputs
 from vlaworks.sim import language, perturb
 from vlaworks.sim.expert import ScriptedExpert
 from vlaworks.sim.scene import FINGER_OPEN, HOME_POS, STATE_DIM, WORKSPACE_HIGH, WORKSPACE_LOW, Scene
-from vlaworks.sim.tasks import LAYOUTS, Episode, build_episode, get_task, success, suite_tasks
+from vlaworks.sim.tasks import Episode, build_episode, check_layout, get_task, success, suite_tasks
 
 CAMERAS = ("base", "wrist")
 #: Bounds of the proprio state: the EE workspace (plus slack for the hand's lag), angles, opening.
@@ -63,9 +63,7 @@ class TabletopEnv(gym.Env):
         prompt_mode: str = "text",
         prompt_camera: str = "base",
     ) -> None:
-        if layout not in LAYOUTS:
-            raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
-        self.layout = layout
+        self.layout = check_layout(layout)
         self.prompt_mode = check_prompt_mode(prompt_mode)
         if self.prompt_mode != "text" and prompt_camera not in cameras:
             raise ValueError(

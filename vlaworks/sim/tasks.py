@@ -203,6 +203,13 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+def check_layout(layout: str) -> str:
+    """``layout`` if it is one of :data:`LAYOUTS`, else a ``ValueError`` naming the choices."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}.")
+    return layout
+
+
 def suite_tasks(suite: str) -> list[str]:
     """Task ids of ``suite`` in a stable order."""
     if suite not in SUITES:
@@ -368,8 +375,7 @@ def build_episode(
     perturbation, LIBERO-Plus's target displacement) then moves each object of the episode's
     layout that far in a random direction drawn from ``distractor_rng``.
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; choose one of {LAYOUTS}")
+    check_layout(layout)
     kwargs = {} if ee_pos is None else {"ee_pos": ee_pos}
     canonical = canonical_layout(task, scene) if layout == "fixed" else None
     drng = distractor_rng if distractor_rng is not None else rng
