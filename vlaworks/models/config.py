@@ -42,7 +42,7 @@ DEFAULT_LORA_TARGETS: tuple[str, ...] = (
 #: token sources reading the prompts of :mod:`vlaworks.prompts` (pixel masks, visual prompts)
 PROMPT_SOURCES = ("pixel_aware", "visual_prompt")
 #: auxiliary losses reading the per-frame ground-truth target masks (``Batch.target_masks``)
-TARGET_MASK_LOSSES = ("seg_mask",)
+TARGET_MASK_LOSSES = ("seg_mask", "target_point")
 
 
 @dataclass

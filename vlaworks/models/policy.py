@@ -69,6 +69,7 @@ AUX_LOSSES = PartRegistry(
     {
         "geometry_align": "vlaworks.models.aux.geometry:PART",
         "seg_mask": "vlaworks.models.aux.seg:PART",
+        "target_point": "vlaworks.models.aux.point:PART",
     },
 )
 
