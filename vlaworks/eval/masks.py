@@ -1,4 +1,5 @@
-"""Mask IoU of a ``<SEG>`` policy (PokeVLA's goal-aware segmentation) on held-out demonstrations.
+"""Grounding on held-out demonstrations: the mask IoU of a ``<SEG>`` policy (PokeVLA's
+goal-aware segmentation) and the centroid error of a ``target_point`` policy.
 
 For every ``every``-th frame of a dataset with ground-truth segmentation (``vlaworks
 generate --segmentation``, seeded apart from the training data), the policy's ``seg_mask``
@@ -16,6 +17,12 @@ resolution (:meth:`vlaworks.models.aux.seg.SegMaskLoss.target`). Per view and st
 
 No augmentation, the policy in eval mode; the backbone runs on the images, the instruction
 and the token sources' blocks (the head's blocks come after ``<SEG>`` and cannot change it).
+
+:func:`point_error` scores the ``target_point`` loss's projector the same way: on the same
+frames, per view, the mean absolute error per axis (pixels of the view) between its predicted
+centroid and the target mask's, over frames where the target is visible, beside the same error
+of always answering the view's centre (the floor a location-blind model reaches) and the
+visibility accuracy. There the backbone also runs the head's blocks, which the projector reads.
 """
 
 from __future__ import annotations
@@ -96,6 +103,61 @@ def mask_iou(
     return {"frames": len(frames), "mask_size": aux.mask_size, "views": views, "instructions": instructions}
 
 
+def point_error(
+    policy_or_path: Any, data: str | Path, *, every: int = 4, batch_size: int = 16
+) -> dict[str, Any]:
+    """Centroid error per view (module docstring) of a policy (object, checkpoint or run
+    folder) with a ``target_point`` loss on the dataset at ``data``."""
+    from vlaworks.models.aux.point import TargetPointLoss, mask_centroids
+    from vlaworks.models.checkpoint import load_policy
+
+    if every < 1 or batch_size < 1:
+        raise ValueError(f"every and batch_size must be >= 1; got {every}, {batch_size}.")
+    policy = load_policy(policy_or_path)
+    points = [a for a in policy.aux_losses if isinstance(a, TargetPointLoss)]
+    if not points:
+        raise ValueError("point_error needs a policy trained with the target_point aux loss.")
+    aux = points[0]
+    windows = WindowDataset(LeRobotDataset(Path(data)), policy.processor, training=False)
+    frames = list(range(0, len(windows), every))
+    cameras = policy.config.cameras
+    error, centre_error, visible, vis_correct = (torch.zeros(len(cameras)) for _ in range(4))
+    was_training = policy.training
+    policy.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(frames), batch_size):
+                batch = collate([windows[i] for i in frames[start : start + batch_size]]).to(policy.device)
+                head_blocks = policy.head.extra_tokens(batch, policy.backbone, training=False)
+                blocks = [*policy.prefix(batch), *head_blocks]
+                out = policy.backbone(batch.images, batch.instructions, blocks)
+                if batch.target_masks is None:
+                    raise ValueError(
+                        f"{data} has no target masks; make it with `vlaworks generate --segmentation`."
+                    )
+                centre, seen = (t.cpu() for t in mask_centroids(batch.target_masks))
+                pred, logit = (t.cpu() for t in aux.predict(out))
+                size = batch.target_masks.shape[-1]
+                scale = seen.float() * size / 4  # mean over x, y of |Δ| in [-1, 1] units -> pixels
+                error += ((pred - centre).abs().sum(-1) * scale).sum(0)
+                centre_error += (centre.abs().sum(-1) * scale).sum(0)
+                visible += seen.sum(0)
+                vis_correct += ((logit > 0) == seen).sum(0)
+    finally:
+        policy.train(was_training)
+    views = {
+        camera: {
+            "visible": float(visible[v]) / len(frames),
+            "l1_px": _ratio(error[v], visible[v]),
+            "l1_px_centre": _ratio(centre_error[v], visible[v]),
+            "vis_acc": float(vis_correct[v]) / len(frames),
+        }
+        for v, camera in enumerate(cameras)
+    }
+    return {"frames": len(frames), "views": views}
+
+
 def _ratio(intersection: torch.Tensor, union: torch.Tensor) -> float:
-    """cIoU of summed pixels; NaN where neither mask has a pixel."""
+    """A ratio of sums (cIoU of summed pixels, a mean over counted frames); NaN where the
+    denominator is 0."""
     return float(intersection / union) if union > 0 else float("nan")

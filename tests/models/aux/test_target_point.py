@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from vlaworks.batch import Batch
+from vlaworks.eval.masks import point_error
 from vlaworks.models.aux.point import TargetPointLoss, mask_centroids
 from vlaworks.models.config import PartSpec, PolicyConfig
 from vlaworks.models.policy import build_policy
@@ -136,3 +137,14 @@ def test_the_documented_switch_trains_on_generated_masks(tmp_path) -> None:
         "state": episode["observation.state"][0],
     }
     assert policy.predict_chunk([obs]).shape == (1, 4, 7)
+    report = point_error(policy, data, every=8)
+    assert report["frames"] == -(-LeRobotDataset(data).num_frames // 8)
+    base = report["views"]["base"]
+    assert base["visible"] > 0 and 0 <= base["l1_px"] <= 32 and 0 <= base["l1_px_centre"] <= 16
+    assert all(0 <= view["vis_acc"] <= 1 for view in report["views"].values())
+
+
+def test_point_error_refuses_a_policy_without_the_loss(fake_backbones) -> None:
+    policy = build_policy(PolicyConfig(backbone="fake", head=PartSpec("query_mlp"), chunk_size=2))
+    with pytest.raises(ValueError, match="needs a policy trained with the target_point"):
+        point_error(policy, "unused")
