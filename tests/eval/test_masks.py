@@ -1,5 +1,6 @@
-"""Mask IoU of a ``<SEG>`` policy on held-out demos: per view and stage, cumulative and per
-frame, after a save / load round trip."""
+"""Grounding scores on held-out demos: the mask IoU of a ``<SEG>`` policy (per view and stage,
+cumulative and per frame, after a save / load round trip) and the centroid error of a
+``target_point`` policy (zero for the true centroids, the floor for the view's centre)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 
 from vlaworks.data.lerobot import LeRobotDataset
 from vlaworks.data.normalize import Normalizer
-from vlaworks.eval.masks import mask_iou
+from vlaworks.eval.masks import mask_iou, point_error
 from vlaworks.models.checkpoint import save_policy
 from vlaworks.models.config import PartSpec, PolicyConfig
 from vlaworks.models.policy import build_policy
@@ -28,8 +29,12 @@ def demos(tmp_path_factory):
     return out
 
 
-def _policy(demos):
+def _policy(demos, aux: str = "seg_mask"):
     torch.manual_seed(0)
+    sources, losses = {
+        "seg_mask": ([PartSpec("seg")], [PartSpec("seg_mask", {"grid": 4, "width": 32, "heads": 2})]),
+        "target_point": ([], [PartSpec("target_point")]),
+    }[aux]
     config = PolicyConfig(
         backbone="prismatic-tiny",
         head=PartSpec("query_mlp", {"mlp_width": 32}),
@@ -37,8 +42,8 @@ def _policy(demos):
         backbone_options={"image_size": SIZE, "patch_size": 16},
         cameras=("base", "wrist"),
         image_size=SIZE,
-        token_sources=[PartSpec("seg")],
-        aux_losses=[PartSpec("seg_mask", {"grid": 4, "width": 32, "heads": 2})],
+        token_sources=sources,
+        aux_losses=losses,
     )
     return build_policy(config, Normalizer(LeRobotDataset(demos).stats, keys=("action",)))
 
@@ -116,3 +121,50 @@ def test_a_policy_without_the_mask_decoder_is_refused(demos) -> None:
     )
     with pytest.raises(ValueError, match="seg_mask aux loss"):
         mask_iou(build_policy(config), demos)
+
+
+def test_point_error_is_zero_for_the_true_centroids_and_the_floor_for_the_centre(demos, monkeypatch) -> None:
+    from vlaworks.models.aux.point import mask_centroids
+
+    policy = _policy(demos, "target_point")
+    (aux,) = policy.aux_losses
+    truth: list = []
+
+    def answer(centroids):
+        def predict(out):
+            centre, seen = mask_centroids(truth[-1])
+            return (centre if centroids else torch.zeros_like(centre)), torch.where(seen, 5.0, -5.0)
+
+        return predict
+
+    def keep_masks(batch):  # the scored batch's masks, read by the patched predict
+        truth.append(batch.target_masks)
+
+    monkeypatch.setattr(policy.head, "extra_tokens", _spy(policy.head.extra_tokens, keep_masks))
+    monkeypatch.setattr(aux, "predict", answer(True))
+    exact = point_error(policy, demos, every=3)
+    monkeypatch.setattr(aux, "predict", answer(False))
+    centre = point_error(policy, demos, every=3)
+    assert exact["frames"] == math.ceil(LeRobotDataset(demos).num_frames / 3)
+    for camera, view in exact["views"].items():
+        assert view["vis_acc"] == 1.0
+        if view["visible"] > 0:
+            assert view["l1_px"] == pytest.approx(0.0, abs=1e-5)
+            assert centre["views"][camera]["l1_px"] == pytest.approx(view["l1_px_centre"], rel=1e-5)
+    assert exact["views"]["base"]["visible"] == 1.0 and exact["views"]["base"]["l1_px_centre"] > 0
+
+
+def _spy(method, record):
+    """``method`` that first passes its batch to ``record``."""
+
+    def wrapped(batch, *args, **kwargs):
+        record(batch)
+        return method(batch, *args, **kwargs)
+
+    return wrapped
+
+
+def test_point_error_refuses_a_policy_without_the_loss(demos) -> None:
+    policy = _policy(demos)  # a seg_mask policy
+    with pytest.raises(ValueError, match="needs a policy trained with the target_point"):
+        point_error(policy, demos)

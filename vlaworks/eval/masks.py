@@ -27,11 +27,13 @@ visibility accuracy. There the backbone also runs the head's blocks, which the p
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vlaworks.batch import Batch
 from vlaworks.data.dataset import WindowDataset
 from vlaworks.data.lerobot import LeRobotDataset
 from vlaworks.processing import collate
@@ -45,49 +47,38 @@ def mask_iou(
     """Mask IoU per view and stage (module docstring) of a policy (object, checkpoint or run
     folder) with a ``seg_mask`` loss on the dataset at ``data``."""
     from vlaworks.models.aux.seg import SegMaskLoss, overlap
-    from vlaworks.models.checkpoint import load_policy
 
-    if every < 1 or batch_size < 1:
-        raise ValueError(f"every and batch_size must be >= 1; got {every}, {batch_size}.")
-    policy = load_policy(policy_or_path)
-    decoders = [a for a in policy.aux_losses if isinstance(a, SegMaskLoss)]
-    if not decoders:
-        raise ValueError(
-            "mask_iou needs a policy trained with the seg_mask aux loss (and the seg token source)."
-        )
-    aux = decoders[0]
-    windows = WindowDataset(LeRobotDataset(Path(data)), policy.processor, training=False)
-    frames = list(range(0, len(windows), every))
+    policy, aux, n_frames, batches = _held_out(
+        policy_or_path,
+        data,
+        SegMaskLoss,
+        "mask_iou needs a policy trained with the seg_mask aux loss (and the seg token source)",
+        every,
+        batch_size,
+    )
     cameras = policy.config.cameras
     per_frame = {s: torch.zeros(len(cameras)) for s in STAGES}
     #: instruction -> stage -> [intersection, union] per view (the totals are their sums)
     by_instruction: dict[str, dict[str, torch.Tensor]] = {}
     visible = torch.zeros(len(cameras))
-    was_training = policy.training
-    policy.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(frames), batch_size):
-                batch = collate([windows[i] for i in frames[start : start + batch_size]]).to(policy.device)
-                out = policy.backbone(batch.images, batch.instructions, policy.prefix(batch))
-                target = aux.target(batch)
-                seen = target.flatten(-2).any(-1).cpu()  # [B, V]
-                visible += seen.sum(0)
-                for stage, logits in zip(STAGES, aux.masks(out, batch), strict=True):
-                    i, u = (t.cpu().float() for t in overlap(logits, target))
-                    per_frame[stage] += torch.where(seen, i / u.clamp(min=1), 0.0).sum(0)
-                    for row, instruction in enumerate(batch.instructions):
-                        sums = by_instruction.setdefault(
-                            instruction, {st: torch.zeros(2, len(cameras)) for st in STAGES}
-                        )
-                        sums[stage] += torch.stack([i[row], u[row]])
-    finally:
-        policy.train(was_training)
+    for batch in batches:
+        out = policy.backbone(batch.images, batch.instructions, policy.prefix(batch))
+        target = aux.target(batch)
+        seen = target.flatten(-2).any(-1).cpu()  # [B, V]
+        visible += seen.sum(0)
+        for stage, logits in zip(STAGES, aux.masks(out, batch), strict=True):
+            i, u = (t.cpu().float() for t in overlap(logits, target))
+            per_frame[stage] += torch.where(seen, i / u.clamp(min=1), 0.0).sum(0)
+            for row, instruction in enumerate(batch.instructions):
+                sums = by_instruction.setdefault(
+                    instruction, {st: torch.zeros(2, len(cameras)) for st in STAGES}
+                )
+                sums[stage] += torch.stack([i[row], u[row]])
     total = {stage: sum(sums[stage] for sums in by_instruction.values()) for stage in STAGES}
     views: dict[str, Any] = {}
     for v, camera in enumerate(cameras):
         shown = float(visible[v])
-        views[camera] = {"visible": shown / len(frames)}
+        views[camera] = {"visible": shown / n_frames}
         for stage in STAGES:
             views[camera][stage] = {
                 "ciou": _ratio(total[stage][0, v], total[stage][1, v]),
@@ -100,7 +91,7 @@ def mask_iou(
         }
         for instruction, sums in sorted(by_instruction.items())
     }
-    return {"frames": len(frames), "mask_size": aux.mask_size, "views": views, "instructions": instructions}
+    return {"frames": n_frames, "mask_size": aux.mask_size, "views": views, "instructions": instructions}
 
 
 def point_error(
@@ -109,52 +100,71 @@ def point_error(
     """Centroid error per view (module docstring) of a policy (object, checkpoint or run
     folder) with a ``target_point`` loss on the dataset at ``data``."""
     from vlaworks.models.aux.point import TargetPointLoss, mask_centroids
+
+    policy, aux, n_frames, batches = _held_out(
+        policy_or_path,
+        data,
+        TargetPointLoss,
+        "point_error needs a policy trained with the target_point aux loss",
+        every,
+        batch_size,
+    )
+    cameras = policy.config.cameras
+    error, centre_error, visible, vis_correct = (torch.zeros(len(cameras)) for _ in range(4))
+    for batch in batches:
+        if batch.target_masks is None:
+            raise ValueError(f"{data} has no target masks; make it with `vlaworks generate --segmentation`.")
+        head_blocks = policy.head.extra_tokens(batch, policy.backbone, training=False)
+        out = policy.backbone(batch.images, batch.instructions, [*policy.prefix(batch), *head_blocks])
+        centre, seen = (t.cpu() for t in mask_centroids(batch.target_masks))
+        pred, logit = (t.cpu() for t in aux.predict(out))
+        scale = seen.float() * batch.target_masks.shape[-1] / 4  # mean |Δ| over x, y, [-1, 1] -> px
+        error += ((pred - centre).abs().sum(-1) * scale).sum(0)
+        centre_error += (centre.abs().sum(-1) * scale).sum(0)
+        visible += seen.sum(0)
+        vis_correct += ((logit > 0) == seen).sum(0)
+    views = {
+        camera: {
+            "visible": float(visible[v]) / n_frames,
+            "l1_px": _ratio(error[v], visible[v]),
+            "l1_px_centre": _ratio(centre_error[v], visible[v]),
+            "vis_acc": float(vis_correct[v]) / n_frames,
+        }
+        for v, camera in enumerate(cameras)
+    }
+    return {"frames": n_frames, "views": views}
+
+
+def _held_out(
+    policy_or_path: Any, data: str | Path, aux_type: type, needs: str, every: int, batch_size: int
+) -> tuple[Any, Any, int, Iterator[Batch]]:
+    """The loaded policy, its first aux loss of ``aux_type`` (``needs`` names it in the error
+    when there is none), the number of scored frames (every ``every``-th window of ``data``)
+    and a generator of their batches, run with the policy in eval mode and without gradients
+    (its mode restored after the last batch)."""
     from vlaworks.models.checkpoint import load_policy
 
     if every < 1 or batch_size < 1:
         raise ValueError(f"every and batch_size must be >= 1; got {every}, {batch_size}.")
     policy = load_policy(policy_or_path)
-    points = [a for a in policy.aux_losses if isinstance(a, TargetPointLoss)]
-    if not points:
-        raise ValueError("point_error needs a policy trained with the target_point aux loss.")
-    aux = points[0]
+    found = [a for a in policy.aux_losses if isinstance(a, aux_type)]
+    if not found:
+        raise ValueError(f"{needs}.")
     windows = WindowDataset(LeRobotDataset(Path(data)), policy.processor, training=False)
     frames = list(range(0, len(windows), every))
-    cameras = policy.config.cameras
-    error, centre_error, visible, vis_correct = (torch.zeros(len(cameras)) for _ in range(4))
-    was_training = policy.training
-    policy.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(frames), batch_size):
-                batch = collate([windows[i] for i in frames[start : start + batch_size]]).to(policy.device)
-                head_blocks = policy.head.extra_tokens(batch, policy.backbone, training=False)
-                blocks = [*policy.prefix(batch), *head_blocks]
-                out = policy.backbone(batch.images, batch.instructions, blocks)
-                if batch.target_masks is None:
-                    raise ValueError(
-                        f"{data} has no target masks; make it with `vlaworks generate --segmentation`."
-                    )
-                centre, seen = (t.cpu() for t in mask_centroids(batch.target_masks))
-                pred, logit = (t.cpu() for t in aux.predict(out))
-                size = batch.target_masks.shape[-1]
-                scale = seen.float() * size / 4  # mean over x, y of |Δ| in [-1, 1] units -> pixels
-                error += ((pred - centre).abs().sum(-1) * scale).sum(0)
-                centre_error += (centre.abs().sum(-1) * scale).sum(0)
-                visible += seen.sum(0)
-                vis_correct += ((logit > 0) == seen).sum(0)
-    finally:
-        policy.train(was_training)
-    views = {
-        camera: {
-            "visible": float(visible[v]) / len(frames),
-            "l1_px": _ratio(error[v], visible[v]),
-            "l1_px_centre": _ratio(centre_error[v], visible[v]),
-            "vis_acc": float(vis_correct[v]) / len(frames),
-        }
-        for v, camera in enumerate(cameras)
-    }
-    return {"frames": len(frames), "views": views}
+
+    def batches() -> Iterator[Batch]:
+        was_training = policy.training
+        policy.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(frames), batch_size):
+                    rows = [windows[i] for i in frames[start : start + batch_size]]
+                    yield collate(rows).to(policy.device)
+        finally:
+            policy.train(was_training)
+
+    return policy, found[0], len(frames), batches()
 
 
 def _ratio(intersection: torch.Tensor, union: torch.Tensor) -> float:

@@ -144,36 +144,14 @@ def test_configuration_errors_are_clear(fake_backbones) -> None:
         _config(encoder="vit")
 
 
-def test_the_recipe_switch_trains_two_steps_and_predicts_without_masks(tmp_path) -> None:
+def test_the_recipe_switch_trains_two_steps_and_predicts_without_masks(train_switch) -> None:
     """The documented ``--set`` pair on vlm4vla+proprio, on a generated dataset with segmentation."""
-    from vlaworks.data.lerobot import LeRobotDataset
-    from vlaworks.models.checkpoint import load_policy
-    from vlaworks.sim.generate import generate
-    from vlaworks.train.pipeline import build_recipe, train_policy
-
-    data = tmp_path / "data"
-    generate(["spatial"], episodes=1, out=data, image_size=32, layout="fixed", segmentation=True)
     overrides = {
         "policy.token_sources": [{"type": "proprio"}, {"type": "seg"}],
         "policy.aux_losses": [{"type": "seg_mask", "options": {"grid": 4, "width": 32, "heads": 2}}],
-        "policy.cameras": ["base", "wrist"],
-        "policy.image_size": 32,
-        "policy.backbone_options.image_size": 32,
-        "policy.backbone_options.patch_size": 16,
-        "policy.chunk_size": 4,
     }
-    recipe = build_recipe("vlm4vla+proprio", backbone="prismatic-tiny", overrides=overrides)
-    train = {"steps": 2, "batch_size": 2, "log_every": 1, "progress": False, "save_every": 0}
-    run = train_policy(recipe, data, tmp_path / "run", train_overrides=train)
-    assert len(run.result.losses) == 2
-    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    _, run, policy, obs = train_switch(overrides, "spatial", "fixed")
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"seg_mask/loss", "seg_mask/iou_fine_base", "loss_pose"} <= set(header)
-    policy = load_policy(tmp_path / "run")
     assert policy.processor.reads_target_masks
-    episode = LeRobotDataset(data).episode(0)
-    obs = {
-        "images": {c: episode[f"observation.images.{c}"][0] for c in ("base", "wrist")},
-        "instruction": episode["task"],
-        "state": episode["observation.state"][0],
-    }
     assert policy.predict_chunk([obs]).shape == (1, 4, 7)

@@ -105,37 +105,15 @@ def test_errors_are_clear(fake_backbones) -> None:
         build_policy(_config(weight=0.0))
 
 
-def test_the_documented_switch_trains_on_generated_masks(tmp_path) -> None:
+def test_the_documented_switch_trains_on_generated_masks(train_switch) -> None:
     """README's ``--set`` on vlm4vla+proprio: the loader adds the masks, the metrics are logged,
-    and the saved policy predicts from observations without masks."""
+    the saved policy predicts from observations without masks, and ``point_error`` scores it."""
     from vlaworks.data.lerobot import LeRobotDataset
-    from vlaworks.models.checkpoint import load_policy
-    from vlaworks.sim.generate import generate
-    from vlaworks.train.pipeline import build_recipe, train_policy
 
-    data = tmp_path / "data"
-    generate(["object"], episodes=1, out=data, image_size=32, layout="random", segmentation=True)
-    overrides = {
-        "policy.aux_losses": [{"type": "target_point"}],
-        "policy.cameras": ["base", "wrist"],
-        "policy.image_size": 32,
-        "policy.backbone_options.image_size": 32,
-        "policy.backbone_options.patch_size": 16,
-        "policy.chunk_size": 4,
-    }
-    recipe = build_recipe("vlm4vla+proprio", backbone="prismatic-tiny", overrides=overrides)
-    train = {"steps": 2, "batch_size": 2, "log_every": 1, "progress": False, "save_every": 0}
-    run = train_policy(recipe, data, tmp_path / "run", train_overrides=train)
-    assert len(run.result.losses) == 2
-    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    switch = {"policy.aux_losses": [{"type": "target_point"}]}
+    data, run, policy, obs = train_switch(switch, "object", "random")
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"target_point/loss", "target_point/l1", "target_point/vis_acc", "loss_pose"} <= set(header)
-    policy = load_policy(tmp_path / "run")
-    episode = LeRobotDataset(data).episode(0)
-    obs = {
-        "images": {c: episode[f"observation.images.{c}"][0] for c in ("base", "wrist")},
-        "instruction": episode["task"],
-        "state": episode["observation.state"][0],
-    }
     assert policy.predict_chunk([obs]).shape == (1, 4, 7)
     report = point_error(policy, data, every=8)
     assert report["frames"] == -(-LeRobotDataset(data).num_frames // 8)
@@ -143,8 +121,3 @@ def test_the_documented_switch_trains_on_generated_masks(tmp_path) -> None:
     assert base["visible"] > 0 and 0 <= base["l1_px"] <= 32 and 0 <= base["l1_px_centre"] <= 16
     assert all(0 <= view["vis_acc"] <= 1 for view in report["views"].values())
 
-
-def test_point_error_refuses_a_policy_without_the_loss(fake_backbones) -> None:
-    policy = build_policy(PolicyConfig(backbone="fake", head=PartSpec("query_mlp"), chunk_size=2))
-    with pytest.raises(ValueError, match="needs a policy trained with the target_point"):
-        point_error(policy, "unused")
