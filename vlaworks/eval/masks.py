@@ -99,7 +99,7 @@ def point_error(
 ) -> dict[str, Any]:
     """Centroid error per view (module docstring) of a policy (object, checkpoint or run
     folder) with a ``target_point`` loss on the dataset at ``data``."""
-    from vlaworks.models.aux.point import TargetPointLoss, mask_centroids
+    from vlaworks.models.aux.point import TargetPointLoss
 
     policy, aux, n_frames, batches = _held_out(
         policy_or_path,
@@ -112,12 +112,8 @@ def point_error(
     cameras = policy.config.cameras
     error, centre_error, visible, vis_correct = (torch.zeros(len(cameras)) for _ in range(4))
     for batch in batches:
-        if batch.target_masks is None:
-            raise ValueError(f"{data} has no target masks; make it with `vlaworks generate --segmentation`.")
-        head_blocks = policy.head.extra_tokens(batch, policy.backbone, training=False)
-        out = policy.backbone(batch.images, batch.instructions, [*policy.prefix(batch), *head_blocks])
-        centre, seen = (t.cpu() for t in mask_centroids(batch.target_masks))
-        pred, logit = (t.cpu() for t in aux.predict(out))
+        centre, seen = (t.cpu() for t in aux.targets(batch))
+        pred, logit = (t.cpu() for t in aux.predict(policy.encode(batch, training=False)))
         scale = seen.float() * batch.target_masks.shape[-1] / 4  # mean |Δ| over x, y, [-1, 1] -> px
         error += ((pred - centre).abs().sum(-1) * scale).sum(0)
         centre_error += (centre.abs().sum(-1) * scale).sum(0)

@@ -121,6 +121,19 @@ class VLAPolicy(nn.Module):
             blocks.extend(source.tokens(batch, self.backbone))
         return blocks
 
+    def encode(self, batch: Batch, *, training: bool) -> BackboneOutput:
+        """The backbone's output over the token sources' and the head's blocks, what the head's
+        loss and the auxiliary losses read (all layers' states when one of them needs them);
+        ``training=False`` gives the head's inference blocks (held-out scores of aux losses)."""
+        blocks = [*self.prefix(batch), *self.head.extra_tokens(batch, self.backbone, training=training)]
+        return self.backbone(
+            batch.images,
+            batch.instructions,
+            blocks,
+            output_hidden_states=self.head.needs_hidden_states
+            or any(a.needs_hidden_states for a in self.aux_losses),
+        )
+
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """Training step: scalar loss and float metrics (``loss`` included).
 
@@ -135,14 +148,7 @@ class VLAPolicy(nn.Module):
                 "vl_prompt and vl_answer (and no actions)."
             )
         self._check_cameras(batch)
-        blocks = [*self.prefix(batch), *self.head.extra_tokens(batch, self.backbone, training=True)]
-        out = self.backbone(
-            batch.images,
-            batch.instructions,
-            blocks,
-            output_hidden_states=self.head.needs_hidden_states
-            or any(a.needs_hidden_states for a in self.aux_losses),
-        )
+        out = self.encode(batch, training=True)
         loss, metrics = self.head.loss(out, batch)
         metrics = dict(metrics)
         for index, aux in enumerate(self.aux_losses):

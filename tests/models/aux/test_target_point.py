@@ -50,12 +50,6 @@ def _batch(with_targets: bool = True) -> Batch:
     )
 
 
-def _forward(policy, batch: Batch):
-    """The training forward's backbone output (token sources' and the head's blocks)."""
-    blocks = [*policy.prefix(batch), *policy.head.extra_tokens(batch, policy.backbone, training=True)]
-    return policy.backbone(batch.images, batch.instructions, blocks)
-
-
 def test_loss_and_metrics_on_a_known_prediction(fake_backbones) -> None:
     torch.manual_seed(0)
     policy = build_policy(_config())
@@ -66,7 +60,7 @@ def test_loss_and_metrics_on_a_known_prediction(fake_backbones) -> None:
     with torch.no_grad():  # predict (0, 0) and visibility logit +2 in both views
         last.bias.copy_(torch.tensor([0.0, 0.0, 2.0, 0.0, 0.0, 2.0]))
     batch = _batch()
-    out = _forward(policy, batch)
+    out = policy.encode(batch, training=True)
     loss, metrics = aux.loss(out, batch)
     # base view: |0 - (-0.75)| + |0 - (-0.25)| = 1.0, halved: 0.5; wrist unseen, no L1 term
     l1 = 0.5
@@ -86,7 +80,7 @@ def test_gradient_reaches_the_backbone_through_the_heads_block(fake_backbones) -
     policy = build_policy(_config())
     (aux,) = policy.aux_losses
     batch = _batch()
-    out = _forward(policy, batch)
+    out = policy.encode(batch, training=True)
     loss, _ = aux.loss(out, batch)
     loss.backward()
     assert policy.backbone.block.q_proj.weight.grad.abs().sum() > 0
@@ -120,4 +114,3 @@ def test_the_documented_switch_trains_on_generated_masks(train_switch) -> None:
     base = report["views"]["base"]
     assert base["visible"] > 0 and 0 <= base["l1_px"] <= 32 and 0 <= base["l1_px_centre"] <= 16
     assert all(0 <= view["vis_acc"] <= 1 for view in report["views"].values())
-

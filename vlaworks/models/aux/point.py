@@ -22,8 +22,7 @@ dataset with target masks (``vlaworks generate --segmentation``)::
         --set 'policy.aux_losses=[{"type": "target_point"}]'
 
 Metrics: ``l1_px_<camera>`` (mean absolute centroid error per axis in pixels of the view,
-visible targets only)
-and ``vis_acc`` (visibility accuracy).
+visible targets only) and ``vis_acc`` (visibility accuracy).
 """
 
 from __future__ import annotations
@@ -106,11 +105,13 @@ class TargetPointLoss(AuxLoss):
         raw = raw.reshape(state.shape[0], len(self.cameras), 3)
         return torch.tanh(raw[..., :2]), raw[..., 2]
 
-    def loss(self, out: BackboneOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def targets(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's target centroids ``[B, V, 2]`` and visibility ``[B, V]`` from its masks
+        (checked: present, one per camera)."""
         masks = batch.target_masks
         if masks is None:
             raise ValueError(
-                "target_point needs batch.target_masks: train on a dataset made with `vlaworks "
+                "target_point needs batch.target_masks: use a dataset made with `vlaworks "
                 "generate --segmentation`, whose per-frame target masks the data loader adds."
             )
         if masks.ndim != 4 or tuple(masks.shape[:2]) != (batch.images.shape[0], len(self.cameras)):
@@ -118,7 +119,10 @@ class TargetPointLoss(AuxLoss):
                 f"batch.target_masks must be [B, V, H, W] with V = {len(self.cameras)} cameras; got "
                 f"{tuple(masks.shape)}."
             )
-        centre, visible = mask_centroids(masks)
+        return mask_centroids(masks)
+
+    def loss(self, out: BackboneOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        centre, visible = self.targets(batch)
         pred, logit = self.predict(out)
         per_view = (pred - centre).abs().sum(-1) / 2  # [B, V], mean L1 over x and y
         seen = visible.float()
@@ -126,7 +130,7 @@ class TargetPointLoss(AuxLoss):
         bce = F.binary_cross_entropy_with_logits(logit, seen)
         total = l1.mean() + self.options.visibility_weight * bce
         metrics = {"l1": float(l1.detach().mean()), "vis_acc": float(((logit > 0) == visible).float().mean())}
-        size = masks.shape[-1]
+        size = batch.target_masks.shape[-1]
         for view, camera in enumerate(self.cameras):
             n = int(visible[:, view].sum())
             if n:
