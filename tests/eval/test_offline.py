@@ -10,7 +10,7 @@ import torch
 
 from vlaworks.data.lerobot import DatasetWriter, LeRobotDataset
 from vlaworks.data.normalize import Normalizer
-from vlaworks.eval.offline import action_error
+from vlaworks.eval.offline import action_error, chunk_phases
 from vlaworks.models.config import PartSpec, PolicyConfig
 from vlaworks.models.policy import build_policy
 
@@ -61,6 +61,10 @@ def test_perfect_and_inverted_predictions_score_zero_and_worst(demos, policy, mo
     assert perfect["gripper_agreement"] == 1.0
     # every frame scored; the one chunk step past each episode's end is padding and left out
     assert perfect["frames"] == 11 and perfect["steps"] == 11 * CHUNK - 2
+    phases = perfect["phases"]
+    assert sum(p["frames"] for p in phases.values()) == 11
+    for phase in phases.values():
+        assert phase["translation_l1"] == 0 if phase["frames"] else phase["translation_l1"] is None
     monkeypatch.setattr(policy, "predict", lambda batch: -batch.actions)
     inverted = action_error(policy, demos.root, every=1, batch_size=4)
     assert inverted["gripper_agreement"] == 0.0
@@ -79,3 +83,18 @@ def test_a_real_policy_scores_in_range_on_every_nth_frame(demos, policy):
 def test_bad_arguments_are_refused(demos, policy):
     with pytest.raises(ValueError, match="every and batch_size"):
         action_error(policy, demos.root, every=0)
+
+
+def test_chunk_phases_follow_the_experts_gripper_over_the_valid_steps():
+    gripper = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, -1.0]])
+    valid = torch.tensor([[True, True], [True, True], [True, True], [True, True], [True, False]])
+    # the last chunk's open step is padding past the episode's end: it is still carrying
+    assert chunk_phases(gripper, valid) == ["open", "closed", "switch", "switch", "closed"]
+
+
+def test_phase_scores_split_the_mean(demos, policy, monkeypatch):
+    monkeypatch.setattr(policy, "predict", lambda batch: batch.actions + 0.5 * (batch.actions[..., 6:] > 0))
+    result = action_error(policy, demos.root, every=1, batch_size=4)
+    phases = result["phases"]
+    assert phases["open"]["translation_l1"] == 0 and phases["closed"]["translation_l1"] == pytest.approx(0.5)
+    assert 0 < result["translation_l1"] < 0.5

@@ -24,8 +24,8 @@ def config(**changes) -> PolicyConfig:
 def test_unknown_backbone_option_names_the_closest_one() -> None:
     message = (
         "Unknown option 'token_merg' for backbone 'prismatic-tiny'; did you mean 'token_merge'? Options: "
-        "attn_implementation, dtype, dual_encoder, image_size, patch_size, prompt_scheme, token_merge, "
-        "vision."
+        "attn_implementation, dtype, dual_encoder, image_size, keypoints, patch_size, prompt_scheme, "
+        "token_merge, vision."
     )
     with pytest.raises(ValueError) as err:
         config(backbone_options={"token_merg": 2})
@@ -56,7 +56,7 @@ def test_wrong_types_are_one_line_errors() -> None:
         ),
         (
             {"backbone_options": {"vision": "resnet"}},
-            f"Option 'vision' {prismatic} one of 'dinosiglip', 'efficientnet' or null; got 'resnet'.",
+            f"Option 'vision' {prismatic} one of 'dinosiglip', 'efficientnet', 'conv' or null; got 'resnet'.",
         ),
         (
             {"head": PartSpec("query_mlp", {"mlp_width": 16.0})},

@@ -11,6 +11,13 @@ over dims 0-2 and 3-5, ``gripper_agreement`` is the share of steps whose gripper
 has the expert's sign, all over the valid (unpadded) steps of every chunk. Frames are
 taken every ``every`` steps of each held-out episode; decoding is the policy's own
 (greedy, grammar-constrained for token heads), so all recipes are scored the same way.
+
+``phases`` splits the same scores by what the expert does over the chunk: ``open`` (the
+gripper open throughout: reaching, or leaving after the release), ``closed`` (holding:
+carrying) and ``switch`` (the expert closes or opens within the chunk: the grasp and the
+release, where a closed-loop policy must be precise). Two policies with the same mean error
+can differ where it matters: a reach error is corrected by the next chunk, a grasp error
+drops or misses the object.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from vlaworks.data.lerobot import LeRobotDataset
 from vlaworks.processing import collate
 
 TRANSLATION, ROTATION, GRIPPER = slice(0, 3), slice(3, 6), 6
+PHASES = ("open", "switch", "closed")
 
 
 def action_error(
@@ -41,8 +49,9 @@ def action_error(
         raise ValueError(f"action_error scores 7-D end-effector actions; the policy has {config.action_dim}.")
     windows = WindowDataset(LeRobotDataset(Path(data)), policy.processor, training=False)
     frames = list(range(0, len(windows), every))
-    sums = {"translation": 0.0, "rotation": 0.0, "gripper": 0.0}
-    steps = 0
+    # per phase: summed translation error, rotation error, gripper agreement, and valid steps
+    sums = {phase: torch.zeros(4, dtype=torch.float64) for phase in PHASES}
+    counts = dict.fromkeys(PHASES, 0)
     was_training = policy.training
     policy.eval()
     try:
@@ -50,18 +59,38 @@ def action_error(
             batch = collate([windows[i] for i in frames[start : start + batch_size]])
             pred = policy.predict(batch.to(policy.device)).float().cpu()
             true, valid = batch.actions.float(), batch.action_mask.bool()
-            error = (pred - true).abs()[valid]
-            sums["translation"] += float(error[:, TRANSLATION].mean(1).sum())
-            sums["rotation"] += float(error[:, ROTATION].mean(1).sum())
+            error = (pred - true).abs()
             agree = torch.sign(pred[..., GRIPPER]) == torch.sign(true[..., GRIPPER])
-            sums["gripper"] += float(agree[valid].sum())
-            steps += int(valid.sum())
+            scores = [error[..., TRANSLATION].mean(-1), error[..., ROTATION].mean(-1), agree.float()]
+            per_step = torch.stack([*scores, torch.ones_like(scores[0])], dim=-1) * valid[..., None]
+            for phase, row in zip(chunk_phases(true[..., GRIPPER], valid), per_step, strict=True):
+                sums[phase] += row.sum(0).double()
+                counts[phase] += 1
     finally:
         policy.train(was_training)
+    total = sum(sums.values())
     return {
-        "translation_l1": sums["translation"] / steps,
-        "rotation_l1": sums["rotation"] / steps,
-        "gripper_agreement": sums["gripper"] / steps,
+        **_scores(total),
         "frames": len(frames),
-        "steps": steps,
+        "steps": int(total[3]),
+        "phases": {phase: {**_scores(sums[phase]), "frames": counts[phase]} for phase in PHASES},
     }
+
+
+def chunk_phases(gripper: torch.Tensor, valid: torch.Tensor) -> list[str]:
+    """Each expert chunk's phase from its gripper commands ``[B, T]`` over the ``valid`` steps:
+    ``switch`` where both signs occur, else ``closed`` (all positive) or ``open``."""
+    closed = (gripper > 0) & valid
+    opened = (gripper <= 0) & valid
+    return [
+        "switch" if c and o else "closed" if c else "open"
+        for c, o in zip(closed.any(1).tolist(), opened.any(1).tolist(), strict=True)
+    ]
+
+
+def _scores(sums: torch.Tensor) -> dict[str, float | None]:
+    """Mean translation / rotation error and gripper agreement from summed step scores (None
+    where a phase has no steps: JSON has no NaN)."""
+    steps = float(sums[3])
+    names = ("translation_l1", "rotation_l1", "gripper_agreement")
+    return {name: float(v) / steps if steps else None for name, v in zip(names, sums[:3], strict=True)}

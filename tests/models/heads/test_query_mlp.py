@@ -34,6 +34,12 @@ def test_paper_mlp_shapes() -> None:
     assert widths == [(64, 32), (32, 1024), (1024, 28)]
     assert isinstance(head.mlp[1], torch.nn.ReLU)
     assert QueryMLPHead(64, 4, options=QueryMLPOptions(mlp_width=16)).mlp[2].out_features == 16
+    wide = QueryMLPHead(64, 4, options=QueryMLPOptions(first_width=256))
+    assert [(m.in_features, m.out_features) for m in wide.mlp if isinstance(m, torch.nn.Linear)][:2] == [
+        (64, 256), (256, 1024)
+    ]
+    with pytest.raises(ValueError, match="first_width must be >= 1"):
+        QueryMLPOptions(first_width=0)
 
 
 def test_loss_matches_hand_computation() -> None:

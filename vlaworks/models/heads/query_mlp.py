@@ -3,7 +3,8 @@
 The query embedding is appended after the native image + instruction prompt as a causal
 block, so its last hidden state has attended to everything before it. That state goes
 through the paper's MLP ``Linear(h, h/2) -> ReLU -> Linear(h/2, 1024) -> Linear(1024, D*T)``
-(the 1024 width is ``mlp_width``). Training uses Huber on the pose dimensions plus binary
+(the 1024 width is ``mlp_width``; ``first_width`` replaces ``h/2``, which a tiny LM's ``h`` makes
+a narrow bottleneck: 64 for ``prismatic-tiny``). Training uses Huber on the pose dimensions plus binary
 cross-entropy on the gripper logit (the normalised gripper target in [-1, 1] is mapped to
 {0, 1} by its sign); at inference the gripper is ``+1`` where the logit is positive, else
 ``-1``. The head reads no proprio state, as in the paper.
@@ -32,6 +33,8 @@ class QueryMLPOptions:
 
     #: width of the MLP's wide layer (the paper's 1024)
     mlp_width: int = 1024
+    #: width of the MLP's first layer (None: the paper's ``hidden_size // 2``)
+    first_width: int | None = None
     #: Huber threshold on the normalised pose error
     huber_delta: float = 1.0
     #: pose loss: seed 003's Huber, or L1 (OpenVLA-OFT, ACT)
@@ -44,8 +47,10 @@ class QueryMLPOptions:
     def __post_init__(self) -> None:
         if self.pose_loss not in ("huber", "l1"):
             raise ValueError(f"Unknown pose_loss {self.pose_loss!r}; use 'huber' or 'l1'.")
-        if self.mlp_width < 1:
-            raise ValueError(f"query_mlp mlp_width must be >= 1; got {self.mlp_width}.")
+        for name in ("mlp_width", "first_width"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"query_mlp {name} must be >= 1; got {value}.")
 
 
 class QueryMLPHead(ActionHead):
@@ -65,10 +70,11 @@ class QueryMLPHead(ActionHead):
         self.huber_delta = options.huber_delta
         self.gripper_weight = options.gripper_weight
         self.query = nn.Parameter(torch.randn(1, 1, hidden_size) * options.query_init_std)
+        first = options.first_width or hidden_size // 2
         self.mlp = nn.Sequential(
-            nn.Linear(hidden_size, hidden_size // 2),
+            nn.Linear(hidden_size, first),
             nn.ReLU(),
-            nn.Linear(hidden_size // 2, options.mlp_width),
+            nn.Linear(first, options.mlp_width),
             nn.Linear(options.mlp_width, action_dim * chunk),
         )
 

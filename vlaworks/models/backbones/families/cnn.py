@@ -35,6 +35,7 @@ from vlaworks.models.backbones.family import (
     check_folder_agrees,
 )
 from vlaworks.models.text_tokenizer import build_tiny_tokenizer
+from vlaworks.models.vision.conv import SpatialSoftmax, conv_trunk
 
 #: the registry model's camera views, width and conv channels
 DEFAULT_VIEWS, DEFAULT_HIDDEN, DEFAULT_CHANNELS = 2, 256, (32, 64)
@@ -53,36 +54,15 @@ class CNNOptions(BackboneOptions):
     channels: tuple[int, int] | None = None
 
 
-class SpatialSoftmax(nn.Module):
-    """``[N, C, H, W]`` -> ``[N, 2C]`` expected (x, y) in [-1, 1] of each channel's softmax."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.log_temperature = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)
-        xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)
-        attn = F.softmax(x.flatten(2) / self.log_temperature.exp(), dim=-1).view(n, c, h, w)
-        ex = (attn.sum(2) * xs).sum(-1)
-        ey = (attn.sum(3) * ys).sum(-1)
-        return torch.cat([ex, ey], dim=-1)
-
-
 class ConvEncoder(nn.Module):
     """One camera: conv(3->c1) / conv(c1->c1, s2) / conv(c1->c2, s2) / conv(c2->c2), each GroupNorm +
     ReLU, then spatial-softmax keypoints ⊕ mean pooling: ``[N, 3, H, W]`` uint8 -> ``[N, 3 * c2]``."""
 
     def __init__(self, channels: tuple[int, int] = (32, 64)) -> None:
         super().__init__()
-        c1, c2 = channels
-        layers: list[nn.Module] = []
-        for cin, cout, stride in ((3, c1, 1), (c1, c1, 2), (c1, c2, 2), (c2, c2, 1)):
-            layers += [nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(8, cout), nn.ReLU()]
-        self.net = nn.Sequential(*layers)
+        self.net = conv_trunk(channels, stride=4)
         self.keypoints = SpatialSoftmax()
-        self.out_dim = 3 * c2
+        self.out_dim = 3 * channels[1]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.net(images.float() / 127.5 - 1.0)

@@ -3,7 +3,8 @@
 The registry model (``prismatic-tiny``) can swap the random-init DINOv2 ⊕ SigLIP towers for
 an ImageNet-pretrained EfficientNet-lite0 (``vision="efficientnet"``,
 :mod:`vlaworks.models.vision.efficientnet`), the one pretrained vision tower that installs
-offline at CPU scale.
+offline at CPU scale, or for ``bc-cnn``'s conv trunk as a hybrid-ViT stem (``vision="conv"``,
+:mod:`vlaworks.models.vision.conv`).
 
 The sequence is ``[<bos>] [view 1 patches] ... [view V patches] prompt`` (Prismatic puts
 the patches right after BOS). Prompt schemes: ``"openvla"`` (default)
@@ -44,6 +45,7 @@ from vlaworks.models.backbones.family import (
 from vlaworks.models.backbones.native import LMResult, NativeBackbone, call_lm
 from vlaworks.models.backbones.sequence import Piece
 from vlaworks.models.text_tokenizer import build_tiny_tokenizer
+from vlaworks.models.vision.conv import ConvFeaturizer, SpatialSoftmax
 from vlaworks.models.vision.featurizer import DinoSigLIPFeaturizer, VisionFeaturizer
 from vlaworks.models.weights import load_weights
 
@@ -66,10 +68,14 @@ class PrismaticOptions(VLMOptions):
     image_size: int | None = None
     #: patch size: ``(image_size / patch_size)^2`` visual tokens per view (None: 16)
     patch_size: int | None = None
-    #: random-init DINOv2 ⊕ SigLIP or the pretrained EfficientNet-lite0 (None: dinosiglip)
-    vision: Literal["dinosiglip", "efficientnet"] | None = None
+    #: random-init DINOv2 ⊕ SigLIP, the pretrained EfficientNet-lite0 or a random-init conv
+    #: trunk whose stride is ``patch_size`` (None: dinosiglip)
+    vision: Literal["dinosiglip", "efficientnet", "conv"] | None = None
     #: k x k projected patches merged into one LM token (None: 1, no merge)
     token_merge: int | None = None
+    #: one more LM token per view: the spatial-softmax keypoints (expected x, y of each
+    #: channel over the patch grid) of its projected patches, ``bc-cnn``'s readout (None: off)
+    keypoints: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("image_size", "patch_size", "token_merge"):
@@ -91,6 +97,7 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
         tokenizer: Any,
         prompt_scheme: str = "openvla",
         token_merge: int = 1,
+        keypoints: bool = False,
     ) -> None:
         if prompt_scheme not in PROMPTS:
             raise ValueError(
@@ -115,9 +122,13 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
         self.merger = (
             nn.Linear(self.hidden_size * token_merge**2, self.hidden_size) if token_merge > 1 else None
         )
+        #: the keypoint token of each view: expected (x, y) of every projected channel -> LM width
+        width = self.hidden_size
+        self.keypoints = nn.Sequential(SpatialSoftmax(), nn.Linear(2 * width, width)) if keypoints else None
         self.projector.to(llm.dtype)
-        if self.merger is not None:
-            self.merger.to(llm.dtype)
+        for module in (self.merger, self.keypoints):
+            if module is not None:
+                module.to(llm.dtype)
         self._image_id = int(tokenizer.pad_token_id)
 
     # ----- construction ------------------------------------------------------------------
@@ -128,10 +139,14 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
         ``patch_size`` sets the spatial resolution of the visual tokens (``(image_size /
         patch_size)^2`` per view): small images of small objects want small patches.
         ``vision="efficientnet"`` uses the pretrained EfficientNet-lite0 tower instead, read at
-        stride 8 from the image resized to ``grid x 8`` px (the same token grid).
+        stride 8 from the image resized to ``grid x 8`` px (the same token grid);
+        ``vision="conv"`` uses ``bc-cnn``'s conv trunk at stride ``patch_size`` (a power of 2).
         ``token_merge=k`` merges each k x k block of projected patches into one LM token
         (concatenated, then a linear layer, as Qwen2-VL's patch merger): the towers keep
-        their fine patches while the LM reads k² times fewer image tokens.
+        their fine patches while the LM reads k² times fewer image tokens. ``keypoints=True``
+        appends to each view's tokens one that states where each projected channel peaks
+        (spatial softmax, as ``bc-cnn`` reads its conv features), so object coordinates are a
+        linear read-out for the LM instead of something attention must assemble.
         """
         image_size = options.image_size if options.image_size is not None else TINY_IMAGE_SIZE
         patch_size = options.patch_size if options.patch_size is not None else TINY_PATCH_SIZE
@@ -147,6 +162,8 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
             featurizer: Callable[[], VisionFeaturizer] = partial(
                 EfficientNetFeaturizer, (image_size // patch_size) * 8, 8
             )
+        elif vision == "conv":
+            featurizer = partial(ConvFeaturizer, image_size, patch_size)
         else:
             dino = Dinov2Config(
                 hidden_size=64,
@@ -167,7 +184,8 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
             for tower in (dino, siglip):
                 tower._attn_implementation = attn
             featurizer = partial(DinoSigLIPFeaturizer.from_configs, dino, siglip)
-        model = cls._assemble(featurizer, _tiny_llm_config(tok), tok, scheme, attn, merge)
+        keypoints = bool(options.keypoints)
+        model = cls._assemble(featurizer, _tiny_llm_config(tok), tok, scheme, attn, merge, keypoints)
         dtype = options.torch_dtype
         return model.to(dtype) if dtype is not None else model
 
@@ -180,11 +198,12 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
         prompt_scheme: str,
         attn_implementation: str = "sdpa",
         token_merge: int = 1,
+        keypoints: bool = False,
     ) -> PrismaticBackbone:
         """Random-init LM from ``llm_cfg``, then the vision tower (this order fixes what a seed draws)."""
         llm_cfg._attn_implementation = attn_implementation
         llm = AutoModelForCausalLM.from_config(llm_cfg)
-        return cls(featurizer(), llm, tok, prompt_scheme, token_merge)
+        return cls(featurizer(), llm, tok, prompt_scheme, token_merge, keypoints)
 
     @classmethod
     def from_components(
@@ -218,11 +237,14 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
             "family": self.family,
             "prompt_scheme": self.prompt_scheme,
             "token_merge": self.token_merge,
+            "keypoints": self.keypoints is not None,
             "llm": self.llm.config.to_dict(),
         }
         feat = self.featurizer
         if isinstance(feat, DinoSigLIPFeaturizer):
             meta |= {"dinov2": feat.dino.config.to_dict(), "siglip": feat.siglip.config.to_dict()}
+        elif isinstance(feat, ConvFeaturizer):
+            meta["conv"] = {"image_size": feat.image_size, "stride": feat.stride, "channels": feat.channels}
         else:  # EfficientNetFeaturizer
             meta["efficientnet"] = {"image_size": feat.image_size, "stride": feat.stride}
         (out / META_FILE).write_text(json.dumps(meta, indent=1))
@@ -242,11 +264,13 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
             from vlaworks.models.vision.efficientnet import EfficientNetFeaturizer
 
             featurizer = partial(EfficientNetFeaturizer, **meta["efficientnet"], pretrained=False)
+        elif "conv" in meta:
+            featurizer = partial(ConvFeaturizer, **meta["conv"])
         else:
             dino, siglip = Dinov2Config(**meta["dinov2"]), SiglipVisionConfig(**meta["siglip"])
             featurizer = partial(DinoSigLIPFeaturizer.from_configs, dino, siglip)
-        merge = int(meta.get("token_merge", 1))
-        model = cls._assemble(featurizer, llm_cfg, tok, scheme, options.attn_implementation, merge)
+        merge, keypoints = int(meta.get("token_merge", 1)), bool(meta.get("keypoints", False))
+        model = cls._assemble(featurizer, llm_cfg, tok, scheme, options.attn_implementation, merge, keypoints)
         missing, unexpected = load_weights(model, folder.path / "model.safetensors")
         if missing or unexpected:
             raise ValueError(
@@ -260,7 +284,7 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
     def prompt(self, instruction: str, n_views: int) -> list[Piece]:
         bos = self._tokenizer.bos_token_id
         pieces = [Piece((bos,))] if bos is not None else []
-        per_view = self.featurizer.num_patches // self.token_merge**2
+        per_view = self.featurizer.num_patches // self.token_merge**2 + (self.keypoints is not None)
         # "prefix": image and text form one bidirectional prefix (PaliGemma's prefix-LM), so the
         # image tokens also read the instruction, which a causal image-first prompt never lets them
         prefix = self.prompt_scheme == "prefix"
@@ -273,9 +297,12 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
         b, v = images.shape[:2]
         feats = self.featurizer.features(images.flatten(0, 1))
         proj = self.projector(feats.to(self.projector[0].weight.dtype))
-        if self.merger is not None:
-            proj = self.merger(merge_patches(proj, self.token_merge))
-        return proj.reshape(b, v * proj.shape[1], proj.shape[2]), {}
+        tokens = self.merger(merge_patches(proj, self.token_merge)) if self.merger is not None else proj
+        if self.keypoints is not None:
+            n, p, c = proj.shape
+            grid = proj.transpose(1, 2).reshape(n, c, math.isqrt(p), math.isqrt(p))
+            tokens = torch.cat([tokens, self.keypoints(grid)[:, None]], dim=1)
+        return tokens.reshape(b, v * tokens.shape[1], tokens.shape[2]), {}
 
     def run_lm(self, embeds, mask, position_ids, past, use_cache, output_hidden_states, ctx) -> LMResult:
         return call_lm(self.llm.model, embeds, mask, position_ids, past, use_cache, output_hidden_states)
@@ -336,10 +363,13 @@ def _check_architecture(folder: Folder, options: PrismaticOptions) -> None:
     if "efficientnet" in meta:
         tower = meta["efficientnet"]
         vision, size, patch = "efficientnet", tower["image_size"], tower["stride"]
+    elif "conv" in meta:
+        vision, size, patch = "conv", meta["conv"]["image_size"], meta["conv"]["stride"]
     else:
         vision, size, patch = "dinosiglip", meta["siglip"]["image_size"], meta["siglip"]["patch_size"]
     check_folder_agrees(folder, "vision", options.vision, vision)
     check_folder_agrees(folder, "token_merge", options.token_merge, int(meta.get("token_merge", 1)))
+    check_folder_agrees(folder, "keypoints", options.keypoints, bool(meta.get("keypoints", False)))
     grid = size // patch
     given_size = options.image_size if options.image_size is not None else size
     given_patch = options.patch_size if options.patch_size is not None else patch
