@@ -44,7 +44,7 @@ def test_bad_stride_or_size_is_a_clear_error() -> None:
         ConvFeaturizer(30, 4)
 
 
-def test_prismatic_on_the_conv_tower_trains_and_reloads_exactly(tmp_path) -> None:
+def test_prismatic_on_the_conv_tower_trains_and_reloads_exactly(reloads_exactly) -> None:
     torch.manual_seed(0)
     m = build_backbone("prismatic-tiny", image_size=32, patch_size=4, token_merge=4, vision="conv").eval()
     q = torch.randn(1, 1, m.hidden_size, requires_grad=True)
@@ -53,17 +53,12 @@ def test_prismatic_on_the_conv_tower_trains_and_reloads_exactly(tmp_path) -> Non
     assert out.spans["q"].stop - out.spans["q"].start == 1
     out.hidden[:, out.spans["q"]].sum().backward()
     assert q.grad is not None and m.featurizer.net[0].weight.grad.abs().sum() > 0
-    m.save_pretrained(str(tmp_path / "vlm"))
-    again = build_backbone(str(tmp_path / "vlm")).eval()
-    with torch.no_grad():
-        a = m(imgs, ["put the red cube in the bowl"]).hidden
-        b = again(imgs, ["put the red cube in the bowl"]).hidden
-    torch.testing.assert_close(a, b)
+    folder = reloads_exactly(m, imgs)
     with pytest.raises(ValueError, match="holds vision='conv'"):
-        build_backbone(str(tmp_path / "vlm"), vision="dinosiglip")
+        build_backbone(str(folder), vision="dinosiglip")
 
 
-def test_keypoint_tokens_add_one_token_per_view_that_tracks_the_features(tmp_path) -> None:
+def test_keypoint_tokens_add_one_token_per_view_that_tracks_the_features(reloads_exactly) -> None:
     torch.manual_seed(0)
     plain = build_backbone("prismatic-tiny", image_size=32, patch_size=8, token_merge=2)
     torch.manual_seed(0)
@@ -80,10 +75,6 @@ def test_keypoint_tokens_add_one_token_per_view_that_tracks_the_features(tmp_pat
         torch.testing.assert_close(tokens[0, [4, 9]], m.keypoints(grid))
     out = m(imgs, ["put the red cube in the bowl"])
     assert out.spans["image"].stop - out.spans["image"].start == 10
-    m.save_pretrained(str(tmp_path / "vlm"))
-    again = build_backbone(str(tmp_path / "vlm")).eval()
-    with torch.no_grad():
-        a, b = m(imgs, ["pick the cube"]).hidden, again(imgs, ["pick the cube"]).hidden
-    torch.testing.assert_close(a, b)
+    folder = reloads_exactly(m, imgs)
     with pytest.raises(ValueError, match="holds keypoints=True"):
-        build_backbone(str(tmp_path / "vlm"), keypoints=False)
+        build_backbone(str(folder), keypoints=False)
