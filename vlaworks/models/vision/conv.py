@@ -8,7 +8,8 @@ better", Xiao et al. 2021; the hybrid ViT of Dosovitskiy et al. 2021; RT-1 feeds
 EfficientNet feature maps to its transformer the same way). The trunk is ``bc-cnn``'s
 (robomimic-style: 3x3 convs, GroupNorm, ReLU), so a VLA on it and the CNN floor see the
 views through the same layers; the VLA keeps the whole feature grid as tokens for its LM
-instead of pooling it to keypoints.
+instead of pooling it to keypoints. :class:`SpatialSoftmax` is ``bc-cnn``'s keypoint readout,
+also read by ``prismatic-tiny``'s ``keypoints`` token.
 """
 
 from __future__ import annotations
