@@ -15,6 +15,7 @@ also read by ``prismatic-tiny``'s ``keypoints`` token.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +63,8 @@ class ConvFeaturizer(VisionFeaturizer):
     """``[N, 3, H, W]`` uint8 -> ``[N, (S / stride)^2, c2]``: the trunk's feature map of the view
     resized to ``S`` and scaled to [-1, 1] (as ``bc-cnn`` reads it), row-major."""
 
+    kind = "conv"
+
     def __init__(self, image_size: int = 64, stride: int = 4, channels: tuple[int, int] = (32, 64)) -> None:
         super().__init__()
         if image_size % stride:
@@ -71,6 +74,22 @@ class ConvFeaturizer(VisionFeaturizer):
         self.channels = (int(channels[0]), int(channels[1]))
         self.out_dim = self.channels[1]
         self.num_patches = (image_size // stride) ** 2
+
+    @classmethod
+    def tiny(cls, image_size: int, patch_size: int, attn_implementation: str) -> ConvFeaturizer:
+        """Random-init trunk at stride ``patch_size`` (no attention: the third argument is unused)."""
+        return cls(image_size, patch_size)
+
+    def folder_meta(self) -> dict[str, Any]:
+        return {self.kind: {"image_size": self.image_size, "stride": self.stride, "channels": self.channels}}
+
+    @classmethod
+    def from_folder_meta(cls, meta: dict[str, Any]) -> ConvFeaturizer:
+        return cls(**meta[cls.kind])
+
+    @classmethod
+    def folder_grid(cls, meta: dict[str, Any]) -> tuple[int, int]:
+        return meta[cls.kind]["image_size"], meta[cls.kind]["stride"]
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         dtype = self.net[0].weight.dtype

@@ -14,6 +14,8 @@ would otherwise overwrite them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -40,6 +42,8 @@ def _require() -> tuple[type, str]:
 class EfficientNetFeaturizer(VisionFeaturizer):
     """EfficientNet-lite0 stem + MBConv blocks up to ``stride``; see the module docstring."""
 
+    kind = "efficientnet"
+
     def __init__(self, image_size: int = 128, stride: int = 16, pretrained: bool = True) -> None:
         super().__init__()
         if stride not in STAGES:
@@ -57,6 +61,25 @@ class EfficientNetFeaturizer(VisionFeaturizer):
         self.image_size = image_size
         self.stride = stride
         self.num_patches = (image_size // stride) ** 2
+
+    @classmethod
+    def tiny(cls, image_size: int, patch_size: int, attn_implementation: str) -> EfficientNetFeaturizer:
+        """The ImageNet weights read at stride 8 from the view resized to ``grid x 8`` px (the
+        grid ``image_size / patch_size``; ``attn_implementation`` does not apply to a conv net)."""
+        if image_size % patch_size:
+            raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}.")
+        return cls((image_size // patch_size) * 8, 8)
+
+    def folder_meta(self) -> dict[str, Any]:
+        return {self.kind: {"image_size": self.image_size, "stride": self.stride}}
+
+    @classmethod
+    def from_folder_meta(cls, meta: dict[str, Any]) -> EfficientNetFeaturizer:
+        return cls(**meta[cls.kind], pretrained=False)
+
+    @classmethod
+    def folder_grid(cls, meta: dict[str, Any]) -> tuple[int, int]:
+        return meta[cls.kind]["image_size"], meta[cls.kind]["stride"]
 
     def train(self, mode: bool = True) -> EfficientNetFeaturizer:
         super().train(mode)

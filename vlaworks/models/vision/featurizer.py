@@ -3,11 +3,17 @@
 A featurizer owns its towers and their preprocessing; a backbone only sees
 ``features(images)`` and ``out_dim``. The dual-encoder wrapper of seed 004 (frozen copy
 ⊕ trained copy) wraps any featurizer through the same two members.
+
+A tower a backbone can build by name (``vision=...``) also says how it is built for a patch
+grid (:meth:`VisionFeaturizer.tiny`) and how a backbone folder records and rebuilds it
+(:meth:`~VisionFeaturizer.folder_meta`, :meth:`~VisionFeaturizer.from_folder_meta`), so a new
+tower touches its own module and the backbone's table of towers, nothing else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -22,6 +28,32 @@ class VisionFeaturizer(nn.Module):
     """Interface: ``features(images uint8 [N, 3, H, W]) -> [N, P, out_dim]``."""
 
     out_dim: int
+    #: the ``vision`` option naming this tower, and its key in a backbone folder's meta
+    kind: ClassVar[str]
+
+    @classmethod
+    def tiny(cls, image_size: int, patch_size: int, attn_implementation: str) -> VisionFeaturizer:
+        """The registry model's tower giving an ``image_size / patch_size`` grid per view."""
+        raise NotImplementedError
+
+    def folder_meta(self) -> dict[str, Any]:
+        """The JSON entries a backbone folder stores to rebuild this tower (no weights)."""
+        raise NotImplementedError
+
+    @classmethod
+    def holds(cls, meta: dict[str, Any]) -> bool:
+        """Whether a backbone folder's ``meta`` describes this tower."""
+        return cls.kind in meta
+
+    @classmethod
+    def from_folder_meta(cls, meta: dict[str, Any]) -> VisionFeaturizer:
+        """A random-init tower of the architecture :meth:`folder_meta` wrote (weights load after)."""
+        raise NotImplementedError
+
+    @classmethod
+    def folder_grid(cls, meta: dict[str, Any]) -> tuple[int, int]:
+        """``(image_size, patch size or stride)`` of the tower ``meta`` describes."""
+        raise NotImplementedError
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -46,6 +78,8 @@ class DinoSigLIPFeaturizer(VisionFeaturizer):
     Both towers must yield the same patch grid.
     """
 
+    kind = "dinosiglip"
+
     def __init__(self, dino: Dinov2Model, siglip: SiglipVisionModel) -> None:
         super().__init__()
         self.dino = dino
@@ -64,6 +98,44 @@ class DinoSigLIPFeaturizer(VisionFeaturizer):
     def from_configs(cls, dino: Dinov2Config, siglip: SiglipVisionConfig) -> DinoSigLIPFeaturizer:
         siglip.vision_use_head = False
         return cls(Dinov2Model(dino), SiglipVisionModel(siglip))
+
+    @classmethod
+    def tiny(cls, image_size: int, patch_size: int, attn_implementation: str) -> DinoSigLIPFeaturizer:
+        """Random-init towers, hidden 64 x 2 layers each."""
+        dino = Dinov2Config(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            mlp_ratio=2,
+            image_size=image_size,
+            patch_size=patch_size,
+        )
+        siglip = SiglipVisionConfig(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=image_size,
+            patch_size=patch_size,
+        )
+        for tower in (dino, siglip):
+            tower._attn_implementation = attn_implementation
+        return cls.from_configs(dino, siglip)
+
+    def folder_meta(self) -> dict[str, Any]:
+        return {"dinov2": self.dino.config.to_dict(), "siglip": self.siglip.config.to_dict()}
+
+    @classmethod
+    def holds(cls, meta: dict[str, Any]) -> bool:
+        return "siglip" in meta
+
+    @classmethod
+    def from_folder_meta(cls, meta: dict[str, Any]) -> DinoSigLIPFeaturizer:
+        return cls.from_configs(Dinov2Config(**meta["dinov2"]), SiglipVisionConfig(**meta["siglip"]))
+
+    @classmethod
+    def folder_grid(cls, meta: dict[str, Any]) -> tuple[int, int]:
+        return meta["siglip"]["image_size"], meta["siglip"]["patch_size"]
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         dtype = next(self.parameters()).dtype

@@ -29,7 +29,6 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
-    Dinov2Config,
     Dinov2Model,
     SiglipVisionConfig,
     SiglipVisionModel,
@@ -46,6 +45,7 @@ from vlaworks.models.backbones.native import LMResult, NativeBackbone, call_lm
 from vlaworks.models.backbones.sequence import Piece
 from vlaworks.models.text_tokenizer import build_tiny_tokenizer
 from vlaworks.models.vision.conv import ConvFeaturizer, SpatialSoftmax
+from vlaworks.models.vision.efficientnet import EfficientNetFeaturizer
 from vlaworks.models.vision.featurizer import DinoSigLIPFeaturizer, VisionFeaturizer
 from vlaworks.models.weights import load_weights
 
@@ -56,6 +56,10 @@ PROMPTS = {
 }
 #: the registry model's tower input size, patch size and vision tower
 TINY_IMAGE_SIZE, TINY_PATCH_SIZE, TINY_VISION = 96, 16, "dinosiglip"
+#: the towers ``vision=`` names; each builds, records and rebuilds itself (``VisionFeaturizer``)
+TOWERS: dict[str, type[VisionFeaturizer]] = {
+    tower.kind: tower for tower in (DinoSigLIPFeaturizer, EfficientNetFeaturizer, ConvFeaturizer)
+}
 
 
 @dataclass
@@ -154,36 +158,7 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
         merge = options.token_merge if options.token_merge is not None else 1
         attn, scheme = options.attn_implementation, options.prompt_scheme or "openvla"
         tok = build_tiny_tokenizer()
-        if vision == "efficientnet":
-            from vlaworks.models.vision.efficientnet import EfficientNetFeaturizer
-
-            if image_size % patch_size:
-                raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}.")
-            featurizer: Callable[[], VisionFeaturizer] = partial(
-                EfficientNetFeaturizer, (image_size // patch_size) * 8, 8
-            )
-        elif vision == "conv":
-            featurizer = partial(ConvFeaturizer, image_size, patch_size)
-        else:
-            dino = Dinov2Config(
-                hidden_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                mlp_ratio=2,
-                image_size=image_size,
-                patch_size=patch_size,
-            )
-            siglip = SiglipVisionConfig(
-                hidden_size=64,
-                intermediate_size=128,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                image_size=image_size,
-                patch_size=patch_size,
-            )
-            for tower in (dino, siglip):
-                tower._attn_implementation = attn
-            featurizer = partial(DinoSigLIPFeaturizer.from_configs, dino, siglip)
+        featurizer = partial(TOWERS[vision].tiny, image_size, patch_size, attn)
         keypoints = bool(options.keypoints)
         model = cls._assemble(featurizer, _tiny_llm_config(tok), tok, scheme, attn, merge, keypoints)
         dtype = options.torch_dtype
@@ -240,13 +215,7 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
             "keypoints": self.keypoints is not None,
             "llm": self.llm.config.to_dict(),
         }
-        feat = self.featurizer
-        if isinstance(feat, DinoSigLIPFeaturizer):
-            meta |= {"dinov2": feat.dino.config.to_dict(), "siglip": feat.siglip.config.to_dict()}
-        elif isinstance(feat, ConvFeaturizer):
-            meta["conv"] = {"image_size": feat.image_size, "stride": feat.stride, "channels": feat.channels}
-        else:  # EfficientNetFeaturizer
-            meta["efficientnet"] = {"image_size": feat.image_size, "stride": feat.stride}
+        meta |= self.featurizer.folder_meta()
         (out / META_FILE).write_text(json.dumps(meta, indent=1))
         save_model(self, str(out / "model.safetensors"))
         self._tokenizer.save_pretrained(str(out))
@@ -260,15 +229,7 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
         llm_cfg = AutoConfig.for_model(llm_meta.pop("model_type"), **llm_meta)
         tok = AutoTokenizer.from_pretrained(str(folder.path))
         scheme = options.prompt_scheme or meta["prompt_scheme"]
-        if "efficientnet" in meta:
-            from vlaworks.models.vision.efficientnet import EfficientNetFeaturizer
-
-            featurizer = partial(EfficientNetFeaturizer, **meta["efficientnet"], pretrained=False)
-        elif "conv" in meta:
-            featurizer = partial(ConvFeaturizer, **meta["conv"])
-        else:
-            dino, siglip = Dinov2Config(**meta["dinov2"]), SiglipVisionConfig(**meta["siglip"])
-            featurizer = partial(DinoSigLIPFeaturizer.from_configs, dino, siglip)
+        featurizer = partial(_folder_tower(folder).from_folder_meta, meta)
         merge, keypoints = int(meta.get("token_merge", 1)), bool(meta.get("keypoints", False))
         model = cls._assemble(featurizer, llm_cfg, tok, scheme, options.attn_implementation, merge, keypoints)
         missing, unexpected = load_weights(model, folder.path / "model.safetensors")
@@ -356,17 +317,22 @@ def _tiny_llm_config(tok: Any) -> Any:
     )
 
 
+def _folder_tower(folder: Folder) -> type[VisionFeaturizer]:
+    """The tower class a backbone folder's meta describes."""
+    for tower in TOWERS.values():
+        if tower.holds(folder.meta):
+            return tower
+    raise ValueError(
+        f"Backbone folder {folder.path} records no vision tower of the prismatic family ({sorted(TOWERS)}); "
+        "was it written by another vlaworks version?"
+    )
+
+
 def _check_architecture(folder: Folder, options: PrismaticOptions) -> None:
     """The vision tower, token merge and patch grid a folder holds against the options given
     (an option left out takes the folder's tower input and patch size)."""
-    meta = folder.meta
-    if "efficientnet" in meta:
-        tower = meta["efficientnet"]
-        vision, size, patch = "efficientnet", tower["image_size"], tower["stride"]
-    elif "conv" in meta:
-        vision, size, patch = "conv", meta["conv"]["image_size"], meta["conv"]["stride"]
-    else:
-        vision, size, patch = "dinosiglip", meta["siglip"]["image_size"], meta["siglip"]["patch_size"]
+    meta, tower = folder.meta, _folder_tower(folder)
+    vision, (size, patch) = tower.kind, tower.folder_grid(meta)
     check_folder_agrees(folder, "vision", options.vision, vision)
     check_folder_agrees(folder, "token_merge", options.token_merge, int(meta.get("token_merge", 1)))
     check_folder_agrees(folder, "keypoints", options.keypoints, bool(meta.get("keypoints", False)))
