@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from vlaworks.batch import Batch, VisualPrompt
-from vlaworks.data.augment import AugmentOptions, Shift, augment_views
+from vlaworks.data.augment import AugmentOptions, Shift, augment_views, noisy_state
 from vlaworks.data.instructions import augment_instruction
 from vlaworks.data.normalize import Normalizer
 from vlaworks.prompts import (
@@ -201,7 +201,8 @@ class PolicyProcessor:
         with ``use_state``, ``state``; ``pixel_masks`` / ``visual_prompts`` when the policy
         reads them, ``target_masks`` when it reads them and ``obs`` has them. ``training``
         applies the configured augmentation (a shift moves the prompts and masks with the views;
-        the instruction is reworded with probability ``augment.instructions``)."""
+        the instruction is reworded with probability ``augment.instructions``; the normalised
+        state gets noise of std ``augment.state_noise``)."""
         images = self.images(obs.get("images", {}))
         size = (int(images.shape[-2]), int(images.shape[-1]))
         masks = self.pixel_masks(obs.get(PIXEL_MASKS_KEY) or {}, size) if self.reads_pixel_masks else None
@@ -234,6 +235,8 @@ class PolicyProcessor:
             if "state" not in obs:
                 raise KeyError("The policy reads the proprio state but the observation has no 'state'.")
             row["state"] = self.state(obs["state"])
+            if training and self.augment is not None:  # drawn last: other draws stay as they were
+                row["state"] = noisy_state(row["state"], self.augment.state_noise)
         if masks is not None:
             row["pixel_masks"] = masks
         if prompts is not None:

@@ -13,8 +13,11 @@ from vlaworks.processing import PolicyProcessor
 from vlaworks.train.sampler import load_sample
 
 
-def windows(dataset: LeRobotDataset, augment: AugmentOptions | None = None) -> WindowDataset:
-    return WindowDataset(dataset, PolicyProcessor(("base", "wrist"), chunk_size=2, augment=augment))
+def windows(
+    dataset: LeRobotDataset, augment: AugmentOptions | None = None, use_state: bool = False
+) -> WindowDataset:
+    processor = PolicyProcessor(("base", "wrist"), chunk_size=2, use_state=use_state, augment=augment)
+    return WindowDataset(dataset, processor)
 
 
 @pytest.fixture
@@ -63,7 +66,7 @@ def test_colour_jitter_keeps_uint8_range() -> None:
 @pytest.mark.parametrize(
     "bad",
     [{"shift": -1}, {"brightness": 1.0}, {"contrast": -0.1}, {"instructions": 1.5}, {"instructions": -0.1},
-     {"instructions": "often"}, {"instructions": True}],
+     {"instructions": "often"}, {"instructions": True}, {"state_noise": -0.1}, {"state_noise": float("nan")}],
 )
 def test_bad_options_are_rejected(bad) -> None:
     with pytest.raises(ValueError, match="augment"):
@@ -89,3 +92,21 @@ def test_instruction_augmentation_is_seeded_per_sample(dataset) -> None:
     assert torch.equal(sample["images"], load_sample(images_only, ("robot", 3, 5))["images"])
     kept = windows(dataset, AugmentOptions(instructions=0.5))
     assert original in {load_sample(kept, ("robot", 3, seed))["instruction"] for seed in range(16)}
+
+
+def test_state_noise_is_seeded_gaussian_on_the_state_alone_and_off_offline(dataset) -> None:
+    """Noise of the asked std on the state, drawn after the image draws (the images are those of
+    the run without it), the same per seed, absent outside training."""
+    noisy = windows(dataset, AugmentOptions(shift=4, state_noise=0.5), use_state=True)
+    clean = windows(dataset, use_state=True)[3]
+    a, b = load_sample(noisy, ("robot", 3, 7)), load_sample(noisy, ("robot", 3, 7))
+    assert torch.equal(a["state"], b["state"]) and not torch.equal(a["state"], clean["state"])
+    images_only = windows(dataset, AugmentOptions(shift=4), use_state=True)
+    shifted = load_sample(images_only, ("robot", 3, 7))
+    assert torch.equal(a["images"], shifted["images"]) and torch.equal(shifted["state"], clean["state"])
+    assert torch.equal(a["actions"], clean["actions"])
+    draws = torch.stack([load_sample(noisy, ("robot", 3, s))["state"] - clean["state"] for s in range(200)])
+    assert abs(float(draws.std()) - 0.5) < 0.05 and abs(float(draws.mean())) < 0.05
+    offline = windows(dataset, AugmentOptions(state_noise=0.5), use_state=True)
+    offline.training = False
+    assert torch.equal(offline[3]["state"], clean["state"])

@@ -1,5 +1,6 @@
-"""Training-time augmentation: random shift and colour jitter on uint8 views, and the
-instruction rewording of :mod:`vlaworks.data.instructions`.
+"""Training-time augmentation: random shift and colour jitter on uint8 views, the
+instruction rewording of :mod:`vlaworks.data.instructions`, and Gaussian noise on the
+normalised proprio state.
 
 Random shift (DrQ, robomimic's crop randomizer): each view is replicate-padded by
 ``shift`` pixels and cropped back to its size at a random offset, so the policy cannot
@@ -8,6 +9,12 @@ brightness and contrast by a random factor in ``[1 - x, 1 + x]``.
 
 A shift moves what the view shows, so the pixel masks and visual prompts of the same
 sample move with it (:class:`Shift` applies one draw to all three).
+
+State noise adds ``N(0, state_noise²)`` to each dimension of the *normalised* state (unit
+spread per dimension, so one number fits every robot): the policy cannot read a demonstration's
+exact trajectory off the proprio state and must take where to go from the views, and it sees
+states a little off the demonstrations, as it will in closed loop. The action targets are not
+changed.
 
 Randomness comes from torch's global generator, which the sampler seeds per sample
 (``vlaworks.train.sampler.load_sample``), so an augmented run is reproducible and resumes
@@ -37,6 +44,8 @@ class AugmentOptions:
     contrast: float = 0.0
     #: probability of rewording a sample's instruction (``vlaworks.data.instructions``; 0: off)
     instructions: float = 0.0
+    #: std of the Gaussian noise added to the normalised proprio state (0: off)
+    state_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.shift < 0:
@@ -52,10 +61,20 @@ class AugmentOptions:
                 f"[0, 1] (e.g. --set policy.augment.instructions=0.5); got {p!r}."
             )
         self.instructions = float(p)
+        if not self.state_noise >= 0.0:
+            raise ValueError(
+                f"augment.state_noise is a std in normalised state units, >= 0; got {self.state_noise}."
+            )
 
     @property
     def enabled(self) -> bool:
-        return self.shift > 0 or self.brightness > 0 or self.contrast > 0 or self.instructions > 0
+        return (
+            self.shift > 0
+            or self.brightness > 0
+            or self.contrast > 0
+            or self.instructions > 0
+            or self.state_noise > 0
+        )
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,11 @@ def color_jitter(images: torch.Tensor, brightness: float, contrast: float) -> to
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         x = (x - mean) * (1 + (torch.rand(v, 1, 1, 1) * 2 - 1) * contrast) + mean
     return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def noisy_state(state: torch.Tensor, std: float) -> torch.Tensor:
+    """``state`` (normalised, float ``[S]``) plus Gaussian noise of ``std`` per dimension."""
+    return state + torch.randn(state.shape) * std if std > 0 else state
 
 
 def augment_views(images: torch.Tensor, options: AugmentOptions, shift: Shift | None = None) -> torch.Tensor:
