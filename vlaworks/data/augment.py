@@ -10,8 +10,9 @@ brightness and contrast by a random factor in ``[1 - x, 1 + x]``.
 A shift moves what the view shows, so the pixel masks and visual prompts of the same
 sample move with it (:class:`Shift` applies one draw to all three).
 
-State noise adds ``N(0, state_noise²)`` to each dimension of the *normalised* state (unit
-spread per dimension, so one number fits every robot): the policy cannot read a demonstration's
+State noise adds ``N(0, state_noise²)`` to each dimension of the *normalised* state (by
+default each dimension's 1st..99th percentiles span [-1, 1], so one number fits every
+robot; 0.1 is 5 % of that span): the policy cannot read a demonstration's
 exact trajectory off the proprio state and must take where to go from the views, and it sees
 states a little off the demonstrations, as it will in closed loop. The action targets are not
 changed.
