@@ -102,22 +102,10 @@ class DinoSigLIPFeaturizer(VisionFeaturizer):
     @classmethod
     def tiny(cls, image_size: int, patch_size: int, attn_implementation: str) -> DinoSigLIPFeaturizer:
         """Random-init towers, hidden 64 x 2 layers each."""
-        dino = Dinov2Config(
-            hidden_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            mlp_ratio=2,
-            image_size=image_size,
-            patch_size=patch_size,
-        )
-        siglip = SiglipVisionConfig(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=image_size,
-            patch_size=patch_size,
-        )
+        shared = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+        shared |= {"image_size": image_size, "patch_size": patch_size}
+        dino = Dinov2Config(mlp_ratio=2, **shared)
+        siglip = SiglipVisionConfig(intermediate_size=128, **shared)
         for tower in (dino, siglip):
             tower._attn_implementation = attn_implementation
         return cls.from_configs(dino, siglip)
