@@ -87,10 +87,6 @@ class ConvFeaturizer(VisionFeaturizer):
     def from_folder_meta(cls, meta: dict[str, Any]) -> ConvFeaturizer:
         return cls(**meta[cls.kind])
 
-    @classmethod
-    def folder_grid(cls, meta: dict[str, Any]) -> tuple[int, int]:
-        return meta[cls.kind]["image_size"], meta[cls.kind]["stride"]
-
     def features(self, images: torch.Tensor) -> torch.Tensor:
         dtype = self.net[0].weight.dtype
         x = self.net(normalize_images(images, self.image_size, HALF, HALF, dtype))

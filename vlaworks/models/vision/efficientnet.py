@@ -77,10 +77,6 @@ class EfficientNetFeaturizer(VisionFeaturizer):
     def from_folder_meta(cls, meta: dict[str, Any]) -> EfficientNetFeaturizer:
         return cls(**meta[cls.kind], pretrained=False)
 
-    @classmethod
-    def folder_grid(cls, meta: dict[str, Any]) -> tuple[int, int]:
-        return meta[cls.kind]["image_size"], meta[cls.kind]["stride"]
-
     def train(self, mode: bool = True) -> EfficientNetFeaturizer:
         super().train(mode)
         for m in self.modules():

@@ -52,8 +52,9 @@ class VisionFeaturizer(nn.Module):
 
     @classmethod
     def folder_grid(cls, meta: dict[str, Any]) -> tuple[int, int]:
-        """``(image_size, patch size or stride)`` of the tower ``meta`` describes."""
-        raise NotImplementedError
+        """``(image_size, patch size or stride)`` of the tower ``meta`` describes (by default
+        read from ``meta[kind]``'s ``image_size`` and ``stride``, as the conv towers record them)."""
+        return meta[cls.kind]["image_size"], meta[cls.kind]["stride"]
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
