@@ -224,12 +224,12 @@ class PrismaticBackbone(NativeBackbone, BackboneFamily):
     def load(cls, folder: Folder, options: PrismaticOptions) -> PrismaticBackbone:
         """A folder written by :meth:`save_pretrained`; architecture options must match it."""
         meta = folder.meta
-        _check_architecture(folder, options)
+        tower = _check_architecture(folder, options)
         llm_meta = dict(meta["llm"])
         llm_cfg = AutoConfig.for_model(llm_meta.pop("model_type"), **llm_meta)
         tok = AutoTokenizer.from_pretrained(str(folder.path))
         scheme = options.prompt_scheme or meta["prompt_scheme"]
-        featurizer = partial(_folder_tower(folder).from_folder_meta, meta)
+        featurizer = partial(tower.from_folder_meta, meta)
         merge, keypoints = int(meta.get("token_merge", 1)), bool(meta.get("keypoints", False))
         model = cls._assemble(featurizer, llm_cfg, tok, scheme, options.attn_implementation, merge, keypoints)
         missing, unexpected = load_weights(model, folder.path / "model.safetensors")
@@ -328,9 +328,9 @@ def _folder_tower(folder: Folder) -> type[VisionFeaturizer]:
     )
 
 
-def _check_architecture(folder: Folder, options: PrismaticOptions) -> None:
+def _check_architecture(folder: Folder, options: PrismaticOptions) -> type[VisionFeaturizer]:
     """The vision tower, token merge and patch grid a folder holds against the options given
-    (an option left out takes the folder's tower input and patch size)."""
+    (an option left out takes the folder's tower input and patch size); returns the tower's class."""
     meta, tower = folder.meta, _folder_tower(folder)
     vision, (size, patch) = tower.kind, tower.folder_grid(meta)
     check_folder_agrees(folder, "vision", options.vision, vision)
@@ -345,3 +345,4 @@ def _check_architecture(folder: Folder, options: PrismaticOptions) -> None:
             f"patch_size {patch}); image_size={given_size} / patch_size={given_patch} describe another. "
             "Drop these options or give ones that match."
         )
+    return tower
