@@ -1,3 +1,10 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 from eval_fakes import greedy_policy, make_fake_env
 
@@ -56,3 +63,38 @@ def test_policy_spec_keeps_expert_and_factories_and_names_a_missing_path(tmp_pat
         resolve_policy_spec("expret")
     with pytest.raises(FileNotFoundError, match="No policy at"):  # a folder: the checkpoint resolver's error
         resolve_policy_spec(tmp_path)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # an exited orphan waits, a zombie, until its new parent reaps it
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_a_worker_exits_when_its_parent_is_killed():
+    worker = (
+        "import os, time; from vlaworks.eval.workers import exit_with_parent; "
+        "exit_with_parent(os.getppid(), poll_s=0.05); print(os.getpid(), flush=True); time.sleep(120)"
+    )
+    parent = (
+        "import subprocess, sys, time; "
+        f"subprocess.Popen([sys.executable, '-c', {worker!r}]); time.sleep(120)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        child = int(proc.stdout.readline())
+        assert _running(child)
+        proc.kill()  # SIGKILL: the parent runs no clean-up at all
+        deadline = time.monotonic() + 10
+        while _running(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(child)
+    finally:
+        proc.kill()
+        proc.wait()
+        if child is not None and _running(child):
+            os.kill(child, signal.SIGKILL)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import functools
 import multiprocessing as mp
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -181,6 +183,26 @@ class Worker:
 
 
 _WORKER: Worker | None = None
+PARENT_POLL_S = 1.0
+
+
+def exit_with_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> threading.Thread:
+    """Start a daemon thread that ends this process once ``parent_pid`` is gone.
+
+    A killed ``vlaworks eval`` (SIGTERM, SIGKILL, a closed terminal) runs none of its
+    clean-up, and its spawned workers would go on simulating for minutes, holding the CPU
+    the next run needs; an orphan is re-parented, so a changed parent pid means the
+    parent died.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
 
 
 def _init_worker(
@@ -190,8 +212,10 @@ def _init_worker(
     out: Path | None,
     device: str | None,
     threads: int,
+    parent_pid: int,
 ) -> None:
     global _WORKER
+    exit_with_parent(parent_pid)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ.setdefault("MKL_NUM_THREADS", str(threads))
     _WORKER = Worker(policy, env_config, chunk_exec, out, device)
@@ -242,7 +266,7 @@ def run_groups(
         max_workers=workers,
         mp_context=mp.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(policy, env_config, chunk_exec, out, device, threads),
+        initargs=(policy, env_config, chunk_exec, out, device, threads, os.getpid()),
     )
     try:
         futures = [executor.submit(_run_group, group) for group in groups]
