@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vlaworks.eval.protocol import CONDITIONS, condition_perturbations, protocol_table, representation_table
+from vlaworks.eval.workers import exit_with_parent
 from vlaworks.miniature import MINIATURE, MiniatureBudget, eval_seed
 
 
@@ -119,7 +121,13 @@ def run_compare(cfg: CompareConfig) -> dict[str, dict[str, dict]]:
     out.mkdir(parents=True, exist_ok=True)
     resolve_vlm(cfg.vlm, cfg.budget)  # pretrain (or find) the shared VLM before any recipe needs it
     if cfg.parallel > 1:
-        with ProcessPoolExecutor(cfg.parallel, mp_context=mp.get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(
+            cfg.parallel,
+            mp_context=mp.get_context("spawn"),
+            initializer=exit_with_parent,  # a killed `vlaworks compare` leaves no recipe training
+            initargs=(os.getpid(),),
+        )
+        with pool:
             futures = {name: pool.submit(run_recipe, cfg, name) for name in cfg.recipes}
             results = {name: f.result() for name, f in futures.items()}
     else:
