@@ -121,13 +121,12 @@ def run_compare(cfg: CompareConfig) -> dict[str, dict[str, dict]]:
     out.mkdir(parents=True, exist_ok=True)
     resolve_vlm(cfg.vlm, cfg.budget)  # pretrain (or find) the shared VLM before any recipe needs it
     if cfg.parallel > 1:
-        pool = ProcessPoolExecutor(
+        with ProcessPoolExecutor(
             cfg.parallel,
             mp_context=mp.get_context("spawn"),
             initializer=exit_with_parent,  # a killed `vlaworks compare` leaves no recipe training
             initargs=(os.getpid(),),
-        )
-        with pool:
+        ) as pool:
             futures = {name: pool.submit(run_recipe, cfg, name) for name in cfg.recipes}
             results = {name: f.result() for name, f in futures.items()}
     else:
