@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vlaworks.eval.protocol import CONDITIONS, condition_perturbations, protocol_table, representation_table
-from vlaworks.eval.workers import exit_with_parent
+from vlaworks.eval.workers import exit_with_parent, set_worker_threads
 from vlaworks.miniature import MINIATURE, MiniatureBudget, eval_seed
 
 
@@ -113,6 +113,12 @@ def run_recipe(cfg: CompareConfig, name: str) -> dict[str, dict]:
     return results
 
 
+def _init_recipe_process(parent_pid: int, threads: int) -> None:
+    """A killed `vlaworks compare` leaves no recipe training; recipes share the cores."""
+    exit_with_parent(parent_pid)
+    set_worker_threads(threads)
+
+
 def run_compare(cfg: CompareConfig) -> dict[str, dict[str, dict]]:
     """Run every recipe (in ``cfg.parallel`` processes), write ``table.md`` and ``results.json``."""
     from vlaworks.train.pretrain import resolve_vlm
@@ -124,8 +130,8 @@ def run_compare(cfg: CompareConfig) -> dict[str, dict[str, dict]]:
         with ProcessPoolExecutor(
             cfg.parallel,
             mp_context=mp.get_context("spawn"),
-            initializer=exit_with_parent,  # a killed `vlaworks compare` leaves no recipe training
-            initargs=(os.getpid(),),
+            initializer=_init_recipe_process,
+            initargs=(os.getpid(), max(1, (os.cpu_count() or 1) // cfg.parallel)),
         ) as pool:
             futures = {name: pool.submit(run_recipe, cfg, name) for name in cfg.recipes}
             results = {name: f.result() for name, f in futures.items()}

@@ -205,6 +205,20 @@ def exit_with_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> threadin
     return thread
 
 
+def set_worker_threads(threads: int) -> None:
+    """Give this worker ``threads`` intra-op threads and as many software-rendering threads.
+
+    The thread environment variables are read when torch and the renderer load; torch is
+    already imported here (this module imports it), so its pool is sized directly. Without
+    this, every worker starts one thread per core: ``workers`` pools spinning on the same cores
+    made a 2-worker evaluation on 2 cores six times slower (BENCHMARKS.md, "Evaluation threads").
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ.setdefault("LP_NUM_THREADS", str(threads))
+
+
 def _init_worker(
     policy: PolicySpec,
     env_config: EnvConfig,
@@ -216,8 +230,7 @@ def _init_worker(
 ) -> None:
     global _WORKER
     exit_with_parent(parent_pid)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    os.environ.setdefault("MKL_NUM_THREADS", str(threads))
+    set_worker_threads(threads)
     _WORKER = Worker(policy, env_config, chunk_exec, out, device)
 
 
