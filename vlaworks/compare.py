@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from vlaworks.eval.protocol import CONDITIONS, condition_perturbations, protocol_table, representation_table
-from vlaworks.eval.workers import exit_with_parent, set_worker_threads
+from vlaworks.eval.workers import exit_with_parent, share_cores
 from vlaworks.miniature import MINIATURE, MiniatureBudget, eval_seed
 
 
@@ -113,10 +113,10 @@ def run_recipe(cfg: CompareConfig, name: str) -> dict[str, dict]:
     return results
 
 
-def _init_recipe_process(parent_pid: int, threads: int) -> None:
+def _init_recipe_process(parent_pid: int, processes: int) -> None:
     """A killed `vlaworks compare` leaves no recipe training; recipes share the cores."""
     exit_with_parent(parent_pid)
-    set_worker_threads(threads)
+    share_cores(processes)
 
 
 def run_compare(cfg: CompareConfig) -> dict[str, dict[str, dict]]:
@@ -131,7 +131,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, dict[str, dict]]:
             cfg.parallel,
             mp_context=mp.get_context("spawn"),
             initializer=_init_recipe_process,
-            initargs=(os.getpid(), max(1, (os.cpu_count() or 1) // cfg.parallel)),
+            initargs=(os.getpid(), cfg.parallel),
         ) as pool:
             futures = {name: pool.submit(run_recipe, cfg, name) for name in cfg.recipes}
             results = {name: f.result() for name, f in futures.items()}

@@ -84,14 +84,15 @@ def _torch_threads() -> int:
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to tell one thread from all")
 def test_a_worker_runs_on_its_share_of_the_cores():
-    # torch is already imported when the initializer runs, so the thread count must be set on
-    # torch itself: with a pool per core on every worker, 2 workers ran 6x slower on 2 cores.
+    # One worker per core gets one thread each. torch is already imported when the initializer
+    # runs, so the count must be set on torch itself: with a pool per core on every worker,
+    # 2 workers ran 6x slower on 2 cores.
     config = EnvConfig(image_size=8, factory=make_fake_env)
     with ProcessPoolExecutor(
         max_workers=1,
         mp_context=mp.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(greedy_policy, config, "full", None, None, 1, os.getpid()),
+        initargs=(greedy_policy, config, "full", None, None, os.cpu_count(), os.getpid()),
     ) as pool:
         assert pool.submit(_torch_threads).result() == 1
 

@@ -205,16 +205,19 @@ def exit_with_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> threadin
     return thread
 
 
-def set_worker_threads(threads: int) -> None:
-    """Give this worker ``threads`` intra-op threads and as many software-rendering threads.
+def share_cores(processes: int) -> None:
+    """Give this process its share of the cores when ``processes`` run side by side: that many
+    intra-op threads for torch and as many software-rendering threads.
 
     The thread environment variables are read when torch and the renderer load; torch is
     already imported here (this module imports it), so its pool is sized directly. Without
-    this, every worker starts one thread per core: ``workers`` pools spinning on the same cores
-    made a 2-worker evaluation on 2 cores six times slower (BENCHMARKS.md, "Evaluation threads").
+    this, every process starts one thread per core: ``processes`` pools spinning on the same
+    cores made a 2-worker evaluation on 2 cores six times slower (BENCHMARKS.md, "Evaluation
+    throughput").
     """
     import torch
 
+    threads = max(1, (os.cpu_count() or 1) // processes)
     torch.set_num_threads(threads)
     os.environ.setdefault("LP_NUM_THREADS", str(threads))
 
@@ -225,12 +228,12 @@ def _init_worker(
     chunk_exec: str,
     out: Path | None,
     device: str | None,
-    threads: int,
+    workers: int,
     parent_pid: int,
 ) -> None:
     global _WORKER
     exit_with_parent(parent_pid)
-    set_worker_threads(threads)
+    share_cores(workers)
     _WORKER = Worker(policy, env_config, chunk_exec, out, device)
 
 
@@ -274,12 +277,11 @@ def run_groups(
         finally:
             worker.close()
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
     executor = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=mp.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(policy, env_config, chunk_exec, out, device, threads, os.getpid()),
+        initargs=(policy, env_config, chunk_exec, out, device, workers, os.getpid()),
     )
     try:
         futures = [executor.submit(_run_group, group) for group in groups]
