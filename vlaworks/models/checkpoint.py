@@ -11,7 +11,9 @@ Layout of ``path/``:
 * ``processor.json``: the :class:`~vlaworks.processing.PolicyProcessor` settings (cameras,
   image size, chunk, state, training augmentation) that turn observations into batches;
 * ``tokenizer/``: the backbone tokenizer's own files, for tools that read text without
-  building the model.
+  building the model;
+* ``ema.safetensors`` (trainer checkpoints of runs with ``train.ema_decay`` only): the
+  averaged trainable weights, which loading applies over ``model.safetensors``.
 
 Every command that reads a trained policy (eval, probe, VQA, offline error,
 export-backbone, compare) names it the same way and goes through :func:`load_policy`,
@@ -51,6 +53,7 @@ from vlaworks.models.weights import load_weights
 from vlaworks.processing import PROCESSOR_FILE, PolicyProcessor
 from vlaworks.safefiles import CheckpointError, read_json, verify_safetensors
 from vlaworks.train.checkpoint import resume_candidates
+from vlaworks.train.ema import EMA_FILE, apply_ema_file
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -125,6 +128,8 @@ def verify_policy_folder(path: str | Path) -> Path:
             reason = err.args[0] if err.args else type(err).__name__
             raise CheckpointError(f"{folder / name} cannot be used: {reason}") from err
     verify_safetensors(folder / WEIGHTS_FILE)
+    if (folder / EMA_FILE).exists():
+        verify_safetensors(folder / EMA_FILE)
     return folder
 
 
@@ -217,4 +222,6 @@ def load_policy(
             f"{folder / WEIGHTS_FILE} does not match the model built from {CONFIG_FILE}: "
             f"missing {sorted(missing_keys)[:8]}, unexpected {sorted(unexpected)[:8]}."
         )
+    if (folder / EMA_FILE).is_file():  # a trainer checkpoint of a run that averages its weights
+        apply_ema_file(policy, folder / EMA_FILE)
     return policy.to(device).eval()

@@ -9,6 +9,7 @@ A checkpoint folder holds
 * ``rng-rank{r}.json`` + ``rng-rank{r}.safetensors``: python / numpy / torch (CPU and
   CUDA) generator states of every process;
 * ``trainer_state.json``: step, sampler state and anything else the loop needs;
+* ``ema.safetensors`` when the run averages its weights (:mod:`vlaworks.train.ema`);
 * whatever the caller's ``extra_save(path)`` writes (policy config, normaliser, ...).
 
 Atomicity: everything is written into ``.tmp-step-XXXXXX`` and renamed to its final
@@ -50,6 +51,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from vlaworks.models.weights import load_weights
 from vlaworks.safefiles import CheckpointError, read_json, verify_safetensors, verify_torch_file
+from vlaworks.train.ema import EMA_FILE, WeightEma
 
 STEP_DIR = re.compile(r"^step-(\d{6,})$")
 LATEST = "latest"
@@ -90,6 +92,8 @@ def verify_checkpoint(path: Path) -> None:
     if not isinstance(state, dict) or "step" not in state:
         raise CheckpointError(f"{path / 'trainer_state.json'} has no 'step'; the checkpoint is incomplete.")
     verify_safetensors(path / "model.safetensors")
+    if (path / EMA_FILE).exists():
+        verify_safetensors(path / EMA_FILE)
     for name in ("optimizer.pt", "scheduler.pt", *(["scaler.pt"] if (path / "scaler.pt").exists() else [])):
         verify_torch_file(path / name)
     for rng in sorted(path.glob("rng-rank*.json")):
@@ -112,6 +116,7 @@ def load_latest(
     model: nn.Module,
     optimizer: Optimizer,
     scheduler: LRScheduler,
+    ema: WeightEma | None = None,
 ) -> tuple[Path | None, dict[str, Any] | None]:
     """Restore the newest intact checkpoint (see the module docstring); ``(None, None)``
     when there is none yet. Damaged ones before it are renamed ``*.corrupt`` and logged;
@@ -125,7 +130,7 @@ def load_latest(
         except CheckpointError as err:
             damaged.append((path, err))
             continue
-        chosen, state = path, load_checkpoint(accelerator, path, model, optimizer, scheduler)
+        chosen, state = path, load_checkpoint(accelerator, path, model, optimizer, scheduler, ema)
         break
     if damaged and chosen is None:
         raise CheckpointError(
@@ -158,6 +163,7 @@ def save_checkpoint(
     *,
     keep_last: int,
     extra_save: Callable[[Path], None] | None = None,
+    ema: WeightEma | None = None,
 ) -> Path:
     """Write checkpoint ``step`` atomically, point ``latest`` at it, keep the last ``keep_last``."""
     final = ckpt_root / step_dir_name(step)
@@ -194,6 +200,8 @@ def save_checkpoint(
             save_model(accelerator.unwrap_model(model), str(tmp / "model.safetensors"))
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        if ema is not None:
+            ema.save(tmp / EMA_FILE)
         if accelerator.scaler is not None:  # fp16 loss scale, needed to resume fp16 runs exactly
             torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
         if extra_save is not None:
@@ -242,8 +250,10 @@ def load_checkpoint(
     model: nn.Module,
     optimizer: Optimizer,
     scheduler: LRScheduler,
+    ema: WeightEma | None = None,
 ) -> dict[str, Any]:
-    """Restore model, optimizer, scheduler and this rank's RNG states; return trainer state."""
+    """Restore model, optimizer, scheduler, the weight average (when the run keeps one) and
+    this rank's RNG states; return trainer state."""
     path = Path(path)
     state_file = path / "trainer_state.json"
     if not state_file.is_file():
@@ -255,6 +265,13 @@ def load_checkpoint(
             f"{weights} does not match the model being trained: missing {missing[:4]}, "
             f"unexpected {unexpected[:4]}; resume with the settings the run was started with."
         )
+    if (ema is not None) != (path / EMA_FILE).is_file():
+        raise CheckpointError(
+            f"{path} was saved {'without' if ema is not None else 'with'} a weight average ({EMA_FILE}) but "
+            "this run is configured the other way; resume with the train.ema_decay the run was started with."
+        )
+    if ema is not None:
+        ema.load(path / EMA_FILE)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
     if accelerator.scaler is not None and (path / "scaler.pt").is_file():

@@ -59,6 +59,9 @@ class TrainConfig:
     tensorboard: bool = False
     #: torch's deterministic algorithms during training (bit-identical CPU runs for one seed)
     deterministic: bool = True
+    #: decay of the exponential moving average of the weights that the run exports
+    #: (:mod:`vlaworks.train.ema`, e.g. 0.999); 0 exports the last step's weights
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
@@ -75,6 +78,11 @@ class TrainConfig:
         for name, value in non_negative.items():
             if value < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0; got {value}.")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(
+                f"TrainConfig.ema_decay must be in [0, 1) (0 = no weight averaging, e.g. 0.999); got "
+                f"{self.ema_decay}. Fix --set train.ema_decay=..."
+            )
         if self.warmup_steps > self.steps:
             raise ValueError(
                 f"TrainConfig.warmup_steps ({self.warmup_steps}) exceeds steps ({self.steps}); "

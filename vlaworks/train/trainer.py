@@ -76,6 +76,7 @@ from vlaworks.train.checkpoint import (
     save_checkpoint,
 )
 from vlaworks.train.config import TrainConfig, TrainResult, default_mixed_precision
+from vlaworks.train.ema import WeightEma
 from vlaworks.train.metrics import MetricsCsv
 from vlaworks.train.optim import build_optimizer, build_scheduler
 from vlaworks.train.sampler import Collate, MixedBatchSource, batch_stream
@@ -147,6 +148,9 @@ def _train(
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.adam_betas)
     scheduler = build_scheduler(optimizer, cfg.warmup_steps, cfg.steps)
     model, optimizer = accelerator.prepare(model, optimizer)
+    if cfg.ema_decay and is_sharded(model):
+        raise ValueError("train.ema_decay with distributed='fsdp' is not supported yet; train with 'ddp'.")
+    ema = WeightEma(accelerator.unwrap_model(model), cfg.ema_decay) if cfg.ema_decay else None
 
     start_step = 0
     last_ckpt: Path | None = None
@@ -160,7 +164,7 @@ def _train(
         if accelerator.is_main_process:
             remove_stale_temps(ckpt_root)
         accelerator.wait_for_everyone()
-        last_ckpt, state = load_latest(accelerator, ckpt_root, model, optimizer, scheduler)
+        last_ckpt, state = load_latest(accelerator, ckpt_root, model, optimizer, scheduler, ema)
         if state is not None:
             source.load_state_dict(state["sampler"])
             start_step = int(state["step"])
@@ -210,6 +214,8 @@ def _train(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update()
         losses.append(step_loss)
         elapsed = time.perf_counter() - t0
         total_time += elapsed
@@ -222,9 +228,11 @@ def _train(
                              "log_window": log.state_dict()}
             last_ckpt = save_checkpoint(
                 accelerator, ckpt_root, step, model, optimizer, scheduler, trainer_state,
-                keep_last=cfg.keep_last, extra_save=extra_save,
+                keep_last=cfg.keep_last, extra_save=extra_save, ema=ema,
             )
     log.close()
+    if ema is not None:  # the run's policy is the average (the checkpoints keep both)
+        ema.copy_to_model()
     ran = len(losses)
     return TrainResult(
         final_loss=losses[-1] if losses else float((state or {}).get("loss", math.nan)),
