@@ -95,3 +95,29 @@ def test_bad_sources_or_weights_are_rejected(windows, vl_data):
         _mixed(windows, vl_data, {"robot": 0.0, "vl": 0.0})
     with pytest.raises(ValueError, match="at least one source"):
         MixedBatchSource({}, batch_size=2)
+
+
+def test_seeded_block_draws_from_its_seed_and_leaves_the_callers_generators_alone():
+    import random
+
+    import numpy as np
+
+    from vlaworks.train.sampler import seeded
+
+    def draws() -> tuple:
+        return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+    torch.manual_seed(1)
+    random.seed(1)
+    np.random.seed(1)
+    expected_after = draws()
+    torch.manual_seed(1)
+    random.seed(1)
+    np.random.seed(1)
+    with seeded(7):
+        inside = draws()
+    with seeded(7):
+        assert draws() == inside  # the block's draws are a function of its seed
+    assert draws() == expected_after  # as if the blocks had not run
+    torch.manual_seed(7)
+    assert float(torch.rand(())) == inside[2]  # the CPU stream is torch.manual_seed's
