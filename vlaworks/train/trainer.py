@@ -1,5 +1,5 @@
-"""The training loop: accelerate, AdamW + warm-up/cosine, clipping, accumulation,
-atomic checkpoints and exact resume.
+"""The training loop: accelerate, AdamW + warm-up/cosine, clipping, accumulation, an
+optional EMA of the weights (:mod:`vlaworks.train.ema`), atomic checkpoints and exact resume.
 
 The model is any ``nn.Module`` whose ``forward(batch) -> (loss, metrics)`` takes a
 :class:`vlaworks.batch.Batch`; parameters with ``requires_grad=False`` are not trained.
