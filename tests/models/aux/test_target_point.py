@@ -67,7 +67,7 @@ def test_loss_and_metrics_on_a_known_prediction(fake_backbones) -> None:
     softplus = torch.nn.functional.softplus
     bce = (softplus(torch.tensor(-2.0)) + softplus(torch.tensor(2.0))) / 2  # seen base, unseen wrist
     assert metrics["l1"] == pytest.approx(l1)
-    assert float(loss) == pytest.approx(l1 + 0.1 * float(bce), rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(l1 + 0.1 * float(bce), rel=1e-5)
     assert metrics["vis_acc"] == pytest.approx(0.5)
     assert metrics["l1_px_base"] == pytest.approx(l1 * 16)  # [-1, 1] spans 32 px
     assert "l1_px_wrist" not in metrics
