@@ -26,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -56,7 +57,7 @@ class WeightEma:
     def update(self) -> None:
         """Move the average towards the current weights (call after each optimizer step)."""
         weight = 1.0 - ema_decay_at(self.decay, self.updates)
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], weight)
+        torch._foreach_lerp_(self.shadow, self.params, weight)
         self.updates += 1
 
     @torch.no_grad()
@@ -67,13 +68,15 @@ class WeightEma:
 
     def save(self, path: Path) -> None:
         """Write the average (and the update count) to ``path`` (an ``ema.safetensors`` file)."""
-        tensors = {n: s.detach().contiguous().cpu() for n, s in zip(self.names, self.shadow, strict=True)}
+        tensors = {n: s.contiguous().cpu() for n, s in zip(self.names, self.shadow, strict=True)}
         save_file(tensors, str(path), metadata={_UPDATES: str(self.updates), "decay": str(self.decay)})
 
     @torch.no_grad()
     def load(self, path: Path) -> None:
         """Restore an average written by :meth:`save` for the same trainable parameters."""
-        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:  # tensors and update count in one read
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (a safe_open handle is not iterable)
+            updates = int((f.metadata() or {}).get(_UPDATES, 0))
         if sorted(tensors) != sorted(self.names):
             missing = sorted(set(self.names) - set(tensors))[:4]
             extra = sorted(set(tensors) - set(self.names))[:4]
@@ -83,15 +86,7 @@ class WeightEma:
             )
         for name, avg in zip(self.names, self.shadow, strict=True):
             avg.copy_(tensors[name])
-        self.updates = read_updates(path)
-
-
-def read_updates(path: Path) -> int:
-    """The update count stored in an ``ema.safetensors`` file."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return int((f.metadata() or {}).get(_UPDATES, 0))
+        self.updates = updates
 
 
 @torch.no_grad()
