@@ -8,6 +8,13 @@ settings below stated on the command line, and records the wall-clock, steps and
 
     OMP_NUM_THREADS=1 .venv-peers/bin/python bench/peers/train_peer.py --policy act \\
         --data runs/demo/data --out runs/peers/act --steps 1500
+    .venv-peers/bin/python bench/peers/train_peer.py --policy act --threads 2 \\
+        --data runs/demo/data --out runs/peers/act-wall --steps 5000 --max-wall-s 1068 --set save_freq=100
+
+The second form compares at equal wall-clock: LeRobot's trainer is stopped after
+``--max-wall-s`` seconds and its last saved checkpoint is the run (``peer.json`` records its
+step and when it was written). Only for ACT, whose LeRobot preset has a constant lr, so that
+checkpoint is exactly a run of its steps.
 
 Settings that differ from LeRobot's defaults, and why (``--set`` passes any other flag through):
 
@@ -110,7 +117,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-freq", type=int, default=100)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--max-wall-s",
+        type=float,
+        help="stop LeRobot's trainer after this many seconds and keep its last checkpoint (equal "
+        "wall-clock comparisons; ACT only, whose constant lr makes that checkpoint a complete run "
+        "of its steps; set save_freq small, e.g. --set save_freq=100)",
+    )
     args = parser.parse_args()
+    if args.max_wall_s is not None and args.policy != "act":
+        raise SystemExit(
+            f"--max-wall-s needs a constant-lr peer (act); {args.policy}'s lr schedule is planned for "
+            "--steps, so stopping it early is not a run of fewer steps. Pick --steps instead."
+        )
 
     out = Path(args.out)
     if out.exists():
@@ -127,10 +146,27 @@ def main() -> None:
     ]
     print(" ".join(command), flush=True)
     start = time.perf_counter()
-    result = subprocess.run(command, env=env, check=False)
+    started_at = time.time()
+    trainer = subprocess.Popen(command, env=env)
+    try:
+        returncode = trainer.wait(timeout=args.max_wall_s)
+        stopped = False
+    except subprocess.TimeoutExpired:
+        trainer.terminate()
+        trainer.wait()
+        returncode, stopped = 0, True
     wall_s = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"lerobot-train failed (exit {result.returncode}); see its output above.")
+    if returncode != 0:
+        raise SystemExit(f"lerobot-train failed (exit {returncode}); see its output above.")
+    last = Path(flags["output_dir"]) / "checkpoints" / "last"
+    if not last.exists():
+        raise SystemExit(
+            f"no checkpoint was saved within {args.max_wall_s:g} s; pass a smaller save_freq "
+            "(--set save_freq=N) or a longer --max-wall-s."
+        )
+    # LeRobot names checkpoint folders by step and points `last` at the newest complete one
+    steps = int(last.resolve().name) if stopped else args.steps
+    checkpoint_wall_s = last.resolve().stat().st_mtime - started_at if stopped else wall_s
 
     import lerobot
     import torch
@@ -139,13 +175,16 @@ def main() -> None:
     summary = {
         "policy": args.policy,
         "data": flags["dataset.root"],
-        "steps": args.steps,
+        "steps": steps,
+        "planned_steps": args.steps,
+        "stopped_by_max_wall_s": stopped,
         "batch_size": batch_size,
-        "samples": args.steps * batch_size,
+        "samples": steps * batch_size,
         "threads": args.threads,
         "workers": args.workers,
         "train_wall_s": round(wall_s, 1),
-        "samples_per_s": round(args.steps * batch_size / wall_s, 2),
+        "checkpoint_wall_s": round(checkpoint_wall_s, 1),
+        "samples_per_s": round(steps * batch_size / checkpoint_wall_s, 2),
         "load_average_after": os.getloadavg(),
         "lerobot": lerobot.__version__,
         "torch": torch.__version__,
