@@ -45,6 +45,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 #: lerobot-train flags per peer (our settings; the rest are LeRobot's defaults)
 PRESETS: dict[str, dict[str, str]] = {
@@ -65,6 +66,12 @@ PRESETS: dict[str, dict[str, str]] = {
         "batch_size": "32",
     },
 }
+
+
+def refuse(message: str) -> NoReturn:
+    """Stop on bad input as vlaworks' CLI does: ``error: <message>`` on stderr, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def lerobot_flags(args: argparse.Namespace) -> dict[str, str]:
@@ -97,7 +104,7 @@ def lerobot_flags(args: argparse.Namespace) -> dict[str, str]:
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set takes KEY=VALUE (a lerobot-train flag without '--'); got {item!r}.")
+            refuse(f"--set takes KEY=VALUE (a lerobot-train flag without '--'); got {item!r}.")
         flags[key] = value
     return flags
 
@@ -126,16 +133,16 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.max_wall_s is not None and args.policy != "act":
-        raise SystemExit(
+        refuse(
             f"--max-wall-s needs a constant-lr peer (act); {args.policy}'s lr schedule is planned for "
             "--steps, so stopping it early is not a run of fewer steps. Pick --steps instead."
         )
 
     out = Path(args.out)
     if out.exists():
-        raise SystemExit(f"{out} exists; pass a new --out (LeRobot refuses to overwrite a run).")
+        refuse(f"{out} exists; pass a new --out (LeRobot refuses to overwrite a run).")
+    flags = lerobot_flags(args)  # checks --set before anything is written
     out.mkdir(parents=True)
-    flags = lerobot_flags(args)
     threads = str(args.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "HF_HUB_OFFLINE": "1"}
     command = [
@@ -149,24 +156,27 @@ def main() -> None:
     started_at = time.time()
     trainer = subprocess.Popen(command, env=env)
     try:
-        returncode = trainer.wait(timeout=args.max_wall_s)
-        stopped = False
+        returncode: int | None = trainer.wait(timeout=args.max_wall_s)
     except subprocess.TimeoutExpired:
         trainer.terminate()
         trainer.wait()
-        returncode, stopped = 0, True
+        returncode = None  # stopped by --max-wall-s
     wall_s = time.perf_counter() - start
-    if returncode != 0:
+    stopped = returncode is None
+    if stopped:
+        last = Path(flags["output_dir"]) / "checkpoints" / "last"
+        if not last.exists():
+            raise SystemExit(
+                f"no checkpoint was saved within {args.max_wall_s:g} s; pass a smaller save_freq "
+                "(--set save_freq=N) or a longer --max-wall-s."
+            )
+        # LeRobot names checkpoint folders by step and points `last` at the newest complete one
+        checkpoint = last.resolve()
+        steps, checkpoint_wall_s = int(checkpoint.name), checkpoint.stat().st_mtime - started_at
+    elif returncode != 0:
         raise SystemExit(f"lerobot-train failed (exit {returncode}); see its output above.")
-    last = Path(flags["output_dir"]) / "checkpoints" / "last"
-    if stopped and not last.exists():
-        raise SystemExit(
-            f"no checkpoint was saved within {args.max_wall_s:g} s; pass a smaller save_freq "
-            "(--set save_freq=N) or a longer --max-wall-s."
-        )
-    # LeRobot names checkpoint folders by step and points `last` at the newest complete one
-    steps = int(last.resolve().name) if stopped else args.steps
-    checkpoint_wall_s = last.resolve().stat().st_mtime - started_at if stopped else wall_s
+    else:
+        steps, checkpoint_wall_s = args.steps, wall_s
 
     import lerobot
     import torch
