@@ -132,6 +132,8 @@ def main() -> None:
         "of its steps; set save_freq small, e.g. --set save_freq=100)",
     )
     args = parser.parse_args()
+    if args.max_wall_s is not None and args.max_wall_s <= 0:
+        refuse(f"--max-wall-s takes a positive number of seconds; got {args.max_wall_s:g}.")
     if args.max_wall_s is not None and args.policy != "act":
         refuse(
             f"--max-wall-s needs a constant-lr peer (act); {args.policy}'s lr schedule is planned for "
